@@ -1,0 +1,69 @@
+"""Records passed between the stages of the pipeline.
+
+Frames travel inside these small frozen dataclasses so every stage names what it takes
+and returns. None of them hold open resources, so they pickle and print cleanly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+Method = Literal["POST", "PUT"]
+BatchStatus = Literal["acknowledged", "rejected", "failed", "planned"]
+
+
+@dataclass(frozen=True)
+class Extract:
+    """The three flat tables as read: every column text, plus ``_row`` (1-based data row).
+
+    ``files`` maps a table name to the file (or URL) it came from, for messages.
+    ``ignored_columns`` maps a table name to extra columns that were reported and dropped.
+    """
+
+    customers: pd.DataFrame
+    accounts: pd.DataFrame
+    cards: pd.DataFrame
+    files: dict[str, str]
+    ignored_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def table(self, name: str) -> pd.DataFrame:
+        frame: pd.DataFrame = getattr(self, name)
+        return frame
+
+    @property
+    def rows_read(self) -> dict[str, int]:
+        return {name: len(self.table(name)) for name in ("customers", "accounts", "cards")}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One request's worth of customers: at most 50 documents, already serialised.
+
+    ``body`` is the exact JSON request body ``{"customers": [...]}``.
+    """
+
+    batch_id: str
+    method: Method
+    customer_ids: tuple[str, ...]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What became of one batch after its retries (and after splitting on a 400)."""
+
+    batch_id: str
+    method: Method
+    customer_ids: tuple[str, ...]
+    status: BatchStatus
+    attempts: int
+    http_status: int | None
+    request_id: str | None
+    """The partner's requestId for the last attempt (acknowledged or not)."""
+    error: str | None = None
+    """The partner's answer or the transport error, for failed and rejected batches."""
+    rejected: dict[str, str] = field(default_factory=dict)
+    """sourceCustomerId -> partner's validation errors, for customers isolated by a split."""
