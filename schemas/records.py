@@ -40,15 +40,20 @@ class Extract:
 
 @dataclass(frozen=True)
 class Batch:
-    """One request's worth of customers: at most 50 documents, already serialised.
+    """One request's worth of customers: at most 50 documents, each already serialised.
 
-    ``body`` is the exact JSON request body ``{"customers": [...]}``.
+    ``documents[i]`` is the JSON of the customer ``customer_ids[i]``; ``body`` joins them
+    into the exact request body ``{"customers": [...]}``.
     """
 
     batch_id: str
     method: Method
     customer_ids: tuple[str, ...]
-    body: bytes
+    documents: tuple[bytes, ...]
+
+    @property
+    def body(self) -> bytes:
+        return b'{"customers":[' + b",".join(self.documents) + b"]}"
 
 
 @dataclass(frozen=True)
