@@ -1,0 +1,133 @@
+"""The `customer-sync` command line: argument parsing and dispatch to one module per command.
+
+Every command returns an exit status; errors the user can act on are printed as one line
+(``customer-sync: <file>: <problem>``), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from schemas.errors import CustomerSyncError
+
+# command name -> module holding `main(args: argparse.Namespace) -> int`
+_HANDLERS = {
+    "validate": "flows.cmd_validate",
+    "generate": "flows.cmd_generate",
+    "stub-api": "flows.cmd_stub",
+    "run": "flows.cmd_run",
+    "demo": "flows.cmd_demo",
+    "replay": "flows.cmd_replay",
+    "dead-letters": "flows.cmd_dead_letters",
+}
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source",
+        nargs="?",
+        help="folder (local path or fsspec URL) holding customers, accounts and cards "
+        "as .csv or .parquet",
+    )
+    for table in ("customers", "accounts", "cards"):
+        parser.add_argument(f"--{table}", metavar="PATH", help=f"explicit path of the {table} file")
+    parser.add_argument(
+        "--rename",
+        metavar="JSON",
+        help="column-rename mapping, a JSON file or inline JSON object "
+        '(e.g. \'{"cust_id": "sourceCustomerId"}\')',
+    )
+    parser.add_argument(
+        "--max-held-back",
+        type=float,
+        default=0.05,
+        metavar="SHARE",
+        help="stop before sending when more than this share of customers is held back "
+        "(default 0.05)",
+    )
+    parser.add_argument("--rejects", metavar="FILE", help="where to write the rejects CSV")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="customer-sync",
+        description="Validate customer/account/card extracts and deliver them to the partner API.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="validate an extract and print a summary")
+    _add_source_arguments(validate)
+    validate.add_argument("--report", metavar="FILE", help="write the summary as JSON")
+
+    generate = commands.add_parser("generate", help="write a synthetic extract of any size")
+    generate.add_argument("out", help="folder to write customers, accounts and cards into")
+    generate.add_argument("--customers", type=int, default=1000, metavar="N")
+    generate.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    generate.add_argument("--seed", type=int, default=0)
+
+    stub = commands.add_parser("stub-api", help="serve the stand-in partner API")
+    stub.add_argument("--host", default="127.0.0.1")
+    stub.add_argument("--port", type=int, default=8080)
+    stub.add_argument("--latency", type=float, default=0.0, metavar="SECONDS")
+    stub.add_argument("--fail-share", type=float, default=0.0, metavar="SHARE")
+    stub.add_argument("--rate-limit-share", type=float, default=0.0, metavar="SHARE")
+    stub.add_argument("--retry-after", type=float, default=1.0, metavar="SECONDS")
+    stub.add_argument("--drop-share", type=float, default=0.0, metavar="SHARE")
+    stub.add_argument("--token-lifetime", type=float, default=3600.0, metavar="SECONDS")
+    stub.add_argument("--reject-id", action="append", default=[], metavar="ID")
+
+    for name, help_text in (
+        ("run", "validate, plan and deliver an extract"),
+        ("demo", "run on the sample extract against an in-process stand-in server"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        if name == "run":
+            _add_source_arguments(sub)
+            sub.add_argument(
+                "--api-url",
+                metavar="URL",
+                help="partner base URL (default: $CUSTOMER_SYNC_API_URL)",
+            )
+        sub.add_argument("--report", metavar="FILE", help="write the run report as JSON")
+        sub.add_argument("--dry-run", metavar="DIR", help="write request bodies here, send nothing")
+        sub.add_argument("--batch-size", type=int, default=50, metavar="N")
+        sub.add_argument("--concurrency", type=int, default=8, metavar="N")
+        sub.add_argument("--state", metavar="DIR", help="ledger folder (default ./.state)")
+        sub.add_argument("--full-refresh", action="store_true", help="send every customer")
+        sub.add_argument("--mode", choices=("sync", "create-only"), default="sync")
+        sub.add_argument("--allow-mass-update", action="store_true")
+        sub.add_argument("--max-update-share", type=float, default=0.5, metavar="SHARE")
+        sub.add_argument("--no-progress", action="store_true", help="no progress display")
+
+    replay = commands.add_parser("replay", help="re-send the dead letters of earlier runs")
+    replay.add_argument("--api-url", metavar="URL")
+    replay.add_argument("--state", metavar="DIR")
+    replay.add_argument("--dry-run", metavar="DIR")
+    replay.add_argument("--report", metavar="FILE")
+    replay.add_argument("--concurrency", type=int, default=8, metavar="N")
+
+    dead = commands.add_parser("dead-letters", help="export the dead letters as JSONL")
+    dead.add_argument("out", help="JSONL file to write (readable by the owner only)")
+    dead.add_argument("--state", metavar="DIR")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = importlib.import_module(_HANDLERS[args.command])
+    try:
+        status: int = handler.main(args)
+    except CustomerSyncError as error:
+        print(f"customer-sync: {error}", file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        print("customer-sync: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
