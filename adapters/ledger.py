@@ -1,0 +1,687 @@
+"""The ledger: what was sent, what the partner acknowledged, and what still failed.
+
+It is the record of delivery (Prefect's own database is not: it drops events under load).
+A rerun plans from it: customers whose acknowledged fingerprint matches are skipped, so a
+crashed run resumed by running the same command again re-sends only what was never
+acknowledged (at most the batches that were in flight). See ``docs/ledger.md``.
+
+``Ledger`` is the small interface the pipeline uses; ``SqliteLedger`` implements it on a
+file in the state folder. The file holds card data (dead-lettered documents), so it is
+created readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import socket
+import sqlite3
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, Protocol, Self
+
+import orjson
+
+from adapters._ledger_schema import SCHEMA_VERSION, migrate
+from schemas.errors import ConfigError
+from schemas.records import Batch, BatchOutcome, Method
+
+LEDGER_FILE: Final = "ledger.sqlite3"
+LOCK_FOLDER: Final = "locks"
+BUSY_TIMEOUT_MS: Final = 10_000
+
+BatchState = Literal["sending", "acknowledged", "rejected", "failed", "interrupted"]
+DeadLetterKind = Literal["rejected", "failed"]
+
+# Parameter names whose values never reach the ledger (run parameters are kept as JSON).
+_SECRET_NAME: Final = re.compile(
+    r"secret|token|password|passwd|authorization|api_?key|credential|cert|private", re.I
+)
+_REDACTED: Final = "***"
+# one parameter per id in a single JSON array: no temp table, no 32k-variable limit
+_FINGERPRINTS_SQL: Final = (
+    "SELECT a.source_customer_id, a.fingerprint FROM json_each(?) AS j "
+    "JOIN acknowledged AS a ON a.source_customer_id = j.value"
+)
+_ID_CHUNK: Final = 100_000
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of the pipeline as the ledger saw it.
+
+    ``status`` is ``running`` until ``finish_run``; ``crashed`` once a later run found it
+    stopped without finishing.
+    """
+
+    run_id: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    parameters: dict[str, Any]
+    counts: dict[str, int]
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One request of a run: marked ``sending`` before it went out, then its outcome."""
+
+    run_id: str
+    batch_id: str
+    method: Method
+    customer_ids: tuple[str, ...]
+    state: BatchState
+    attempts: int
+    http_status: int | None
+    request_id: str | None
+    error: str | None
+    sent_at: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A customer the partner rejected, or that still failed after its retries.
+
+    ``document`` is the exact JSON that was sent (card data: never log it); ``answer`` is
+    the partner's answer or the transport error. Cleared once the customer is acknowledged.
+    """
+
+    source_customer_id: str
+    fingerprint: str
+    method: Method
+    document: bytes
+    kind: DeadLetterKind
+    http_status: int | None
+    request_id: str | None
+    answer: str | None
+    first_failed_at: str
+    last_failed_at: str
+    failures: int
+    run_id: str
+    batch_id: str
+
+
+class Ledger(Protocol):
+    """What the pipeline needs from a ledger; a shared database can implement it too.
+
+    Every write is one transaction. ``mark_sending`` is called before a request goes out
+    and ``record_outcome`` after its retries, so a crash leaves at most the in-flight
+    batches in ``sending``.
+    """
+
+    def start_run(self, parameters: Mapping[str, object]) -> str: ...
+
+    def finish_run(self, run_id: str, status: str, counts: Mapping[str, int]) -> None: ...
+
+    def acknowledged_fingerprints(self, customer_ids: Sequence[str]) -> dict[str, str]: ...
+
+    def known_customer_count(self) -> int: ...
+
+    def mark_sending(self, run_id: str, batch: Batch) -> None: ...
+
+    def record_outcome(
+        self,
+        run_id: str,
+        outcome: BatchOutcome,
+        fingerprints: Mapping[str, str],
+        documents: Mapping[str, bytes],
+    ) -> None: ...
+
+    def dead_letters(self) -> list[DeadLetter]: ...
+
+    def dead_letter_ids(self) -> set[str]: ...
+
+    def export_dead_letters(self, path: Path, *, include_documents: bool = False) -> int: ...
+
+    def interrupted_batches(self) -> list[BatchRecord]: ...
+
+    def settle_interrupted(self, run_id: str) -> list[BatchRecord]: ...
+
+    def last_run(self) -> RunRecord | None: ...
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]: ...
+
+    def close(self) -> None: ...
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _new_run_id() -> str:
+    # sortable by start time, unique across workers
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def _redacted(value: object) -> object:
+    if isinstance(value, Mapping):
+        return {
+            str(k): _REDACTED if _SECRET_NAME.search(str(k)) else _redacted(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only, or narrow an existing file to that."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+class _RunLocks:
+    """A run is alive while its process holds an ``flock`` on ``locks/<run_id>.lock``.
+
+    The kernel drops the lock when the process dies (even by SIGKILL), so a stopped run is
+    told apart from a running one without heartbeats or pid guessing.
+    """
+
+    def __init__(self, folder: Path, writable: bool) -> None:
+        self._folder = folder
+        self._writable = writable
+        self._held: dict[str, int] = {}
+
+    def acquire(self, run_id: str) -> None:
+        self._folder.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(self._folder / f"{run_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._held[run_id] = fd
+
+    def release(self, run_id: str) -> None:
+        fd = self._held.pop(run_id, None)
+        if fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            (self._folder / f"{run_id}.lock").unlink()
+        os.close(fd)
+
+    def release_all(self) -> None:
+        for run_id in list(self._held):
+            self.release(run_id)
+
+    def is_alive(self, run_id: str) -> bool:
+        if run_id in self._held:
+            return True
+        try:
+            fd = os.open(self._folder / f"{run_id}.lock", os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def forget(self, run_id: str) -> None:
+        if self._writable:
+            with contextlib.suppress(FileNotFoundError):
+                (self._folder / f"{run_id}.lock").unlink()
+
+
+class SqliteLedger:
+    """The ledger in ``<state_dir>/ledger.sqlite3``: WAL mode, one transaction per write.
+
+    ``synchronous=NORMAL``: a commit survives the process being killed at any moment; a
+    power loss may lose the last commits, which a rerun then simply sends again. Safe to
+    share between threads (calls are serialised) and between processes (SQLite locking).
+    """
+
+    def __init__(self, connection: sqlite3.Connection, state_dir: Path, read_only: bool) -> None:
+        self._db = connection
+        self._state_dir = state_dir
+        self._read_only = read_only
+        self._lock = threading.RLock()
+        self._runs = _RunLocks(state_dir / LOCK_FOLDER, writable=not read_only)
+
+    # --- opening and closing -------------------------------------------------------------
+    @classmethod
+    def open(cls, state_dir: Path, *, read_only: bool = False) -> SqliteLedger:
+        """Open (creating when missing, unless ``read_only``) the ledger in ``state_dir``."""
+        state_dir = Path(state_dir)
+        path = state_dir / LEDGER_FILE
+        if read_only:
+            if not path.exists():
+                raise ConfigError(f"no ledger at {path}")
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            if not state_dir.exists():
+                state_dir.mkdir(mode=0o700, parents=True)
+                os.chmod(state_dir, 0o700)
+            _private_file(path)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not read_only:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+                _migrate(db)
+            _check_version(db, path)
+        except BaseException:
+            db.close()
+            raise
+        if not read_only:
+            # the -wal and -shm files hold the same data; SQLite gives them the db's mode
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    os.chmod(side, 0o600)
+        return cls(db, state_dir, read_only)
+
+    def close(self) -> None:
+        """Close the database; a run not finished by then counts as stopped."""
+        with self._lock:
+            self._runs.release_all()
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        return self._state_dir / LEDGER_FILE
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE takes the write lock up front (no deadlock)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # --- runs ----------------------------------------------------------------------------
+    def start_run(self, parameters: Mapping[str, object]) -> str:
+        """Record a new run (parameters as JSON, secret-looking names redacted); its id."""
+        run_id = _new_run_id()
+        with self._lock:
+            self._runs.acquire(run_id)
+            try:
+                with self._write() as db:
+                    db.execute(
+                        "INSERT INTO runs (run_id, started_at, status, parameters, host, pid) "
+                        "VALUES (?, ?, 'running', ?, ?, ?)",
+                        (
+                            run_id,
+                            _now(),
+                            _json(_redacted(parameters)),
+                            socket.gethostname(),
+                            os.getpid(),
+                        ),
+                    )
+            except BaseException:
+                self._runs.release(run_id)
+                raise
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, counts: Mapping[str, int]) -> None:
+        """Close a run with its final status and the counts of its report."""
+        with self._lock:
+            with self._write() as db:
+                updated = db.execute(
+                    "UPDATE runs SET finished_at = ?, status = ?, counts = ? WHERE run_id = ?",
+                    (_now(), status, _json(dict(counts)), run_id),
+                ).rowcount
+                if updated != 1:
+                    raise KeyError(f"no run {run_id!r} in the ledger")
+            self._runs.release(run_id)
+
+    def last_run(self) -> RunRecord | None:
+        """The most recently started run, if any."""
+        found = self.runs(limit=1)
+        return found[0] if found else None
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+        rows = self._read(
+            "SELECT run_id, started_at, finished_at, status, parameters, counts, host, pid "
+            "FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
+        return [
+            RunRecord(
+                run_id=r[0],
+                started_at=r[1],
+                finished_at=r[2],
+                status=r[3],
+                parameters=orjson.loads(r[4]),
+                counts=orjson.loads(r[5]) if r[5] else {},
+                host=r[6],
+                pid=r[7],
+            )
+            for r in rows
+        ]
+
+    # --- planning ------------------------------------------------------------------------
+    def acknowledged_fingerprints(self, customer_ids: Sequence[str]) -> dict[str, str]:
+        """sourceCustomerId -> fingerprint of its last acknowledged document, for known ids."""
+        ids = list(customer_ids)
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = orjson.dumps(ids[start : start + _ID_CHUNK]).decode()
+                found.update(self._db.execute(_FINGERPRINTS_SQL, (chunk,)).fetchall())
+        return found
+
+    def known_customer_count(self) -> int:
+        """How many customers the partner has acknowledged at least once."""
+        return int(self._read("SELECT count(*) FROM acknowledged")[0][0])
+
+    # --- delivery ------------------------------------------------------------------------
+    def mark_sending(self, run_id: str, batch: Batch) -> None:
+        """Record that ``batch`` is about to go out (before the request, so a crash shows)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO batches (run_id, batch_id, method, customer_ids, customers, "
+                "state, attempts, sent_at) VALUES (?, ?, ?, ?, ?, 'sending', 0, ?) "
+                "ON CONFLICT (run_id, batch_id) DO UPDATE SET state = 'sending', "
+                "method = excluded.method, customer_ids = excluded.customer_ids, "
+                "customers = excluded.customers, sent_at = excluded.sent_at, "
+                "finished_at = NULL",
+                (
+                    run_id,
+                    batch.batch_id,
+                    batch.method,
+                    orjson.dumps(batch.customer_ids).decode(),
+                    len(batch.customer_ids),
+                    _now(),
+                ),
+            )
+
+    def record_outcome(
+        self,
+        run_id: str,
+        outcome: BatchOutcome,
+        fingerprints: Mapping[str, str],
+        documents: Mapping[str, bytes],
+    ) -> None:
+        """Record a batch's outcome in one transaction.
+
+        Customers in ``outcome.rejected`` are rejected with their own answer; every other
+        customer of the batch shares the batch's status. Acknowledged customers get their
+        fingerprint and leave the dead letters; the others become (or refresh) dead letters
+        carrying ``documents[id]`` and the partner's answer.
+        """
+        if outcome.status not in ("acknowledged", "rejected", "failed"):
+            raise ValueError(f"batch {outcome.batch_id}: cannot record status {outcome.status}")
+        now = _now()
+        acked: list[tuple[str, str]] = []
+        dead: list[tuple[object, ...]] = []
+        # rows are built before the transaction: a missing fingerprint or document fails
+        # here, with nothing written
+        for cid in outcome.customer_ids:
+            kind: DeadLetterKind
+            answer: str | None
+            if cid in outcome.rejected:
+                kind, answer = "rejected", outcome.rejected[cid]
+            elif outcome.status == "acknowledged":
+                acked.append((cid, fingerprints[cid]))
+                continue
+            else:
+                kind, answer = outcome.status, outcome.error
+            dead.append(
+                (
+                    cid,
+                    fingerprints[cid],
+                    outcome.method,
+                    documents[cid],
+                    kind,
+                    outcome.http_status,
+                    outcome.request_id,
+                    answer,
+                    now,
+                    now,
+                    run_id,
+                    outcome.batch_id,
+                )
+            )
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO batches (run_id, batch_id, method, customer_ids, customers, "
+                "state, attempts, http_status, request_id, error, rejected, sent_at, "
+                "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, batch_id) DO UPDATE SET state = excluded.state, "
+                "attempts = excluded.attempts, http_status = excluded.http_status, "
+                "request_id = excluded.request_id, error = excluded.error, "
+                "rejected = excluded.rejected, finished_at = excluded.finished_at",
+                (
+                    run_id,
+                    outcome.batch_id,
+                    outcome.method,
+                    orjson.dumps(outcome.customer_ids).decode(),
+                    len(outcome.customer_ids),
+                    outcome.status,
+                    outcome.attempts,
+                    outcome.http_status,
+                    outcome.request_id,
+                    outcome.error,
+                    sum(1 for row in dead if row[4] == "rejected"),
+                    now,
+                    now,
+                ),
+            )
+            if acked:
+                (batch_key,) = db.execute(
+                    "SELECT batch_key FROM batches WHERE run_id = ? AND batch_id = ?",
+                    (run_id, outcome.batch_id),
+                ).fetchone()
+                db.executemany(
+                    "INSERT INTO acknowledged (source_customer_id, fingerprint, batch_key) "
+                    "VALUES (?, ?, ?) ON CONFLICT (source_customer_id) DO UPDATE SET "
+                    "fingerprint = excluded.fingerprint, batch_key = excluded.batch_key",
+                    [(cid, fp, batch_key) for cid, fp in acked],
+                )
+                db.execute(
+                    "DELETE FROM dead_letters WHERE source_customer_id IN "
+                    "(SELECT value FROM json_each(?))",
+                    (orjson.dumps([cid for cid, _ in acked]).decode(),),
+                )
+            if dead:
+                db.executemany(
+                    "INSERT INTO dead_letters (source_customer_id, fingerprint, method, "
+                    "document, kind, http_status, request_id, answer, first_failed_at, "
+                    "last_failed_at, failures, run_id, batch_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
+                    "ON CONFLICT (source_customer_id) DO UPDATE SET "
+                    "fingerprint = excluded.fingerprint, method = excluded.method, "
+                    "document = excluded.document, kind = excluded.kind, "
+                    "http_status = excluded.http_status, request_id = excluded.request_id, "
+                    "answer = excluded.answer, last_failed_at = excluded.last_failed_at, "
+                    "failures = dead_letters.failures + 1, run_id = excluded.run_id, "
+                    "batch_id = excluded.batch_id",
+                    dead,
+                )
+
+    # --- crashed runs --------------------------------------------------------------------
+    def _stopped_runs(self) -> list[str]:
+        running = self._read("SELECT run_id FROM runs WHERE status = 'running'")
+        return [r[0] for r in running if not self._runs.is_alive(r[0])]
+
+    def _sending_batches(self, run_ids: Sequence[str]) -> list[BatchRecord]:
+        if not run_ids:
+            return []
+        rows = self._read(
+            "SELECT run_id, batch_id, method, customer_ids, state, attempts, http_status, "
+            "request_id, error, sent_at, finished_at FROM batches WHERE state = 'sending' "
+            "AND run_id IN (SELECT value FROM json_each(?)) ORDER BY batch_key",
+            (orjson.dumps(list(run_ids)).decode(),),
+        )
+        return [_batch_record(r) for r in rows]
+
+    def interrupted_batches(self) -> list[BatchRecord]:
+        """Batches left in ``sending`` by runs that stopped without finishing (crashed).
+
+        Their outcome is unknown: the partner may or may not have applied them. Their
+        customers were not acknowledged, so the next run plans them again.
+        """
+        with self._lock:
+            stopped = set(self._stopped_runs())
+            finished = self._read(
+                "SELECT DISTINCT run_id FROM batches WHERE state = 'sending' "
+                "AND run_id IN (SELECT run_id FROM runs WHERE status != 'running')"
+            )
+            return self._sending_batches(sorted(stopped | {r[0] for r in finished}))
+
+    def settle_interrupted(self, run_id: str) -> list[BatchRecord]:
+        """Mark the interrupted batches ``interrupted`` and their runs ``crashed``.
+
+        Called by a new run (``run_id``) before planning, so each interruption is reported
+        once; returns the batches it settled.
+        """
+        with self._lock:
+            stopped = self._stopped_runs()
+            batches = self.interrupted_batches()
+            note = f"in flight when its run stopped; re-planned by run {run_id}"
+            with self._write() as db:
+                db.executemany(
+                    "UPDATE batches SET state = 'interrupted', error = ?, finished_at = ? "
+                    "WHERE run_id = ? AND batch_id = ? AND state = 'sending'",
+                    [(note, _now(), b.run_id, b.batch_id) for b in batches],
+                )
+                db.executemany(
+                    "UPDATE runs SET status = 'crashed' WHERE run_id = ? AND status = 'running'",
+                    [(r,) for r in stopped],
+                )
+            for stopped_run in stopped:
+                self._runs.forget(stopped_run)
+            return batches
+
+    # --- dead letters --------------------------------------------------------------------
+    def dead_letters(self) -> list[DeadLetter]:
+        """Every dead-lettered customer, oldest failure first."""
+        rows = self._read(
+            "SELECT source_customer_id, fingerprint, method, document, kind, http_status, "
+            "request_id, answer, first_failed_at, last_failed_at, failures, run_id, batch_id "
+            "FROM dead_letters ORDER BY first_failed_at, source_customer_id"
+        )
+        return [_dead_letter(r) for r in rows]
+
+    def dead_letter_ids(self) -> set[str]:
+        """The ids of the dead-lettered customers (the next run re-sends them)."""
+        return {r[0] for r in self._read("SELECT source_customer_id FROM dead_letters")}
+
+    def export_dead_letters(self, path: Path, *, include_documents: bool = False) -> int:
+        """Write the dead letters as JSONL (owner-only file); how many were written.
+
+        Without ``include_documents`` a line holds the id, method, failure details and the
+        partner's answer. With it, also the document that was sent, which is card data.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        letters = self.dead_letters()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:  # mkstemp creates the file 0600
+                for letter in letters:
+                    line: dict[str, object] = {
+                        "sourceCustomerId": letter.source_customer_id,
+                        "method": letter.method,
+                        "kind": letter.kind,
+                        "httpStatus": letter.http_status,
+                        "requestId": letter.request_id,
+                        "answer": letter.answer,
+                        "failures": letter.failures,
+                        "firstFailedAt": letter.first_failed_at,
+                        "lastFailedAt": letter.last_failed_at,
+                        "runId": letter.run_id,
+                        "batchId": letter.batch_id,
+                        "fingerprint": letter.fingerprint,
+                    }
+                    if include_documents:
+                        line["document"] = orjson.Fragment(letter.document)
+                    out.write(orjson.dumps(line) + b"\n")
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return len(letters)
+
+
+def _batch_record(row: tuple[Any, ...]) -> BatchRecord:
+    return BatchRecord(
+        run_id=row[0],
+        batch_id=row[1],
+        method=row[2],
+        customer_ids=tuple(orjson.loads(row[3])),
+        state=row[4],
+        attempts=row[5],
+        http_status=row[6],
+        request_id=row[7],
+        error=row[8],
+        sent_at=row[9],
+        finished_at=row[10],
+    )
+
+
+def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
+    return DeadLetter(
+        source_customer_id=row[0],
+        fingerprint=row[1],
+        method=row[2],
+        document=bytes(row[3]),
+        kind=row[4],
+        http_status=row[5],
+        request_id=row[6],
+        answer=row[7],
+        first_failed_at=row[8],
+        last_failed_at=row[9],
+        failures=row[10],
+        run_id=row[11],
+        batch_id=row[12],
+    )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    db.execute("BEGIN IMMEDIATE")  # two processes opening a new ledger: one creates it
+    try:
+        migrate(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _check_version(db: sqlite3.Connection, path: Path) -> None:
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version != SCHEMA_VERSION:
+        raise ConfigError(
+            f"{path}: ledger schema version {version}, this customer-sync reads version "
+            f"{SCHEMA_VERSION}; use the customer-sync release that wrote it"
+        )
