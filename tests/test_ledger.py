@@ -1,0 +1,776 @@
+"""The SQLite ledger, on real database files: round-trips, transactions, crashes, readers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from adapters import ledger as ledger_module
+from adapters._ledger_schema import SCHEMA_VERSION
+from adapters.ledger import LEDGER_FILE, Ledger, SqliteLedger
+from schemas.errors import ConfigError
+from schemas.records import Batch, BatchOutcome, Method
+from transforms.plan import plan_customers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ids(prefix: str, n: int = 3) -> tuple[str, ...]:
+    return tuple(f"{prefix}-{i}" for i in range(n))
+
+
+def _doc(cid: str) -> bytes:
+    return orjson.dumps({"sourceCustomerId": cid, "postalCode": "01234", "accounts": []})
+
+
+def _batch(batch_id: str, ids: tuple[str, ...], method: Method = "POST") -> Batch:
+    return Batch(batch_id, method, ids, tuple(_doc(c) for c in ids))
+
+
+def _outcome(batch: Batch, status: str = "acknowledged", **changes: object) -> BatchOutcome:
+    fields: dict[str, object] = {
+        "batch_id": batch.batch_id,
+        "method": batch.method,
+        "customer_ids": batch.customer_ids,
+        "status": status,
+        "attempts": 1 if status == "acknowledged" else 4,
+        "http_status": {"acknowledged": 200, "rejected": 400, "failed": 503}.get(status),
+        "request_id": f"req-{batch.batch_id}",
+        "error": None if status == "acknowledged" else f"HTTP {status}",
+    }
+    fields.update(changes)
+    return BatchOutcome(**fields)  # type: ignore[arg-type]
+
+
+def _fingerprints(batch: Batch, version: str = "v1") -> dict[str, str]:
+    return {c: f"{version}:{c}" for c in batch.customer_ids}
+
+
+def _documents(batch: Batch) -> dict[str, bytes]:
+    return dict(zip(batch.customer_ids, batch.documents, strict=True))
+
+
+def _send(
+    ledger: SqliteLedger,
+    run_id: str,
+    batch: Batch,
+    status: str = "acknowledged",
+    version: str = "v1",
+    **changes: object,
+) -> None:
+    ledger.mark_sending(run_id, batch)
+    ledger.record_outcome(
+        run_id, _outcome(batch, status, **changes), _fingerprints(batch, version), _documents(batch)
+    )
+
+
+def _query(state: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Read like a notebook would: a separate read-only connection."""
+    uri = f"{(state / LEDGER_FILE).as_uri()}?mode=ro"
+    with sqlite3.connect(uri, uri=True) as db:
+        return db.execute(sql).fetchall()
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def ledger(state: Path) -> Iterator[SqliteLedger]:
+    with SqliteLedger.open(state) as opened:
+        yield opened
+
+
+# --- opening -----------------------------------------------------------------------------
+def test_open_creates_an_owner_only_wal_database_with_a_versioned_schema(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    run_id = ledger.start_run({})
+    _send(ledger, run_id, _batch("b1", _ids("a")), "failed")  # card data is in the file now
+
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for name in (LEDGER_FILE, f"{LEDGER_FILE}-wal", f"{LEDGER_FILE}-shm"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
+    assert _query(state, "PRAGMA journal_mode") == [("wal",)]
+    assert _query(state, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+def test_an_existing_ledger_readable_by_others_is_narrowed_to_its_owner(state: Path) -> None:
+    SqliteLedger.open(state).close()
+    (state / LEDGER_FILE).chmod(0o644)
+
+    SqliteLedger.open(state).close()
+
+    assert stat.S_IMODE((state / LEDGER_FILE).stat().st_mode) == 0o600
+
+
+def test_reopening_keeps_everything(state: Path) -> None:
+    with SqliteLedger.open(state) as first:
+        run_id = first.start_run({"source": "landing/"})
+        _send(first, run_id, _batch("b1", _ids("a")))
+        first.finish_run(run_id, "succeeded", {"customers_created": 3})
+
+    with SqliteLedger.open(state) as second:
+        assert second.acknowledged_fingerprints(_ids("a")) == {c: f"v1:{c}" for c in _ids("a")}
+        assert second.last_run() is not None
+
+
+def test_a_ledger_from_a_newer_release_is_refused(state: Path) -> None:
+    SqliteLedger.open(state).close()
+    with sqlite3.connect(state / LEDGER_FILE) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+
+    with pytest.raises(ConfigError, match="schema version"):
+        SqliteLedger.open(state)
+
+
+def test_read_only_opening_reads_and_cannot_write(state: Path) -> None:
+    with SqliteLedger.open(state) as writer:
+        run_id = writer.start_run({})
+        _send(writer, run_id, _batch("b1", _ids("a")))
+
+    with SqliteLedger.open(state, read_only=True) as reader:
+        assert reader.known_customer_count() == 3
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.start_run({})
+
+
+def test_read_only_opening_of_a_missing_ledger_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no ledger"):
+        SqliteLedger.open(tmp_path / "nowhere", read_only=True)
+
+
+def test_sqlite_ledger_implements_the_protocol(ledger: SqliteLedger) -> None:
+    typed: Ledger = ledger  # checked by mypy; the call proves the object is usable as one
+    assert typed.runs() == []
+
+
+# --- runs --------------------------------------------------------------------------------
+def test_runs_round_trip_with_secrets_redacted(ledger: SqliteLedger) -> None:
+    first = ledger.start_run(
+        {"source": Path("landing"), "api_token": "s3cret", "auth": {"client_secret": "x"}}
+    )
+    ledger.finish_run(first, "succeeded", {"customers_read": 10, "customers_created": 10})
+    second = ledger.start_run({"source": "landing", "full_refresh": True})
+
+    runs = ledger.runs()
+    assert [r.run_id for r in runs] == [second, first]
+    assert runs[1].parameters == {
+        "source": "landing",
+        "api_token": "***",
+        "auth": {"client_secret": "***"},
+    }
+    assert runs[1].status == "succeeded"
+    assert runs[1].counts == {"customers_read": 10, "customers_created": 10}
+    assert runs[1].finished_at is not None
+    assert runs[0].status == "running"
+    assert runs[0].finished_at is None
+    assert runs[0].pid == os.getpid()
+    assert ledger.last_run() == runs[0]
+    assert ledger.runs(limit=1) == [runs[0]]
+
+
+def test_no_runs_yet(ledger: SqliteLedger) -> None:
+    assert ledger.last_run() is None
+
+
+def test_finishing_an_unknown_run_is_an_error(ledger: SqliteLedger) -> None:
+    with pytest.raises(KeyError, match="no run"):
+        ledger.finish_run("nope", "succeeded", {})
+
+
+# --- batches and acknowledged fingerprints -----------------------------------------------
+def test_a_batch_is_sending_before_its_outcome_and_acknowledged_after(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a"))
+
+    ledger.mark_sending(run_id, batch)
+    assert _query(state, "SELECT state, attempts FROM batches") == [("sending", 0)]
+    assert ledger.acknowledged_fingerprints(batch.customer_ids) == {}
+
+    ledger.record_outcome(run_id, _outcome(batch), _fingerprints(batch), _documents(batch))
+    assert _query(
+        state, "SELECT state, attempts, http_status, request_id, error, customers FROM batches"
+    ) == [("acknowledged", 1, 200, "req-b1", None, 3)]
+    assert ledger.acknowledged_fingerprints(batch.customer_ids) == _fingerprints(batch)
+    assert ledger.known_customer_count() == 3
+
+
+def test_who_acknowledged_a_customer_is_readable_from_the_view(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    run_id = ledger.start_run({})
+    _send(ledger, run_id, _batch("b1", _ids("a")))
+    _send(ledger, run_id, _batch("b2", _ids("a")[:1], "PUT"), version="v2")
+
+    rows = _query(
+        state,
+        "SELECT source_customer_id, fingerprint, run_id, batch_id, request_id, method "
+        "FROM customer_acknowledgements WHERE acknowledged_at IS NOT NULL "
+        "ORDER BY source_customer_id",
+    )
+    assert rows == [
+        ("a-0", "v2:a-0", run_id, "b2", "req-b2", "PUT"),
+        ("a-1", "v1:a-1", run_id, "b1", "req-b1", "POST"),
+        ("a-2", "v1:a-2", run_id, "b1", "req-b1", "POST"),
+    ]
+
+
+def test_acknowledged_fingerprints_returns_only_known_ids(
+    ledger: SqliteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_module, "_ID_CHUNK", 4)  # several chunks in one call
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a", 10))
+    _send(ledger, run_id, batch)
+
+    asked = [*_ids("a", 10), "unknown", "a-3", 'quo"te']
+
+    assert ledger.acknowledged_fingerprints(asked) == _fingerprints(batch)
+    assert ledger.acknowledged_fingerprints([]) == {}
+
+
+def test_fifty_thousand_ids_in_one_call(ledger: SqliteLedger) -> None:
+    run_id = ledger.start_run({})
+    for b in range(100):
+        _send(ledger, run_id, _batch(f"b{b}", _ids(f"c{b}", 50)))
+
+    asked = [f"c{b}-{i}" for b in range(1000) for i in range(50)]
+
+    found = ledger.acknowledged_fingerprints(asked)
+    assert len(found) == 5_000
+    assert found["c99-49"] == "v1:c99-49"
+
+
+def test_an_outcome_without_mark_sending_is_recorded(ledger: SqliteLedger, state: Path) -> None:
+    """A split sub-batch may carry a new batch id that was never marked."""
+    run_id = ledger.start_run({})
+    _send(ledger, run_id, _batch("b1", _ids("a")))
+    part = _batch("b1.2", _ids("a")[1:])
+
+    ledger.record_outcome(run_id, _outcome(part), _fingerprints(part, "v2"), _documents(part))
+
+    assert _query(state, "SELECT batch_id, state FROM batches ORDER BY batch_key") == [
+        ("b1", "acknowledged"),
+        ("b1.2", "acknowledged"),
+    ]
+    assert ledger.acknowledged_fingerprints(["a-1"]) == {"a-1": "v2:a-1"}
+
+
+def test_planned_is_not_an_outcome(ledger: SqliteLedger) -> None:
+    batch = _batch("b1", _ids("a"))
+    with pytest.raises(ValueError, match="cannot record status planned"):
+        ledger.record_outcome("r", _outcome(batch, "planned"), _fingerprints(batch), {})
+
+
+# --- dead letters ------------------------------------------------------------------------
+def test_a_failed_batch_dead_letters_every_customer_with_the_answer(ledger: SqliteLedger) -> None:
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a"), "PUT")
+
+    _send(ledger, run_id, batch, "failed", error="HTTP 503 after 4 attempts")
+
+    letters = ledger.dead_letters()
+    assert ledger.dead_letter_ids() == set(batch.customer_ids)
+    assert [d.source_customer_id for d in letters] == list(batch.customer_ids)
+    first = letters[0]
+    assert (first.kind, first.method, first.http_status) == ("failed", "PUT", 503)
+    assert first.answer == "HTTP 503 after 4 attempts"
+    assert first.document == _doc("a-0")
+    assert first.fingerprint == "v1:a-0"
+    assert (first.failures, first.run_id, first.batch_id) == (1, run_id, "b1")
+    assert first.request_id == "req-b1"
+    assert ledger.acknowledged_fingerprints(batch.customer_ids) == {}
+
+
+def test_a_split_batch_acknowledges_the_rest_and_dead_letters_the_rejected(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a", 5))
+    answer = '[{"field": "accounts[0].cards[0].networkIdentifier", "message": "invalid"}]'
+
+    _send(ledger, run_id, batch, "acknowledged", rejected={"a-3": answer})
+
+    assert set(ledger.acknowledged_fingerprints(batch.customer_ids)) == {
+        "a-0",
+        "a-1",
+        "a-2",
+        "a-4",
+    }
+    (letter,) = ledger.dead_letters()
+    assert (letter.source_customer_id, letter.kind, letter.answer) == ("a-3", "rejected", answer)
+    assert _query(state, "SELECT rejected FROM batches") == [(1,)]
+
+
+def test_a_rejected_batch_dead_letters_every_customer(ledger: SqliteLedger) -> None:
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a", 2))
+
+    _send(ledger, run_id, batch, "rejected", error="400 unreadable body", rejected={"a-0": "bad"})
+
+    answers = {d.source_customer_id: (d.kind, d.answer) for d in ledger.dead_letters()}
+    assert answers == {"a-0": ("rejected", "bad"), "a-1": ("rejected", "400 unreadable body")}
+
+
+def test_a_repeated_failure_refreshes_the_dead_letter(ledger: SqliteLedger) -> None:
+    first_run = ledger.start_run({})
+    _send(ledger, first_run, _batch("b1", _ids("a", 1)), "failed", error="timeout")
+    (before,) = ledger.dead_letters()
+    second_run = ledger.start_run({})
+
+    _send(ledger, second_run, _batch("b9", _ids("a", 1), "PUT"), "rejected", version="v2")
+
+    (after,) = ledger.dead_letters()
+    assert after.failures == 2
+    assert after.first_failed_at == before.first_failed_at
+    assert after.last_failed_at >= before.last_failed_at
+    assert (after.run_id, after.batch_id, after.kind, after.method) == (
+        second_run,
+        "b9",
+        "rejected",
+        "PUT",
+    )
+    assert after.fingerprint == "v2:a-0"
+
+
+def test_a_later_acknowledgement_clears_the_dead_letter(ledger: SqliteLedger) -> None:
+    run_id = ledger.start_run({})
+    _send(ledger, run_id, _batch("b1", _ids("a")), "failed")
+    _send(ledger, run_id, _batch("b2", _ids("z", 1)), "failed")
+
+    _send(ledger, run_id, _batch("b3", _ids("a")))
+
+    assert ledger.dead_letter_ids() == {"z-0"}
+
+
+def test_dead_letters_are_exported_owner_only_without_documents(
+    ledger: SqliteLedger, tmp_path: Path
+) -> None:
+    run_id = ledger.start_run({})
+    _send(ledger, run_id, _batch("b1", _ids("a", 2)), "failed", error="HTTP 503")
+    out = tmp_path / "exports" / "dead.jsonl"
+    out.parent.mkdir()
+    out.write_text("old content\n")
+    out.chmod(0o644)
+
+    written = ledger.export_dead_letters(out)
+
+    assert written == 2
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [line["sourceCustomerId"] for line in lines] == ["a-0", "a-1"]
+    assert lines[0] | {"firstFailedAt": None, "lastFailedAt": None} == {
+        "sourceCustomerId": "a-0",
+        "method": "POST",
+        "kind": "failed",
+        "httpStatus": 503,
+        "requestId": "req-b1",
+        "answer": "HTTP 503",
+        "failures": 1,
+        "firstFailedAt": None,
+        "lastFailedAt": None,
+        "runId": run_id,
+        "batchId": "b1",
+        "fingerprint": "v1:a-0",
+    }
+    assert b"01234" not in out.read_bytes()  # no postal code (nor any document field)
+    assert [p.name for p in out.parent.iterdir()] == ["dead.jsonl"]  # no temp file left
+
+
+def test_dead_letters_are_exported_with_documents_on_request(
+    ledger: SqliteLedger, tmp_path: Path
+) -> None:
+    run_id = ledger.start_run({})
+    _send(ledger, run_id, _batch("b1", _ids("a", 1)), "failed")
+    out = tmp_path / "dead.jsonl"
+
+    ledger.export_dead_letters(out, include_documents=True)
+
+    (line,) = [orjson.loads(raw) for raw in out.read_bytes().splitlines()]
+    assert line["document"] == orjson.loads(_doc("a-0"))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_exporting_no_dead_letters_writes_an_empty_file(
+    ledger: SqliteLedger, tmp_path: Path
+) -> None:
+    assert ledger.export_dead_letters(tmp_path / "dead.jsonl") == 0
+    assert (tmp_path / "dead.jsonl").read_bytes() == b""
+
+
+# --- transactions ------------------------------------------------------------------------
+def test_a_failure_mid_write_leaves_nothing_half_written(ledger: SqliteLedger, state: Path) -> None:
+    run_id = ledger.start_run({})
+    _send(ledger, run_id, _batch("b0", _ids("z", 1)), "failed")
+    batch = _batch("b1", (*_ids("a", 4), "z-0"))
+    ledger.mark_sending(run_id, batch)
+    # the database itself fails the last statement of the transaction, after the batch row,
+    # the acknowledgements and the dead-letter deletion were written
+    with sqlite3.connect(state / LEDGER_FILE) as db:
+        db.execute(
+            "CREATE TRIGGER boom BEFORE INSERT ON dead_letters "
+            "WHEN NEW.source_customer_id = 'a-3' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+
+    with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
+        ledger.record_outcome(
+            run_id,
+            _outcome(batch, rejected={"a-3": "bad"}),
+            _fingerprints(batch),
+            _documents(batch),
+        )
+
+    assert _query(state, "SELECT batch_id, state FROM batches WHERE batch_id = 'b1'") == [
+        ("b1", "sending")
+    ]
+    assert ledger.acknowledged_fingerprints(batch.customer_ids) == {}
+    assert ledger.dead_letter_ids() == {"z-0"}
+    _send(ledger, run_id, _batch("b2", _ids("c", 1)))  # the connection is usable again
+
+
+def test_a_missing_document_fails_before_anything_is_written(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a"))
+    ledger.mark_sending(run_id, batch)
+
+    with pytest.raises(KeyError, match="a-1"):
+        ledger.record_outcome(
+            run_id, _outcome(batch, "failed"), _fingerprints(batch), {"a-0": b"{}"}
+        )
+
+    assert _query(state, "SELECT state FROM batches") == [("sending",)]
+    assert ledger.dead_letter_ids() == set()
+
+
+def test_threads_can_share_one_ledger(ledger: SqliteLedger) -> None:
+    run_id = ledger.start_run({})
+
+    def worker(n: int) -> None:
+        for b in range(25):
+            _send(ledger, run_id, _batch(f"t{n}-{b}", _ids(f"t{n}-{b}", 4)))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert ledger.known_customer_count() == 4 * 25 * 4
+
+
+# --- crashed runs ------------------------------------------------------------------------
+def test_a_live_runs_batches_in_flight_are_not_interrupted(ledger: SqliteLedger) -> None:
+    run_id = ledger.start_run({})
+    ledger.mark_sending(run_id, _batch("b1", _ids("a")))
+
+    assert ledger.interrupted_batches() == []
+    with SqliteLedger.open(ledger.path.parent) as other:  # another worker looking
+        assert other.interrupted_batches() == []
+
+
+def test_a_run_closed_without_finishing_leaves_interrupted_batches(state: Path) -> None:
+    with SqliteLedger.open(state) as crashed:
+        run_id = crashed.start_run({})
+        _send(crashed, run_id, _batch("b1", _ids("a")))
+        crashed.mark_sending(run_id, _batch("b2", _ids("b")))
+
+    with SqliteLedger.open(state) as rerun:
+        (interrupted,) = rerun.interrupted_batches()
+        assert (interrupted.run_id, interrupted.batch_id) == (run_id, "b2")
+        assert interrupted.customer_ids == _ids("b")
+        assert interrupted.state == "sending"
+
+        new_run = rerun.start_run({})
+        settled = rerun.settle_interrupted(new_run)
+
+        assert settled == [interrupted]
+        assert rerun.interrupted_batches() == []
+        assert {r.run_id: r.status for r in rerun.runs()} == {
+            run_id: "crashed",
+            new_run: "running",
+        }
+        assert rerun.settle_interrupted(new_run) == []
+    batches = _query(state, "SELECT batch_id, state, error FROM batches ORDER BY batch_key")
+    assert batches[0][:2] == ("b1", "acknowledged")
+    assert batches[1][:2] == ("b2", "interrupted")
+    assert f"re-planned by run {new_run}" in str(batches[1][2])
+
+
+def test_a_finished_run_leaves_no_lock_file(ledger: SqliteLedger, state: Path) -> None:
+    run_id = ledger.start_run({})
+    ledger.finish_run(run_id, "succeeded", {})
+
+    assert list((state / "locks").iterdir()) == []
+
+
+# A writer in its own process: marks each batch before "sending", acknowledges it after,
+# fails every seventh. Told to hold a batch, it prints "holding" with that batch in flight
+# and waits to be killed.
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from adapters.ledger import SqliteLedger
+    from schemas.records import Batch, BatchOutcome
+
+    state = Path(sys.argv[1])
+    first, count, hold = (int(arg) for arg in sys.argv[2:5])
+    ledger = SqliteLedger.open(state)
+    run_id = ledger.start_run({"first": first})
+    print("run", run_id, flush=True)
+    for b in range(first, first + count):
+        ids = tuple(f"c{b}-{i}" for i in range(50))
+        docs = tuple(b'{"sourceCustomerId":"%s"}' % c.encode() for c in ids)
+        ledger.mark_sending(run_id, Batch(f"b{b}", "POST", ids, docs))
+        if b == hold:
+            print("holding", b, flush=True)
+            sys.stdin.read()
+        failed = b % 7 == 0
+        outcome = BatchOutcome(f"b{b}", "POST", ids, "failed" if failed else "acknowledged",
+                               1, 503 if failed else 200, f"req-{b}", "503" if failed else None)
+        ledger.record_outcome(run_id, outcome, {c: "fp" for c in ids}, dict(zip(ids, docs)))
+        print("recorded", b, flush=True)
+    ledger.finish_run(run_id, "succeeded", {})
+    print("done", flush=True)
+    """
+)
+
+
+def _writer(state: Path, first: int, count: int, hold: int = -1) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(state), str(first), str(count), str(hold)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _read_until(process: subprocess.Popen[str], prefix: str) -> str:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"writer ended (status {process.wait()}) before printing {prefix!r}")
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+
+
+def _invariants(state: Path, writers: int = 1) -> None:
+    """What every committed state of the writers satisfies: no half-recorded batch."""
+    assert _query(state, "PRAGMA integrity_check") == [("ok",)]
+    ((acked, acked_batches, dead, failed_batches, sending),) = _query(
+        state,
+        "SELECT (SELECT count(*) FROM acknowledged), "
+        "(SELECT coalesce(sum(customers), 0) FROM batches WHERE state = 'acknowledged'), "
+        "(SELECT count(*) FROM dead_letters), "
+        "(SELECT coalesce(sum(customers), 0) FROM batches WHERE state = 'failed'), "
+        "(SELECT count(*) FROM batches WHERE state = 'sending')",
+    )
+    assert acked == acked_batches
+    assert dead == failed_batches
+    assert sending <= writers  # each writer sends one batch at a time
+
+
+@pytest.mark.slow
+def test_a_writer_killed_with_a_batch_in_flight_leaves_a_resumable_ledger(state: Path) -> None:
+    writer = _writer(state, first=1, count=20, hold=12)
+    run_id = _read_until(writer, "run").split()[1]
+    _read_until(writer, "holding")
+
+    _kill(writer)
+
+    with SqliteLedger.open(state) as ledger:
+        _invariants(state)
+        (interrupted,) = ledger.interrupted_batches()
+        assert (interrupted.run_id, interrupted.batch_id) == (run_id, "b12")
+        # batches 1..11 were recorded: every seventh failed, the rest are kept
+        assert ledger.known_customer_count() == 10 * 50
+        assert ledger.dead_letter_ids() == {f"c7-{i}" for i in range(50)}
+        # the rerun re-plans the whole extract: only what was never acknowledged goes again
+        extract = [(f"c{b}-{i}", "fp") for b in range(1, 21) for i in range(50)]
+        ids = [cid for cid, _ in extract]
+        plan = plan_customers(
+            extract, ledger.acknowledged_fingerprints(ids), ledger.dead_letter_ids()
+        )
+        resent = set(plan.to_send["sourceCustomerId"])
+        assert plan.unchanged == 10 * 50
+        assert set(interrupted.customer_ids) <= resent
+        assert resent == {cid for cid in ids if int(cid[1:].split("-")[0]) in {7, *range(12, 21)}}
+
+
+def _write_then_die_at_statement(state: Path, statement: int) -> None:
+    """In a forked child: record two batches, then SIGKILL itself as the third is written.
+
+    The kill comes from SQLite's trace hook, just before the ``statement``-th SQL statement
+    of the third batch (its ``mark_sending`` and ``record_outcome``) runs, so every point
+    inside those transactions is hit, not just the ones a timer happens to land on.
+    """
+    try:
+        with SqliteLedger.open(state) as ledger:
+            run_id = ledger.start_run({})
+            _send(ledger, run_id, _batch("b1", _ids("a", 4)))
+            _send(ledger, run_id, _batch("b2", _ids("z", 3)), "failed")
+            seen = 0
+
+            def die_at(_: str) -> None:
+                nonlocal seen
+                seen += 1
+                if seen == statement:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            ledger._db.set_trace_callback(die_at)  # the test reaches in for the hook only
+            retry = _batch("b3", (*_ids("z", 3), "n-0"), "PUT")  # clears two dead letters
+            _send(ledger, run_id, retry, rejected={"z-2": "bad"})
+    finally:
+        os._exit(0)
+
+
+def _committed_state(state: Path) -> str:
+    """Which of the three committed states of the third batch the ledger is in."""
+    assert _query(state, "PRAGMA integrity_check") == [("ok",)]
+    batches = dict(_query(state, "SELECT batch_id, state FROM batches"))
+    acked = dict(_query(state, "SELECT source_customer_id, fingerprint FROM acknowledged"))
+    dead = dict(_query(state, "SELECT source_customer_id, kind FROM dead_letters"))
+    assert batches.items() >= {"b1": "acknowledged", "b2": "failed"}.items()
+    if "b3" not in batches:
+        assert (set(acked), dead) == (set(_ids("a", 4)), dict.fromkeys(_ids("z", 3), "failed"))
+        return "before"
+    if batches["b3"] == "sending":
+        assert (set(acked), dead) == (set(_ids("a", 4)), dict.fromkeys(_ids("z", 3), "failed"))
+        return "sending"
+    assert batches["b3"] == "acknowledged"
+    assert set(acked) == {*_ids("a", 4), "z-0", "z-1", "n-0"}
+    assert dead == {"z-2": "rejected"}
+    return "recorded"
+
+
+@pytest.mark.slow
+def test_a_kill_at_any_statement_leaves_a_committed_state(tmp_path: Path) -> None:
+    fork = multiprocessing.get_context("fork")
+    states: list[str] = []
+    for statement in range(1, 200):
+        state = tmp_path / f"kill-{statement}"
+        child = fork.Process(target=_write_then_die_at_statement, args=(state, statement))
+        child.start()
+        child.join()
+        if child.exitcode == 0:  # past the last statement: the batch was fully recorded
+            assert _committed_state(state) == "recorded"
+            break
+        assert child.exitcode == -signal.SIGKILL
+        states.append(_committed_state(state))
+        with SqliteLedger.open(state) as reopened:  # a crashed ledger opens cleanly
+            interrupted = [b.batch_id for b in reopened.interrupted_batches()]
+            assert interrupted == (["b3"] if states[-1] == "sending" else [])
+    # every statement of both transactions was a kill point; the order of states is the
+    # order of the commits
+    assert states == sorted(states, key=["before", "sending", "recorded"].index)
+    assert {"before", "sending"} <= set(states)
+    assert len(states) > 10
+
+
+@pytest.mark.slow
+def test_two_writer_processes_share_one_ledger(state: Path) -> None:
+    SqliteLedger.open(state).close()
+    writers = [_writer(state, first=n * 1000, count=150) for n in range(2)]
+
+    for writer in writers:
+        _read_until(writer, "done")
+        assert writer.wait() == 0
+
+    _invariants(state)
+    with SqliteLedger.open(state) as ledger:
+        assert [r.status for r in ledger.runs()] == ["succeeded", "succeeded"]
+        assert ledger.interrupted_batches() == []
+
+
+# --- readers while writing (a notebook during a run) -------------------------------------
+_READER = textwrap.dedent(
+    """
+    import sqlite3, sys
+    from pathlib import Path
+    uri = Path(sys.argv[1]).as_uri() + "?mode=ro"
+    stop = Path(sys.argv[2])
+    db = sqlite3.connect(uri, uri=True)
+    reads = bad = 0
+    seen = set()
+    print("ready", flush=True)
+    while True:
+        stopping = stop.exists()
+        # one statement is one snapshot: both counts from the same committed state
+        acked, expected = db.execute(
+            "SELECT (SELECT count(*) FROM acknowledged), (SELECT coalesce(sum(customers), 0) "
+            "FROM batches WHERE state = 'acknowledged')"
+        ).fetchone()
+        reads += 1
+        bad += acked != expected
+        seen.add(acked)
+        if stopping:
+            break
+    print("reads", reads, "bad", bad, "distinct", len(seen), flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_reader_in_another_process_sees_consistent_data_while_a_run_writes(
+    state: Path, tmp_path: Path
+) -> None:
+    stop = tmp_path / "stop"
+    with SqliteLedger.open(state) as ledger:
+        reader = subprocess.Popen(
+            [sys.executable, "-c", _READER, str(state / LEDGER_FILE), str(stop)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        _read_until(reader, "ready")
+        run_id = ledger.start_run({})
+        for b in range(1_500):
+            _send(ledger, run_id, _batch(f"b{b}", _ids(f"c{b}", 50)))
+        stop.touch()
+        words = _read_until(reader, "reads").split()
+        assert reader.wait() == 0
+
+    reads, bad = int(words[1]), int(words[3])
+    assert reads >= 1
+    assert bad == 0
+
+
+def test_a_reader_is_not_blocked_by_an_open_write_transaction(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    run_id = ledger.start_run({})
+    _send(ledger, run_id, _batch("b1", _ids("a")))
+    writer = sqlite3.connect(state / LEDGER_FILE, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("DELETE FROM acknowledged")
+
+    # the notebook reads the last committed state, without waiting for the writer
+    assert _query(state, "SELECT count(*) FROM acknowledged") == [(3,)]
+    assert ledger.known_customer_count() == 3
+
+    writer.execute("ROLLBACK")
+    writer.close()
