@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     dead = commands.add_parser("dead-letters", help="export the dead letters as JSONL")
     dead.add_argument("out", help="JSONL file to write (readable by the owner only)")
     dead.add_argument("--state", metavar="DIR")
+    dead.add_argument(
+        "--documents", action="store_true", help="include the documents (card data) in the export"
+    )
     return parser
 
 

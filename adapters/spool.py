@@ -1,0 +1,87 @@
+"""A run's planned documents on disk, so that delivery streams them with flat memory.
+
+Preparing (validate, nest, plan) finishes before anything is sent, because the guards
+need the whole extract; the spool holds what preparation decided to send, one Arrow
+record batch per prepared chunk, and delivery reads it back a record batch at a time.
+It holds card data, so it is owner-only and removed when the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow as pa
+
+SPOOL_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("method", pa.string()),
+        ("fingerprint", pa.string()),
+        ("document", pa.binary()),
+    ]
+)
+
+
+class SpoolWriter:
+    """Appends planned documents to an Arrow IPC file created with mode 0600."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._sink = open(fd, "wb")  # noqa: SIM115 - closed in close()
+        self._writer = pa.ipc.new_file(self._sink, SPOOL_SCHEMA)
+        self.rows = 0
+
+    def write(
+        self,
+        customer_ids: Sequence[str],
+        methods: Sequence[str],
+        fingerprints: Sequence[str],
+        documents: Sequence[bytes],
+    ) -> None:
+        if not customer_ids:
+            return
+        batch = pa.record_batch(
+            [
+                pa.array(customer_ids, pa.string()),
+                pa.array(methods, pa.string()),
+                pa.array(fingerprints, pa.string()),
+                pa.array(documents, pa.binary()),
+            ],
+            schema=SPOOL_SCHEMA,
+        )
+        self._writer.write_batch(batch)
+        self.rows += len(customer_ids)
+
+    def close(self) -> None:
+        self._writer.close()
+        self._sink.close()
+
+    def __enter__(self) -> SpoolWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def read_spool(path: Path) -> Iterator[pa.RecordBatch]:
+    """The spooled record batches in the order they were written, one in memory at a time."""
+    with pa.memory_map(str(path), "r") as source:
+        reader = pa.ipc.open_file(source)
+        for index in range(reader.num_record_batches):
+            yield reader.get_batch(index)
+
+
+def spool_rows(path: Path) -> int:
+    with pa.memory_map(str(path), "r") as source:
+        reader = pa.ipc.open_file(source)
+        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))

@@ -1,0 +1,80 @@
+"""`customer-sync run`: validate, plan and deliver an extract through the Prefect flow."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from flows.report import EXIT_ABORTED, SyncResult, summary_lines
+from schemas.errors import ConfigError, GuardTripped, InputError
+
+
+def rename_mapping(value: str | None) -> dict[str, str] | None:
+    """The --rename option: inline JSON or the path of a JSON file, mapping export names."""
+    if not value:
+        return None
+    text = value
+    if not value.lstrip().startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"--rename: {value} is neither a JSON object nor a file")
+        text = path.read_text(encoding="utf-8")
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--rename: not valid JSON ({error.msg})") from None
+    if not isinstance(mapping, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+    ):
+        raise ConfigError("--rename: expected a JSON object of column name -> column name")
+    return mapping
+
+
+def require_source(args: argparse.Namespace) -> None:
+    explicit = [args.customers, args.accounts, args.cards]
+    if args.source is None and not all(explicit):
+        raise ConfigError("give a SOURCE folder, or all of --customers, --accounts and --cards")
+
+
+def print_result(result: SyncResult) -> None:
+    for line in summary_lines(result):
+        print(line)
+
+
+def run_flow(**parameters: object) -> SyncResult:
+    """Run the flow; user-facing errors come out of it as themselves, not as tracebacks."""
+    from flows.sync import sync_customers
+
+    return asyncio.run(sync_customers(**parameters))  # type: ignore[arg-type]
+
+
+def main(args: argparse.Namespace) -> int:
+    require_source(args)
+    try:
+        result = run_flow(
+            source=args.source,
+            customers=args.customers,
+            accounts=args.accounts,
+            cards=args.cards,
+            rename=rename_mapping(args.rename),
+            api_url=args.api_url,
+            batch_size=args.batch_size,
+            concurrency=args.concurrency,
+            dry_run=args.dry_run,
+            state_dir=args.state,
+            full_refresh=args.full_refresh,
+            mode=args.mode,
+            max_held_back_share=args.max_held_back,
+            max_update_share=args.max_update_share,
+            allow_mass_update=args.allow_mass_update,
+            report=args.report,
+            progress=False if args.no_progress else None,
+        )
+    except (GuardTripped, InputError, ConfigError) as error:
+        print(f"customer-sync: {error}", file=sys.stderr)
+        return EXIT_ABORTED
+    print_result(result)
+    return result.exit_status

@@ -1,0 +1,158 @@
+"""The run report: counts that reconcile, per-batch outcomes, and where the details went.
+
+``SyncResult`` is what the flow returns (to a notebook, the CLI, or Prefect); its JSON form
+is the report file. Nothing in it carries card data or postal codes: customer ids,
+counts, statuses and the partner's answers only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas.records import BatchOutcome
+
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_ABORTED = 2
+
+
+@dataclass
+class SyncResult:
+    """What one run did, for every input customer.
+
+    ``customers_read == customers_held_back + customers_unchanged + customers_sent
+    + customers_failed`` always holds (``reconciles``); in a dry run the planned
+    customers count as ``customers_planned`` instead of sent.
+    """
+
+    run_id: str | None = None
+    dry_run: bool = False
+    rows_read: dict[str, int] = field(default_factory=dict)
+    customers_read: int = 0
+    customers_valid: int = 0
+    customers_held_back: int = 0
+    held_back_by_reason: dict[str, int] = field(default_factory=dict)
+    customers_unchanged: int = 0
+    customers_planned: int = 0
+    customers_created: int = 0
+    customers_updated: int = 0
+    customers_sent: int = 0
+    customers_failed: int = 0
+    customers_rejected: int = 0
+    batches: list[BatchOutcome] = field(default_factory=list)
+    rejects: str | None = None
+    dry_run_dir: str | None = None
+    dead_letters: str | None = None
+    interrupted_batches_resumed: int = 0
+    seconds_by_stage: dict[str, float] = field(default_factory=dict)
+    aborted: str | None = None
+
+    @property
+    def reconciles(self) -> bool:
+        sent_or_planned = self.customers_planned if self.dry_run else self.customers_sent
+        accounted = (
+            self.customers_held_back
+            + self.customers_unchanged
+            + sent_or_planned
+            + self.customers_failed
+        )
+        return accounted == self.customers_read
+
+    @property
+    def batches_failed(self) -> int:
+        return sum(1 for outcome in self.batches if outcome.status != "acknowledged")
+
+    @property
+    def exit_status(self) -> int:
+        """0 every valid customer delivered, 1 some held back or failed, 2 aborted."""
+        if self.aborted:
+            return EXIT_ABORTED
+        if self.customers_held_back or self.customers_failed:
+            return EXIT_INCOMPLETE
+        return EXIT_OK
+
+    @property
+    def customers_per_second(self) -> float:
+        seconds = self.seconds_by_stage.get("deliver", 0.0)
+        return self.customers_sent / seconds if seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "batches"
+        }
+        data["batches"] = [_batch_entry(outcome) for outcome in self.batches]
+        data["reconciles"] = self.reconciles
+        data["exit_status"] = self.exit_status
+        return data
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+
+
+def _batch_entry(outcome: BatchOutcome) -> dict[str, Any]:
+    return {
+        "batch_id": outcome.batch_id,
+        "method": outcome.method,
+        "requestId": outcome.request_id,
+        "status": outcome.status,
+        "http_status": outcome.http_status,
+        "attempts": outcome.attempts,
+        "customers": list(outcome.customer_ids),
+        "error": outcome.error,
+        "rejected": outcome.rejected,
+    }
+
+
+def write_report(result: SyncResult, path: str | os.PathLike[str]) -> Path:
+    """Write the JSON report; it holds ids and answers only, so the default umask applies."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(result.to_json())
+    return target
+
+
+def summary_lines(result: SyncResult) -> list[str]:
+    """The run told in a few lines, for the terminal and the Prefect log."""
+    rows = ", ".join(f"{table} {count:,}" for table, count in result.rows_read.items())
+    lines = [f"rows read: {rows}" if rows else "rows read: none"]
+    lines.append(
+        f"customers: {result.customers_read:,} read, {result.customers_valid:,} valid, "
+        f"{result.customers_held_back:,} held back"
+    )
+    for reason, count in sorted(result.held_back_by_reason.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  held back, {reason}: {count:,}")
+    if result.dry_run:
+        lines.append(
+            f"dry run: {result.customers_planned:,} planned ({result.customers_created:,} create, "
+            f"{result.customers_updated:,} update), {result.customers_unchanged:,} unchanged; "
+            f"request bodies in {result.dry_run_dir}"
+        )
+    else:
+        lines.append(
+            f"delivered: {result.customers_sent:,} sent ({result.customers_created:,} created, "
+            f"{result.customers_updated:,} updated), {result.customers_unchanged:,} unchanged, "
+            f"{result.customers_failed:,} failed ({result.customers_rejected:,} rejected by the "
+            f"partner) in {len(result.batches):,} batches"
+        )
+        retried = sum(1 for outcome in result.batches if outcome.attempts > 1)
+        if retried:
+            lines.append(f"  batches retried: {retried:,}")
+    if result.seconds_by_stage:
+        stages = ", ".join(f"{name} {secs:.2f}s" for name, secs in result.seconds_by_stage.items())
+        lines.append(f"time: {stages}")
+        if result.customers_per_second:
+            lines.append(f"throughput: {result.customers_per_second:,.0f} customers/s")
+    if result.rejects:
+        lines.append(f"rejects: {result.rejects}")
+    if result.dead_letters:
+        lines.append(f"dead letters: {result.dead_letters}")
+    lines.append("counts reconcile" if result.reconciles else "WARNING: counts do not reconcile")
+    if result.aborted:
+        lines.append(f"ABORTED: {result.aborted}")
+    return lines

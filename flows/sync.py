@@ -1,0 +1,236 @@
+"""The ``sync-customers`` flow: read, validate, nest, plan, deliver, report.
+
+Call it from a notebook as a plain function (``asyncio.run(sync_customers(...))`` or
+``await sync_customers(...)``); it returns a :class:`~flows.report.SyncResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow
+
+from adapters.delivery import RetryPolicy
+from adapters.ledger import SqliteLedger
+from adapters.partner_client import PartnerClient, PartnerSettings
+from flows.artifacts import ProgressArtifact, publish_run_artifacts
+from flows.deliver import deliver_spool, write_dry_run
+from flows.prepare import Preparation, SourceSpec, prepare
+from flows.progress import DeliveryProgress
+from flows.report import SyncResult, summary_lines, write_report
+from schemas.errors import GuardTripped
+from schemas.records import BatchOutcome
+from transforms.plan import mass_update_guard
+from transforms.validate import held_back_guard
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = ".state"
+
+
+def state_folder(state_dir: str | os.PathLike[str] | None) -> Path:
+    """The ledger's folder: the option, else $CUSTOMER_SYNC_STATE_DIR, else ./.state."""
+    chosen = state_dir or os.environ.get("CUSTOMER_SYNC_STATE_DIR") or DEFAULT_STATE_DIR
+    return Path(chosen)
+
+
+@contextmanager
+def _stage(result: SyncResult, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed = time.perf_counter() - started
+        result.seconds_by_stage[name] = round(result.seconds_by_stage.get(name, 0.0) + elapsed, 3)
+
+
+def _apply_preparation(result: SyncResult, preparation: Preparation) -> None:
+    result.rows_read = dict(preparation.rows_read)
+    result.customers_read = preparation.customers_read
+    result.customers_valid = preparation.customers_valid
+    result.customers_held_back = preparation.customers_held_back
+    result.held_back_by_reason = dict(preparation.held_back_by_reason)
+    result.customers_unchanged = preparation.unchanged
+    result.customers_planned = preparation.planned
+    result.rejects = preparation.rejects_path
+
+
+def apply_outcomes(result: SyncResult, outcomes: list[BatchOutcome]) -> None:
+    result.batches = outcomes
+    for outcome in outcomes:
+        failed = set(outcome.rejected)
+        if outcome.status == "failed":
+            failed = set(outcome.customer_ids)
+        delivered = len(outcome.customer_ids) - len(failed)
+        result.customers_sent += delivered
+        result.customers_failed += len(failed)
+        result.customers_rejected += len(outcome.rejected)
+        if outcome.method == "POST":
+            result.customers_created += delivered
+        else:
+            result.customers_updated += delivered
+
+
+@flow(name="sync-customers", log_prints=False, validate_parameters=True)
+async def sync_customers(
+    source: str | None = None,
+    customers: str | None = None,
+    accounts: str | None = None,
+    cards: str | None = None,
+    rename: dict[str, str] | None = None,
+    api_url: str | None = None,
+    batch_size: int = 50,
+    concurrency: int = 8,
+    dry_run: str | None = None,
+    state_dir: str | None = None,
+    full_refresh: bool = False,
+    mode: Literal["sync", "create-only"] = "sync",
+    max_held_back_share: float = 0.05,
+    max_update_share: float = 0.5,
+    allow_mass_update: bool = False,
+    report: str | None = None,
+    progress: bool | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> SyncResult:
+    """Deliver every valid customer of an extract to the partner, exactly once per change."""
+    if not 1 <= batch_size <= 50:
+        raise ValueError(f"batch_size must be between 1 and 50, not {batch_size}")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    spec = SourceSpec(source, customers, accounts, cards, rename)
+    settings = PartnerSettings.from_environment(api_url=api_url)
+    state = state_folder(state_dir)
+    result = SyncResult(dry_run=dry_run is not None)
+    ledger = SqliteLedger.open(state)
+    parameters: Mapping[str, object] = {
+        "source": spec.describe(),
+        "api_url": settings.api_url,
+        "batch_size": batch_size,
+        "concurrency": concurrency,
+        "dry_run": dry_run,
+        "full_refresh": full_refresh,
+        "mode": mode,
+    }
+    run_id = ledger.start_run(parameters) if dry_run is None else f"dry-{uuid.uuid4().hex[:12]}"
+    result.run_id = run_id
+    if dry_run is None:
+        interrupted = ledger.settle_interrupted(run_id)
+        result.interrupted_batches_resumed = len(interrupted)
+        if interrupted:
+            log.warning(
+                "%d batches of an earlier run were in flight when it stopped; their customers "
+                "are planned again",
+                len(interrupted),
+            )
+    run_dir = state / "runs" / run_id
+    spool_path = run_dir / "spool.arrow"
+    log.info("Run %s: syncing %s to %s", run_id, spec.describe(), settings.api_url)
+    preparation = Preparation()
+    try:
+        with _stage(result, "prepare"):
+            preparation = prepare(
+                spec,
+                ledger,
+                spool_path,
+                run_dir / "rejects.csv",
+                full_refresh=full_refresh,
+                mode=mode,
+            )
+        _apply_preparation(result, preparation)
+        held_back_guard_totals(preparation, max_held_back_share)
+        mass_update_guard(
+            {"create": preparation.creates, "update": preparation.updates},
+            known_customers=ledger.known_customer_count(),
+            max_update_share=max_update_share,
+            allow_mass_update=allow_mass_update or full_refresh,
+        )
+        if dry_run is not None:
+            with _stage(result, "dry-run"):
+                written = write_dry_run(spool_path, Path(dry_run), batch_size, run_id)
+            result.dry_run_dir = str(dry_run)
+            log.info("Dry run: wrote %d request bodies to %s", len(written), dry_run)
+        else:
+            tracker = ProgressArtifact(preparation.planned)
+            with DeliveryProgress(preparation.planned, enabled=progress) as shown, _stage(
+                result, "deliver"
+            ):
+
+                def _progress(outcome: BatchOutcome) -> None:
+                    shown.advance(len(outcome.customer_ids))
+                    tracker.advance(len(outcome.customer_ids))
+
+                async with PartnerClient(settings) as client:
+                    outcomes = await deliver_spool(
+                        spool_path,
+                        client,
+                        ledger,
+                        run_id,
+                        batch_size=batch_size,
+                        concurrency=concurrency,
+                        policy=retry_policy or RetryPolicy(),
+                        on_outcome=_progress,
+                    )
+            apply_outcomes(result, outcomes)
+            if result.customers_failed:
+                exported = run_dir / "dead-letters.jsonl"
+                ledger.export_dead_letters(exported)
+                result.dead_letters = str(exported)
+    except GuardTripped as tripped:
+        result.aborted = str(tripped)
+        raise
+    finally:
+        spool_path.unlink(missing_ok=True)
+        if dry_run is None:
+            ledger.finish_run(run_id, _run_status(result), _counts(result))
+        ledger.close()
+        publish_run_artifacts(result, preparation.held_back)
+        report_path = Path(report) if report else run_dir / "report.json"
+        write_report(result, report_path)
+        for line in summary_lines(result):
+            log.info(line)
+    return result
+
+
+def held_back_guard_totals(preparation: Preparation, max_share: float) -> None:
+    """The held-back guard on the totals of every chunk."""
+    if preparation.customers_read == 0:
+        return
+    share = preparation.customers_held_back / preparation.customers_read
+    if share > max_share:
+        raise GuardTripped(
+            f"{preparation.customers_held_back:,} of {preparation.customers_read:,} customers "
+            f"({share:.1%}) would be held back, above the limit of {max_share:.1%}; nothing was "
+            f"sent. See the rejects file {preparation.rejects_path}; raise --max-held-back to "
+            "send the valid customers anyway."
+        )
+
+
+def _run_status(result: SyncResult) -> str:
+    if result.aborted:
+        return "aborted"
+    if result.customers_failed:
+        return "incomplete"
+    return "completed"
+
+
+def _counts(result: SyncResult) -> dict[str, int]:
+    return {
+        "customers_read": result.customers_read,
+        "customers_held_back": result.customers_held_back,
+        "customers_unchanged": result.customers_unchanged,
+        "customers_sent": result.customers_sent,
+        "customers_failed": result.customers_failed,
+        "customers_created": result.customers_created,
+        "customers_updated": result.customers_updated,
+        "batches": len(result.batches),
+    }
+
+
+__all__ = ["held_back_guard", "state_folder", "sync_customers"]
