@@ -22,7 +22,7 @@ from typing import Any, Self
 
 import aiohttp
 import orjson
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from yarl import URL
 
@@ -57,6 +57,22 @@ class PartnerSettings(BaseSettings):
     connect_timeout: float = 10.0
     max_connections: int = 64
     """Size of the connection pool; keep it at or above the delivery concurrency."""
+
+    @classmethod
+    def from_environment(cls, **overrides: Any) -> PartnerSettings:
+        """``CUSTOMER_SYNC_*`` settings; the ``overrides`` that are not None take precedence.
+
+        A malformed variable becomes a ``ConfigError`` naming it (never its value).
+        """
+        given = {name: value for name, value in overrides.items() if value is not None}
+        try:
+            return cls(**given)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"CUSTOMER_SYNC_{'.'.join(map(str, item['loc'])).upper()}: {item['msg']}"
+                for item in error.errors(include_input=False, include_url=False)
+            )
+            raise ConfigError(f"partner settings: {problems}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,16 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert isinstance(PartnerClient(settings).auth, SessionTokenAuth)
 
 
+def test_from_environment_lets_explicit_values_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUSTOMER_SYNC_API_URL", "https://from-env.example")
+    assert PartnerSettings.from_environment(api_url=None).api_url == "https://from-env.example"
+    chosen = PartnerSettings.from_environment(api_url="http://127.0.0.1:9")
+    assert chosen.api_url == "http://127.0.0.1:9"
+    monkeypatch.setenv("CUSTOMER_SYNC_MAX_CONNECTIONS", "many")
+    with pytest.raises(ConfigError, match="CUSTOMER_SYNC_MAX_CONNECTIONS: Input should be"):
+        PartnerSettings.from_environment()
+
+
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
