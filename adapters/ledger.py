@@ -13,7 +13,6 @@ created readable by its owner only.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import socket
@@ -21,7 +20,7 @@ import sqlite3
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +29,8 @@ from typing import Any, Final, Literal, Protocol, Self
 
 import orjson
 
-from adapters._ledger_schema import SCHEMA_VERSION, migrate
+from adapters import _ledger_sql as sql
+from adapters._run_locks import RunLocks
 from schemas.errors import ConfigError
 from schemas.records import Batch, BatchOutcome, Method
 
@@ -46,12 +46,8 @@ _SECRET_NAME: Final = re.compile(
     r"secret|token|password|passwd|authorization|api_?key|credential|cert|private", re.I
 )
 _REDACTED: Final = "***"
-# one parameter per id in a single JSON array: no temp table, no 32k-variable limit
-_FINGERPRINTS_SQL: Final = (
-    "SELECT a.source_customer_id, a.fingerprint FROM json_each(?) AS j "
-    "JOIN acknowledged AS a ON a.source_customer_id = j.value"
-)
 _ID_CHUNK: Final = 100_000
+_PAGE: Final = 1_000
 
 
 @dataclass(frozen=True)
@@ -140,7 +136,9 @@ class Ledger(Protocol):
 
     def dead_letters(self) -> list[DeadLetter]: ...
 
-    def dead_letter_ids(self) -> set[str]: ...
+    def iter_dead_letters(self) -> Iterator[DeadLetter]: ...
+
+    def dead_letter_ids(self, customer_ids: Iterable[str] | None = None) -> set[str]: ...
 
     def export_dead_letters(self, path: Path, *, include_documents: bool = False) -> int: ...
 
@@ -188,57 +186,6 @@ def _private_file(path: Path) -> None:
         os.close(fd)
 
 
-class _RunLocks:
-    """A run is alive while its process holds an ``flock`` on ``locks/<run_id>.lock``.
-
-    The kernel drops the lock when the process dies (even by SIGKILL), so a stopped run is
-    told apart from a running one without heartbeats or pid guessing.
-    """
-
-    def __init__(self, folder: Path, writable: bool) -> None:
-        self._folder = folder
-        self._writable = writable
-        self._held: dict[str, int] = {}
-
-    def acquire(self, run_id: str) -> None:
-        self._folder.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(self._folder / f"{run_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._held[run_id] = fd
-
-    def release(self, run_id: str) -> None:
-        fd = self._held.pop(run_id, None)
-        if fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            (self._folder / f"{run_id}.lock").unlink()
-        os.close(fd)
-
-    def release_all(self) -> None:
-        for run_id in list(self._held):
-            self.release(run_id)
-
-    def is_alive(self, run_id: str) -> bool:
-        if run_id in self._held:
-            return True
-        try:
-            fd = os.open(self._folder / f"{run_id}.lock", os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
-
-    def forget(self, run_id: str) -> None:
-        if self._writable:
-            with contextlib.suppress(FileNotFoundError):
-                (self._folder / f"{run_id}.lock").unlink()
-
-
 class SqliteLedger:
     """The ledger in ``<state_dir>/ledger.sqlite3``: WAL mode, one transaction per write.
 
@@ -252,7 +199,7 @@ class SqliteLedger:
         self._state_dir = state_dir
         self._read_only = read_only
         self._lock = threading.RLock()
-        self._runs = _RunLocks(state_dir / LOCK_FOLDER, writable=not read_only)
+        self._runs = RunLocks(state_dir / LOCK_FOLDER, writable=not read_only)
 
     # --- opening and closing -------------------------------------------------------------
     @classmethod
@@ -317,26 +264,28 @@ class SqliteLedger:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    def _read(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._db.execute(sql, params).fetchall()
+            return self._db.execute(statement, params).fetchall()
 
     # --- runs ----------------------------------------------------------------------------
     def start_run(self, parameters: Mapping[str, object]) -> str:
         """Record a new run (parameters as JSON, secret-looking names redacted); its id."""
+        if self._read_only:
+            raise sqlite3.OperationalError("the ledger was opened read-only")
         run_id = _new_run_id()
         with self._lock:
             self._runs.acquire(run_id)
             try:
                 with self._write() as db:
                     db.execute(
-                        "INSERT INTO runs (run_id, started_at, status, parameters, host, pid) "
-                        "VALUES (?, ?, 'running', ?, ?, ?)",
+                        sql.START_RUN,
                         (
                             run_id,
                             _now(),
@@ -355,7 +304,7 @@ class SqliteLedger:
         with self._lock:
             with self._write() as db:
                 updated = db.execute(
-                    "UPDATE runs SET finished_at = ?, status = ?, counts = ? WHERE run_id = ?",
+                    sql.FINISH_RUN,
                     (_now(), status, _json(dict(counts)), run_id),
                 ).rowcount
                 if updated != 1:
@@ -369,11 +318,7 @@ class SqliteLedger:
 
     def runs(self, limit: int | None = None) -> list[RunRecord]:
         """Runs, newest first."""
-        rows = self._read(
-            "SELECT run_id, started_at, finished_at, status, parameters, counts, host, pid "
-            "FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?",
-            (-1 if limit is None else limit,),
-        )
+        rows = self._read(sql.RUNS, (-1 if limit is None else limit,))
         return [
             RunRecord(
                 run_id=r[0],
@@ -396,7 +341,7 @@ class SqliteLedger:
         with self._lock:
             for start in range(0, len(ids), _ID_CHUNK):
                 chunk = orjson.dumps(ids[start : start + _ID_CHUNK]).decode()
-                found.update(self._db.execute(_FINGERPRINTS_SQL, (chunk,)).fetchall())
+                found.update(self._db.execute(sql.ACKNOWLEDGED_FINGERPRINTS, (chunk,)).fetchall())
         return found
 
     def known_customer_count(self) -> int:
@@ -408,12 +353,7 @@ class SqliteLedger:
         """Record that ``batch`` is about to go out (before the request, so a crash shows)."""
         with self._write() as db:
             db.execute(
-                "INSERT INTO batches (run_id, batch_id, method, customer_ids, customers, "
-                "state, attempts, sent_at) VALUES (?, ?, ?, ?, ?, 'sending', 0, ?) "
-                "ON CONFLICT (run_id, batch_id) DO UPDATE SET state = 'sending', "
-                "method = excluded.method, customer_ids = excluded.customer_ids, "
-                "customers = excluded.customers, sent_at = excluded.sent_at, "
-                "finished_at = NULL",
+                sql.MARK_SENDING,
                 (
                     run_id,
                     batch.batch_id,
@@ -473,13 +413,7 @@ class SqliteLedger:
             )
         with self._write() as db:
             db.execute(
-                "INSERT INTO batches (run_id, batch_id, method, customer_ids, customers, "
-                "state, attempts, http_status, request_id, error, rejected, sent_at, "
-                "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (run_id, batch_id) DO UPDATE SET state = excluded.state, "
-                "attempts = excluded.attempts, http_status = excluded.http_status, "
-                "request_id = excluded.request_id, error = excluded.error, "
-                "rejected = excluded.rejected, finished_at = excluded.finished_at",
+                sql.RECORD_BATCH,
                 (
                     run_id,
                     outcome.batch_id,
@@ -498,48 +432,33 @@ class SqliteLedger:
             )
             if acked:
                 (batch_key,) = db.execute(
-                    "SELECT batch_key FROM batches WHERE run_id = ? AND batch_id = ?",
+                    sql.BATCH_KEY,
                     (run_id, outcome.batch_id),
                 ).fetchone()
                 db.executemany(
-                    "INSERT INTO acknowledged (source_customer_id, fingerprint, batch_key) "
-                    "VALUES (?, ?, ?) ON CONFLICT (source_customer_id) DO UPDATE SET "
-                    "fingerprint = excluded.fingerprint, batch_key = excluded.batch_key",
+                    sql.ACKNOWLEDGE,
                     [(cid, fp, batch_key) for cid, fp in acked],
                 )
                 db.execute(
-                    "DELETE FROM dead_letters WHERE source_customer_id IN "
-                    "(SELECT value FROM json_each(?))",
+                    sql.CLEAR_DEAD_LETTERS,
                     (orjson.dumps([cid for cid, _ in acked]).decode(),),
                 )
             if dead:
                 db.executemany(
-                    "INSERT INTO dead_letters (source_customer_id, fingerprint, method, "
-                    "document, kind, http_status, request_id, answer, first_failed_at, "
-                    "last_failed_at, failures, run_id, batch_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
-                    "ON CONFLICT (source_customer_id) DO UPDATE SET "
-                    "fingerprint = excluded.fingerprint, method = excluded.method, "
-                    "document = excluded.document, kind = excluded.kind, "
-                    "http_status = excluded.http_status, request_id = excluded.request_id, "
-                    "answer = excluded.answer, last_failed_at = excluded.last_failed_at, "
-                    "failures = dead_letters.failures + 1, run_id = excluded.run_id, "
-                    "batch_id = excluded.batch_id",
+                    sql.DEAD_LETTER,
                     dead,
                 )
 
     # --- crashed runs --------------------------------------------------------------------
     def _stopped_runs(self) -> list[str]:
-        running = self._read("SELECT run_id FROM runs WHERE status = 'running'")
+        running = self._read(sql.RUNNING_RUNS)
         return [r[0] for r in running if not self._runs.is_alive(r[0])]
 
     def _sending_batches(self, run_ids: Sequence[str]) -> list[BatchRecord]:
         if not run_ids:
             return []
         rows = self._read(
-            "SELECT run_id, batch_id, method, customer_ids, state, attempts, http_status, "
-            "request_id, error, sent_at, finished_at FROM batches WHERE state = 'sending' "
-            "AND run_id IN (SELECT value FROM json_each(?)) ORDER BY batch_key",
+            sql.SENDING_BATCHES,
             (orjson.dumps(list(run_ids)).decode(),),
         )
         return [_batch_record(r) for r in rows]
@@ -552,10 +471,7 @@ class SqliteLedger:
         """
         with self._lock:
             stopped = set(self._stopped_runs())
-            finished = self._read(
-                "SELECT DISTINCT run_id FROM batches WHERE state = 'sending' "
-                "AND run_id IN (SELECT run_id FROM runs WHERE status != 'running')"
-            )
+            finished = self._read(sql.SENDING_OF_FINISHED_RUNS)
             return self._sending_batches(sorted(stopped | {r[0] for r in finished}))
 
     def settle_interrupted(self, run_id: str) -> list[BatchRecord]:
@@ -570,12 +486,11 @@ class SqliteLedger:
             note = f"in flight when its run stopped; re-planned by run {run_id}"
             with self._write() as db:
                 db.executemany(
-                    "UPDATE batches SET state = 'interrupted', error = ?, finished_at = ? "
-                    "WHERE run_id = ? AND batch_id = ? AND state = 'sending'",
+                    sql.SETTLE_BATCH,
                     [(note, _now(), b.run_id, b.batch_id) for b in batches],
                 )
                 db.executemany(
-                    "UPDATE runs SET status = 'crashed' WHERE run_id = ? AND status = 'running'",
+                    sql.SETTLE_RUN,
                     [(r,) for r in stopped],
                 )
             for stopped_run in stopped:
@@ -584,17 +499,30 @@ class SqliteLedger:
 
     # --- dead letters --------------------------------------------------------------------
     def dead_letters(self) -> list[DeadLetter]:
-        """Every dead-lettered customer, oldest failure first."""
-        rows = self._read(
-            "SELECT source_customer_id, fingerprint, method, document, kind, http_status, "
-            "request_id, answer, first_failed_at, last_failed_at, failures, run_id, batch_id "
-            "FROM dead_letters ORDER BY first_failed_at, source_customer_id"
-        )
-        return [_dead_letter(r) for r in rows]
+        """Every dead-lettered customer, by sourceCustomerId."""
+        return list(self.iter_dead_letters())
 
-    def dead_letter_ids(self) -> set[str]:
-        """The ids of the dead-lettered customers (the next run re-sends them)."""
-        return {r[0] for r in self._read("SELECT source_customer_id FROM dead_letters")}
+    def iter_dead_letters(self) -> Iterator[DeadLetter]:
+        """The dead letters page by page, so a night of failures does not fill memory."""
+        last = ""
+        while True:
+            page = self._read(sql.DEAD_LETTER_PAGE, (last, _PAGE))
+            yield from (_dead_letter(row) for row in page)
+            if len(page) < _PAGE:
+                return
+            last = page[-1][0]
+
+    def dead_letter_ids(self, customer_ids: Iterable[str] | None = None) -> set[str]:
+        """The dead-lettered customers (the next run re-sends them), or those among ids."""
+        if customer_ids is None:
+            return {row[0] for row in self._read(sql.DEAD_LETTER_IDS)}
+        ids = list(customer_ids)
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = orjson.dumps(ids[start : start + _ID_CHUNK]).decode()
+                found.update(r[0] for r in self._db.execute(sql.DEAD_LETTER_IDS_AMONG, (chunk,)))
+        return found
 
     def export_dead_letters(self, path: Path, *, include_documents: bool = False) -> int:
         """Write the dead letters as JSONL (owner-only file); how many were written.
@@ -604,11 +532,11 @@ class SqliteLedger:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        letters = self.dead_letters()
+        written = 0
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out:  # mkstemp creates the file 0600
-                for letter in letters:
+                for letter in self.iter_dead_letters():
                     line: dict[str, object] = {
                         "sourceCustomerId": letter.source_customer_id,
                         "method": letter.method,
@@ -626,12 +554,13 @@ class SqliteLedger:
                     if include_documents:
                         line["document"] = orjson.Fragment(letter.document)
                     out.write(orjson.dumps(line) + b"\n")
+                    written += 1
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        return len(letters)
+        return written
 
 
 def _batch_record(row: tuple[Any, ...]) -> BatchRecord:
@@ -671,7 +600,7 @@ def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
 def _migrate(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")  # two processes opening a new ledger: one creates it
     try:
-        migrate(db)
+        sql.migrate(db)
     except BaseException:
         db.execute("ROLLBACK")
         raise
@@ -680,8 +609,8 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 def _check_version(db: sqlite3.Connection, path: Path) -> None:
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    if version != SCHEMA_VERSION:
+    if version != sql.SCHEMA_VERSION:
         raise ConfigError(
             f"{path}: ledger schema version {version}, this customer-sync reads version "
-            f"{SCHEMA_VERSION}; use the customer-sync release that wrote it"
+            f"{sql.SCHEMA_VERSION}; use the customer-sync release that wrote it"
         )

@@ -11,7 +11,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ import orjson
 import pytest
 
 from adapters import ledger as ledger_module
-from adapters._ledger_schema import SCHEMA_VERSION
+from adapters._ledger_sql import SCHEMA_VERSION
 from adapters.ledger import LEDGER_FILE, Ledger, SqliteLedger
 from schemas.errors import ConfigError
 from schemas.records import Batch, BatchOutcome, Method
@@ -145,8 +148,11 @@ def test_read_only_opening_reads_and_cannot_write(state: Path) -> None:
 
     with SqliteLedger.open(state, read_only=True) as reader:
         assert reader.known_customer_count() == 3
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(sqlite3.OperationalError, match="read-only"):
             reader.start_run({})
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.mark_sending("r", _batch("b2", _ids("b")))
+    assert not (state / "locks" / "r.lock").exists()
 
 
 def test_read_only_opening_of_a_missing_ledger_is_a_clear_error(tmp_path: Path) -> None:
@@ -350,6 +356,26 @@ def test_a_repeated_failure_refreshes_the_dead_letter(ledger: SqliteLedger) -> N
     assert after.fingerprint == "v2:a-0"
 
 
+def test_dead_letters_are_read_page_by_page(
+    ledger: SqliteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_module, "_PAGE", 2)
+    run_id = ledger.start_run({})
+    _send(ledger, run_id, _batch("b1", _ids("a", 5)), "failed")
+
+    assert [d.source_customer_id for d in ledger.iter_dead_letters()] == list(_ids("a", 5))
+    assert len(ledger.dead_letters()) == 5
+
+
+def test_dead_letter_ids_among_a_chunk(ledger: SqliteLedger) -> None:
+    run_id = ledger.start_run({})
+    _send(ledger, run_id, _batch("b1", _ids("a", 5)), "failed")
+
+    assert ledger.dead_letter_ids(["a-1", "a-4", "b-0"]) == {"a-1", "a-4"}
+    assert ledger.dead_letter_ids([]) == set()
+    assert ledger.dead_letter_ids() == set(_ids("a", 5))
+
+
 def test_a_later_acknowledgement_clears_the_dead_letter(ledger: SqliteLedger) -> None:
     run_id = ledger.start_run({})
     _send(ledger, run_id, _batch("b1", _ids("a")), "failed")
@@ -522,61 +548,48 @@ def test_a_finished_run_leaves_no_lock_file(ledger: SqliteLedger, state: Path) -
     assert list((state / "locks").iterdir()) == []
 
 
-# A writer in its own process: marks each batch before "sending", acknowledges it after,
-# fails every seventh. Told to hold a batch, it prints "holding" with that batch in flight
-# and waits to be killed.
-_WRITER = textwrap.dedent(
+_fork = multiprocessing.get_context("fork")  # a real process, without a new interpreter
+
+
+def _child(work: Callable[..., None], *args: object) -> None:
+    """Run ``work(*args)`` in a forked child, which must never return into pytest."""
+    try:
+        work(*args)
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
+
+
+def _write_batches(state: Path, first: int, count: int, hold: int, talk: Connection) -> None:
+    """A run as the delivery does it: each batch marked before sending, recorded after.
+
+    Every seventh batch fails. At batch ``hold`` it says "holding" with that batch in flight
+    and waits, as a request to the partner would, until it is killed.
     """
-    import sys
-    from pathlib import Path
-    from adapters.ledger import SqliteLedger
-    from schemas.records import Batch, BatchOutcome
-
-    state = Path(sys.argv[1])
-    first, count, hold = (int(arg) for arg in sys.argv[2:5])
-    ledger = SqliteLedger.open(state)
-    run_id = ledger.start_run({"first": first})
-    print("run", run_id, flush=True)
-    for b in range(first, first + count):
-        ids = tuple(f"c{b}-{i}" for i in range(50))
-        docs = tuple(b'{"sourceCustomerId":"%s"}' % c.encode() for c in ids)
-        ledger.mark_sending(run_id, Batch(f"b{b}", "POST", ids, docs))
-        if b == hold:
-            print("holding", b, flush=True)
-            sys.stdin.read()
-        failed = b % 7 == 0
-        outcome = BatchOutcome(f"b{b}", "POST", ids, "failed" if failed else "acknowledged",
-                               1, 503 if failed else 200, f"req-{b}", "503" if failed else None)
-        ledger.record_outcome(run_id, outcome, {c: "fp" for c in ids}, dict(zip(ids, docs)))
-        print("recorded", b, flush=True)
-    ledger.finish_run(run_id, "succeeded", {})
-    print("done", flush=True)
-    """
-)
+    with SqliteLedger.open(state) as ledger:
+        run_id = ledger.start_run({"first": first})
+        talk.send(run_id)
+        for b in range(first, first + count):
+            batch = _batch(f"b{b}", _ids(f"c{b}", 50))
+            ledger.mark_sending(run_id, batch)
+            if b == hold:
+                talk.send("holding")
+                talk.recv()
+            status = "failed" if b % 7 == 0 else "acknowledged"
+            ledger.record_outcome(
+                run_id, _outcome(batch, status), _fingerprints(batch, "fp"), _documents(batch)
+            )
+        ledger.finish_run(run_id, "succeeded", {})
 
 
-def _writer(state: Path, first: int, count: int, hold: int = -1) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(state), str(first), str(count), str(hold)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _read_until(process: subprocess.Popen[str], prefix: str) -> str:
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith(prefix):
-            return line
-    raise AssertionError(f"writer ended (status {process.wait()}) before printing {prefix!r}")
-
-
-def _kill(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
+def _start_writer(
+    state: Path, first: int, count: int, hold: int = -1
+) -> tuple[BaseProcess, Connection]:
+    ours, theirs = _fork.Pipe()
+    process = _fork.Process(target=_child, args=(_write_batches, state, first, count, hold, theirs))
+    process.start()
+    return process, ours
 
 
 def _invariants(state: Path, writers: int = 1) -> None:
@@ -597,11 +610,13 @@ def _invariants(state: Path, writers: int = 1) -> None:
 
 @pytest.mark.slow
 def test_a_writer_killed_with_a_batch_in_flight_leaves_a_resumable_ledger(state: Path) -> None:
-    writer = _writer(state, first=1, count=20, hold=12)
-    run_id = _read_until(writer, "run").split()[1]
-    _read_until(writer, "holding")
+    writer, talk = _start_writer(state, first=1, count=20, hold=12)
+    run_id = talk.recv()
+    assert talk.recv() == "holding"
 
-    _kill(writer)
+    os.kill(writer.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    writer.join()
+    assert writer.exitcode == -signal.SIGKILL
 
     with SqliteLedger.open(state) as ledger:
         _invariants(state)
@@ -611,7 +626,7 @@ def test_a_writer_killed_with_a_batch_in_flight_leaves_a_resumable_ledger(state:
         assert ledger.known_customer_count() == 10 * 50
         assert ledger.dead_letter_ids() == {f"c7-{i}" for i in range(50)}
         # the rerun re-plans the whole extract: only what was never acknowledged goes again
-        extract = [(f"c{b}-{i}", "fp") for b in range(1, 21) for i in range(50)]
+        extract = [(f"c{b}-{i}", f"fp:c{b}-{i}") for b in range(1, 21) for i in range(50)]
         ids = [cid for cid, _ in extract]
         plan = plan_customers(
             extract, ledger.acknowledged_fingerprints(ids), ledger.dead_letter_ids()
@@ -629,24 +644,21 @@ def _write_then_die_at_statement(state: Path, statement: int) -> None:
     of the third batch (its ``mark_sending`` and ``record_outcome``) runs, so every point
     inside those transactions is hit, not just the ones a timer happens to land on.
     """
-    try:
-        with SqliteLedger.open(state) as ledger:
-            run_id = ledger.start_run({})
-            _send(ledger, run_id, _batch("b1", _ids("a", 4)))
-            _send(ledger, run_id, _batch("b2", _ids("z", 3)), "failed")
-            seen = 0
+    with SqliteLedger.open(state) as ledger:
+        run_id = ledger.start_run({})
+        _send(ledger, run_id, _batch("b1", _ids("a", 4)))
+        _send(ledger, run_id, _batch("b2", _ids("z", 3)), "failed")
+        seen = 0
 
-            def die_at(_: str) -> None:
-                nonlocal seen
-                seen += 1
-                if seen == statement:
-                    os.kill(os.getpid(), signal.SIGKILL)
+        def die_at(_: str) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == statement:
+                os.kill(os.getpid(), signal.SIGKILL)
 
-            ledger._db.set_trace_callback(die_at)  # the test reaches in for the hook only
-            retry = _batch("b3", (*_ids("z", 3), "n-0"), "PUT")  # clears two dead letters
-            _send(ledger, run_id, retry, rejected={"z-2": "bad"})
-    finally:
-        os._exit(0)
+        ledger._db.set_trace_callback(die_at)  # the test reaches in for the hook only
+        retry = _batch("b3", (*_ids("z", 3), "n-0"), "PUT")  # clears two dead letters
+        _send(ledger, run_id, retry, rejected={"z-2": "bad"})
 
 
 def _committed_state(state: Path) -> str:
@@ -670,11 +682,10 @@ def _committed_state(state: Path) -> str:
 
 @pytest.mark.slow
 def test_a_kill_at_any_statement_leaves_a_committed_state(tmp_path: Path) -> None:
-    fork = multiprocessing.get_context("fork")
     states: list[str] = []
     for statement in range(1, 200):
         state = tmp_path / f"kill-{statement}"
-        child = fork.Process(target=_write_then_die_at_statement, args=(state, statement))
+        child = _fork.Process(target=_child, args=(_write_then_die_at_statement, state, statement))
         child.start()
         child.join()
         if child.exitcode == 0:  # past the last statement: the batch was fully recorded
@@ -695,11 +706,11 @@ def test_a_kill_at_any_statement_leaves_a_committed_state(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_two_writer_processes_share_one_ledger(state: Path) -> None:
     SqliteLedger.open(state).close()
-    writers = [_writer(state, first=n * 1000, count=150) for n in range(2)]
+    writers = [_start_writer(state, first=n * 1000, count=150) for n in range(2)]
 
-    for writer in writers:
-        _read_until(writer, "done")
-        assert writer.wait() == 0
+    for writer, _ in writers:
+        writer.join()
+        assert writer.exitcode == 0
 
     _invariants(state)
     with SqliteLedger.open(state) as ledger:
@@ -733,6 +744,14 @@ _READER = textwrap.dedent(
     print("reads", reads, "bad", bad, "distinct", len(seen), flush=True)
     """
 )
+
+
+def _read_until(process: subprocess.Popen[str], prefix: str) -> str:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"reader ended (status {process.wait()}) before printing {prefix!r}")
 
 
 @pytest.mark.slow
