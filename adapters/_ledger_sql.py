@@ -34,8 +34,11 @@ CREATE TABLE batches (
     attempts     INTEGER NOT NULL,
     http_status  INTEGER,
     request_id   TEXT,                      -- the partner's requestId of the last attempt
+    request_ids  TEXT,                      -- JSON array: every attempt's, splits included
     error        TEXT,
-    rejected     INTEGER NOT NULL DEFAULT 0, -- customers isolated as invalid by a split
+    acknowledged INTEGER NOT NULL DEFAULT 0, -- customers, by what became of them
+    rejected     INTEGER NOT NULL DEFAULT 0,
+    failed       INTEGER NOT NULL DEFAULT 0,
     sent_at      TEXT NOT NULL,
     finished_at  TEXT,
     UNIQUE (run_id, batch_id)
@@ -119,12 +122,13 @@ MARK_SENDING: Final = (
 )
 RECORD_BATCH: Final = (
     "INSERT INTO batches (run_id, batch_id, method, customer_ids, customers, state, attempts, "
-    "http_status, request_id, error, rejected, sent_at, finished_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "http_status, request_id, error, request_ids, acknowledged, rejected, failed, sent_at, "
+    "finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (run_id, batch_id) DO UPDATE SET state = excluded.state, "
     "attempts = excluded.attempts, http_status = excluded.http_status, "
-    "request_id = excluded.request_id, error = excluded.error, rejected = excluded.rejected, "
-    "finished_at = excluded.finished_at"
+    "request_id = excluded.request_id, error = excluded.error, "
+    "request_ids = excluded.request_ids, acknowledged = excluded.acknowledged, "
+    "rejected = excluded.rejected, failed = excluded.failed, finished_at = excluded.finished_at"
 )
 BATCH_KEY: Final = "SELECT batch_key FROM batches WHERE run_id = ? AND batch_id = ?"
 ACKNOWLEDGE: Final = (

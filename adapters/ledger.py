@@ -40,6 +40,7 @@ BUSY_TIMEOUT_MS: Final = 10_000
 
 BatchState = Literal["sending", "acknowledged", "rejected", "failed", "interrupted"]
 DeadLetterKind = Literal["rejected", "failed"]
+CustomerResult = Literal["acknowledged", "rejected", "failed"]
 
 # Parameter names whose values never reach the ledger (run parameters are kept as JSON).
 _SECRET_NAME: Final = re.compile(
@@ -373,35 +374,26 @@ class SqliteLedger:
     ) -> None:
         """Record a batch's outcome in one transaction.
 
-        Customers in ``outcome.rejected`` are rejected with their own answer; every other
-        customer of the batch shares the batch's status. Acknowledged customers get their
-        fingerprint and leave the dead letters; the others become (or refresh) dead letters
-        carrying ``documents[id]`` and the partner's answer.
+        What became of each customer is read by ``customer_results``. Acknowledged
+        customers get their fingerprint and leave the dead letters; rejected and failed ones
+        become (or refresh) dead letters carrying ``documents[id]`` and the partner's answer.
         """
-        if outcome.status not in ("acknowledged", "rejected", "failed"):
-            raise ValueError(f"batch {outcome.batch_id}: cannot record status {outcome.status}")
         now = _now()
         acked: list[tuple[str, str]] = []
         dead: list[tuple[object, ...]] = []
         # rows are built before the transaction: a missing fingerprint or document fails
         # here, with nothing written
-        for cid in outcome.customer_ids:
-            kind: DeadLetterKind
-            answer: str | None
-            if cid in outcome.rejected:
-                kind, answer = "rejected", outcome.rejected[cid]
-            elif outcome.status == "acknowledged":
+        for cid, (result, answer) in customer_results(outcome).items():
+            if result == "acknowledged":
                 acked.append((cid, fingerprints[cid]))
                 continue
-            else:
-                kind, answer = outcome.status, outcome.error
             dead.append(
                 (
                     cid,
                     fingerprints[cid],
                     outcome.method,
                     documents[cid],
-                    kind,
+                    result,
                     outcome.http_status,
                     outcome.request_id,
                     answer,
@@ -425,7 +417,10 @@ class SqliteLedger:
                     outcome.http_status,
                     outcome.request_id,
                     outcome.error,
+                    orjson.dumps(getattr(outcome, "request_ids", ())).decode(),
+                    len(acked),
                     sum(1 for row in dead if row[4] == "rejected"),
+                    sum(1 for row in dead if row[4] == "failed"),
                     now,
                     now,
                 ),
@@ -561,6 +556,36 @@ class SqliteLedger:
                 os.unlink(tmp)
             raise
         return written
+
+
+def customer_results(outcome: BatchOutcome) -> dict[str, tuple[CustomerResult, str | None]]:
+    """sourceCustomerId -> (what became of it, the partner's answer) for a batch's outcome.
+
+    Customers in ``outcome.rejected`` were rejected with their own answer. An outcome that
+    lists its ``acknowledged`` customers (the delivery's ``DeliveryOutcome``) is taken at its
+    word: every other customer failed. Otherwise the status says it: ``acknowledged`` and
+    ``rejected`` (after a split) mean every other customer was acknowledged, a ``rejected``
+    outcome naming no customer was refused whole, and ``failed`` means none was.
+    """
+    if outcome.status not in ("acknowledged", "rejected", "failed"):
+        raise ValueError(f"batch {outcome.batch_id}: cannot record status {outcome.status}")
+    listed: Sequence[str] | None = getattr(outcome, "acknowledged", None)
+    if listed is not None:
+        acknowledged = set(listed)
+    elif outcome.status == "acknowledged" or (outcome.status == "rejected" and outcome.rejected):
+        acknowledged = set(outcome.customer_ids)
+    else:
+        acknowledged = set()
+    whole: CustomerResult = "rejected" if outcome.status == "rejected" else "failed"
+    results: dict[str, tuple[CustomerResult, str | None]] = {}
+    for cid in outcome.customer_ids:
+        if cid in outcome.rejected:
+            results[cid] = ("rejected", outcome.rejected[cid])
+        elif cid in acknowledged:
+            results[cid] = ("acknowledged", None)
+        else:
+            results[cid] = (whole, outcome.error)
+    return results
 
 
 def _batch_record(row: tuple[Any, ...]) -> BatchRecord:

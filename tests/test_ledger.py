@@ -23,6 +23,7 @@ import pytest
 
 from adapters import ledger as ledger_module
 from adapters._ledger_sql import SCHEMA_VERSION
+from adapters.delivery import DeliveryOutcome
 from adapters.ledger import LEDGER_FILE, Ledger, SqliteLedger
 from schemas.errors import ConfigError
 from schemas.records import Batch, BatchOutcome, Method
@@ -322,17 +323,61 @@ def test_a_split_batch_acknowledges_the_rest_and_dead_letters_the_rejected(
     }
     (letter,) = ledger.dead_letters()
     assert (letter.source_customer_id, letter.kind, letter.answer) == ("a-3", "rejected", answer)
-    assert _query(state, "SELECT rejected FROM batches") == [(1,)]
+    assert _query(state, "SELECT acknowledged, rejected, failed FROM batches") == [(4, 1, 0)]
 
 
-def test_a_rejected_batch_dead_letters_every_customer(ledger: SqliteLedger) -> None:
+def test_a_batch_rejected_whole_dead_letters_every_customer(ledger: SqliteLedger) -> None:
     run_id = ledger.start_run({})
     batch = _batch("b1", _ids("a", 2))
 
-    _send(ledger, run_id, batch, "rejected", error="400 unreadable body", rejected={"a-0": "bad"})
+    _send(ledger, run_id, batch, "rejected", error="400 unreadable body")
 
     answers = {d.source_customer_id: (d.kind, d.answer) for d in ledger.dead_letters()}
-    assert answers == {"a-0": ("rejected", "bad"), "a-1": ("rejected", "400 unreadable body")}
+    assert answers == {c: ("rejected", "400 unreadable body") for c in _ids("a", 2)}
+
+
+def test_a_rejected_outcome_naming_customers_acknowledged_the_others(
+    ledger: SqliteLedger,
+) -> None:
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a", 3))
+
+    _send(ledger, run_id, batch, "rejected", error="1 of 3 rejected", rejected={"a-0": "bad"})
+
+    assert set(ledger.acknowledged_fingerprints(batch.customer_ids)) == {"a-1", "a-2"}
+    assert {d.source_customer_id: d.answer for d in ledger.dead_letters()} == {"a-0": "bad"}
+
+
+def test_a_delivery_outcome_is_taken_at_its_word(ledger: SqliteLedger, state: Path) -> None:
+    """The delivery lists what it acknowledged: a failed batch may be partly delivered."""
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a", 4))
+    outcome = DeliveryOutcome(
+        batch_id="b1",
+        method="POST",
+        customer_ids=batch.customer_ids,
+        status="failed",
+        attempts=6,
+        http_status=503,
+        request_id="b1-6",
+        error="gave up after 5 attempts: HTTP 503",
+        rejected={"a-1": "networkIdentifier: invalid"},
+        acknowledged=("a-0", "a-3"),
+        request_ids=("b1-1", "b1-2", "b1-6"),
+    )
+    ledger.mark_sending(run_id, batch)
+
+    ledger.record_outcome(run_id, outcome, _fingerprints(batch), _documents(batch))
+
+    assert set(ledger.acknowledged_fingerprints(batch.customer_ids)) == {"a-0", "a-3"}
+    letters = {d.source_customer_id: (d.kind, d.answer) for d in ledger.dead_letters()}
+    assert letters == {
+        "a-1": ("rejected", "networkIdentifier: invalid"),
+        "a-2": ("failed", "gave up after 5 attempts: HTTP 503"),
+    }
+    assert _query(
+        state, "SELECT state, acknowledged, rejected, failed, request_ids FROM batches"
+    ) == [("failed", 2, 1, 1, '["b1-1","b1-2","b1-6"]')]
 
 
 def test_a_repeated_failure_refreshes_the_dead_letter(ledger: SqliteLedger) -> None:
