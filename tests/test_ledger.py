@@ -532,6 +532,26 @@ def test_a_missing_document_fails_before_anything_is_written(
     assert ledger.dead_letter_ids() == set()
 
 
+def test_checkpoints_run_on_their_own_thread_until_close(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_module, "CHECKPOINT_EVERY", 5)
+
+    def checkpoint_threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("ledger-checkpoint")]
+
+    with SqliteLedger.open(state) as ledger:
+        run_id = ledger.start_run({})
+        for b in range(20):
+            _send(ledger, run_id, _batch(f"b{b}", _ids(f"c{b}")))
+        assert checkpoint_threads() == [f"ledger-checkpoint-{LEDGER_FILE}"]
+        assert _query(state, "PRAGMA wal_autocheckpoint") == [(1000,)]  # others keep theirs
+
+    assert checkpoint_threads() == []
+    assert not (state / f"{LEDGER_FILE}-wal").exists()  # the last close checkpointed it all
+    assert _query(state, "SELECT count(*) FROM acknowledged") == [(60,)]
+
+
 def test_threads_can_share_one_ledger(ledger: SqliteLedger) -> None:
     run_id = ledger.start_run({})
 
