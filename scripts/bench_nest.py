@@ -1,0 +1,317 @@
+"""Benchmark of the nest step: time and peak memory of three ways to serialise documents.
+
+Variants, each in its own subprocess (so ``ru_maxrss`` is its own peak), timed as the
+median of ``--repeat`` runs on the same normalised frames:
+
+* ``baseline``: the straightforward dict approach (``to_dict("records")`` loops into dicts
+  of lists, then ``orjson.dumps`` per customer), what one writes first;
+* ``reference``: ``transforms.nest.customer_documents`` + ``serialise_document``;
+* ``fast``: ``transforms.fast_nest.customer_document_bytes``.
+
+``frames`` only builds the input, so its peak is the floor under the others.
+
+    uv run --locked python scripts/bench_nest.py --customers 1000000
+
+``normalised_frames`` is importable (``from scripts.bench_nest import normalised_frames``)
+for other benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from schemas import contract
+from transforms.fast_nest import customer_document_bytes
+from transforms.nest import customer_documents, serialise_document
+
+VARIANTS = ("frames", "baseline", "reference", "fast")
+_EPOCH_2010 = 1_262_304_000
+_YEAR = 365 * 86_400
+
+
+def normalised_frames(
+    n_customers: int, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Valid normalised customers, accounts and cards frames for ``n_customers`` customers.
+
+    About 1.5 accounts and 2 cards per customer, about 10% of accounts joint (two holders),
+    every customer holding at least one account; closed accounts and cards carry a close
+    date; rows of each table in shuffled order, as a real export might be.
+    """
+    rng = np.random.default_rng(seed)
+    n = n_customers
+    customer_ids = _ids("CUST-", np.arange(n))
+    customers = _frame(
+        {
+            "sourceCustomerId": customer_ids,
+            "sourceParentCustomerId": _sometimes(
+                rng, _ids("PARENT-", rng.integers(0, max(n // 10, 1), n)), 0.05
+            ),
+            "organizationId": _choice(rng, ["50004", "50005", "00012"], n),
+            "postalCode": _digits(rng, 5, n),
+            "country": _choice(rng, ["US", "GB"], n),
+            "customerCreationDate": _datetimes(rng, n),
+            "enrollmentStartDate": _datetimes(rng, n),
+            "enrollmentEndDate": _sometimes(rng, _datetimes(rng, n), 0.1),
+            "enrollmentOptInStatus": _choice(rng, ["ACTIVE", "INACTIVE"], n),
+            "alertOptInStatus": _choice(rng, ["ALL", "NEW|ACTIVATED", "", "EXPIRING"], n),
+            "targetingIndicator": _choice(rng, ["TARGET", "DO_NOT_TARGET"], n),
+        },
+        rng,
+    )
+
+    n_accounts = n + n // 2
+    primary = np.concatenate([np.arange(n), rng.integers(0, max(n, 1), n_accounts - n)])
+    joint = rng.random(n_accounts) < 0.1
+    other = (primary + 1 + rng.integers(0, max(n - 1, 1), n_accounts)) % max(n, 1)
+    joint &= other != primary
+    primary_ids = customer_ids.take(pa.array(primary))
+    holders = pc.if_else(
+        pa.array(joint),
+        pc.binary_join_element_wise(primary_ids, customer_ids.take(pa.array(other)), "|"),
+        primary_ids,
+    )
+    account_closed = rng.random(n_accounts) < 0.05
+    accounts = _frame(
+        {
+            "sourceAccountId": _ids("ACCT-", np.arange(n_accounts)),
+            "sourceCustomerIds": holders,
+            "primarySourceCustomerId": primary_ids,
+            "status": pa.array(np.where(account_closed, "CLOSED", "OPEN")),
+            "type": _choice(rng, ["CRD", "DDA", "SAV"], n_accounts),
+            "sourcePortfolioId": _choice(rng, ["PF-1", "PF-2", "PF-007"], n_accounts),
+            "accountOpenDate": _datetimes(rng, n_accounts),
+            "accountCloseDate": _where(account_closed, _datetimes(rng, n_accounts)),
+        },
+        rng,
+    )
+
+    n_cards = 2 * n
+    card_account = np.concatenate(
+        [np.arange(n_accounts), rng.integers(0, max(n_accounts, 1), n_cards - n_accounts)]
+    )[:n_cards]
+    to_other = joint[card_account] & (rng.random(n_cards) < 0.5)
+    card_holder = np.where(to_other, other[card_account], primary[card_account])
+    card_closed = rng.random(n_cards) < 0.05
+    cards = _frame(
+        {
+            "sourceAccountId": _ids("ACCT-", card_account),
+            "sourceCustomerId": customer_ids.take(pa.array(card_holder)),
+            "last4": _digits(rng, 4, n_cards),
+            "iin": _choice(rng, ["411111", "55555555", "378282"], n_cards),
+            "cardType": _choice(rng, ["CREDIT", "DEBIT"], n_cards),
+            "status": pa.array(np.where(card_closed, "CLOSED", "OPEN")),
+            "networkIdentifier": pa.array(rng.choice([3, 4, 5, 6], n_cards)),
+            "openDate": _datetimes(rng, n_cards),
+            "closeDate": _where(card_closed, _datetimes(rng, n_cards)),
+        },
+        rng,
+    )
+    return customers, accounts, cards
+
+
+def _ids(prefix: str, numbers: np.ndarray) -> pa.Array:
+    return pc.binary_join_element_wise(prefix, pa.array(numbers).cast(pa.string()), "")
+
+
+def _digits(rng: np.random.Generator, width: int, n: int) -> pa.Array:
+    text = pa.array(rng.integers(0, 10**width, n)).cast(pa.string())
+    return pc.utf8_lpad(text, width, "0")
+
+
+def _choice(rng: np.random.Generator, values: list[str], n: int) -> pa.Array:
+    return pa.array(values, pa.string()).take(pa.array(rng.integers(0, len(values), n)))
+
+
+def _datetimes(rng: np.random.Generator, n: int) -> pa.Array:
+    seconds = _EPOCH_2010 + rng.integers(0, 15 * _YEAR, n)
+    return pc.strftime(pa.array(seconds.astype("datetime64[s]")), format="%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sometimes(rng: np.random.Generator, values: pa.Array, share: float) -> pa.Array:
+    return _where(rng.random(len(values)) < share, values)
+
+
+def _where(present: np.ndarray, values: pa.Array) -> pa.Array:
+    return pc.if_else(pa.array(present), values, pa.scalar(None, values.type))
+
+
+def _frame(columns: dict[str, pa.Array], rng: np.random.Generator) -> pd.DataFrame:
+    """A normalised frame: text columns as pandas ``str``, networkIdentifier ``Int64``,
+    rows shuffled, ``_row`` numbering them 1.. in the shuffled order."""
+    order = pa.array(rng.permutation(len(next(iter(columns.values())))))
+    frame = pd.DataFrame(
+        {
+            name: (
+                pd.array(values.take(order).to_numpy(zero_copy_only=False), dtype="Int64")
+                if pa.types.is_integer(values.type)
+                else pd.Series(values.take(order).cast(pa.large_string()).to_pandas())
+            )
+            for name, values in columns.items()
+        }
+    )
+    frame["_row"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+    return frame
+
+
+# --- the baseline: the dict approach one writes first ------------------------------------
+
+
+def baseline_documents(
+    customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame
+) -> list[bytes]:
+    """Rows as dicts (``to_pylist``, the fastest plain way: NA becomes None, Int64 int),
+    accounts and cards hung under their customers in dicts of lists, orjson per customer."""
+
+    def rows(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+        table = pa.Table.from_pandas(frame[list(columns)], preserve_index=False)
+        records: list[dict[str, Any]] = table.to_pylist()
+        return records
+
+    cards_by_account: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for card in rows(cards, contract.CARD_FIELDS):
+        cards_by_account[card["sourceAccountId"]].append(card)
+
+    accounts_by_holder: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for account in rows(accounts, contract.ACCOUNT_COLUMNS):
+        account["sourceCustomerIds"] = (
+            account["sourceCustomerIds"] or account["primarySourceCustomerId"]
+        ).split("|")
+        account["cards"] = cards_by_account.get(account["sourceAccountId"], [])
+        for holder in dict.fromkeys(account["sourceCustomerIds"]):
+            accounts_by_holder[holder].append(account)
+
+    documents = []
+    for customer in rows(customers, contract.CUSTOMER_COLUMNS):
+        if not customer["sourceParentCustomerId"]:
+            del customer["sourceParentCustomerId"]
+        alerts = customer["alertOptInStatus"]
+        customer["alertOptInStatus"] = alerts.split("|") if alerts else []
+        customer["accounts"] = accounts_by_holder.get(customer["sourceCustomerId"], [])
+        documents.append(orjson.dumps(customer))
+    return documents
+
+
+def reference_documents(
+    customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame
+) -> list[bytes]:
+    return [serialise_document(d) for d in customer_documents(customers, accounts, cards)]
+
+
+def fast_documents(
+    customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame
+) -> list[bytes]:
+    return customer_document_bytes(customers, accounts, cards).documents
+
+
+RUNNERS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame], list[bytes]]] = {
+    "baseline": baseline_documents,
+    "reference": reference_documents,
+    "fast": fast_documents,
+}
+
+
+def _measure(variant: str, n_customers: int, repeat: int) -> dict[str, Any]:
+    """Runs one variant in this process; its times and this process's peak RSS."""
+    frames = normalised_frames(n_customers)
+    times = []
+    if variant != "frames":
+        for _ in range(repeat):
+            gc.collect()
+            start = time.perf_counter()
+            documents = RUNNERS[variant](*frames)
+            times.append(time.perf_counter() - start)
+            assert len(documents) == n_customers
+            del documents
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"variant": variant, "times": times, "peak_mib": peak_kib / 1024}
+
+
+def _check_equal(n_customers: int) -> None:
+    frames = normalised_frames(n_customers, seed=1)
+    expected = reference_documents(*frames)
+    for variant in ("baseline", "fast"):
+        if RUNNERS[variant](*frames) != expected:
+            raise SystemExit(f"{variant} does not produce the reference bytes")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.variant:  # a child process: measure one variant, print JSON
+        print(json.dumps(_measure(args.variant, args.customers, args.repeat)))
+        return
+
+    _check_equal(2_000)
+    n = args.customers
+    print(
+        f"nest + serialise, {n:,} customers (~{n * 3 // 2:,} accounts, {2 * n:,} cards), "
+        f"median of {args.repeat}, each variant in its own process"
+    )
+    results = {}
+    for variant in args.variants:
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--variant",
+                variant,
+                "--customers",
+                str(n),
+                "--repeat",
+                str(args.repeat),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        results[variant] = json.loads(child.stdout.strip().splitlines()[-1])
+        _print_row(results[variant], results.get("baseline"))
+
+
+def _print_row(result: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+    times = result["times"]
+    if not times:
+        print(
+            f"  {result['variant']:<10} {'':>9} {'':>9}   peak RSS {result['peak_mib']:8,.0f} MiB"
+            "  (input frames only)"
+        )
+        return
+    median = statistics.median(times)
+    ratio = ""
+    if baseline and baseline["times"] and result["variant"] != "baseline":
+        ratio = f"{statistics.median(baseline['times']) / median:6.1f}x faster than baseline"
+    spread = f"[{min(times):.2f}-{max(times):.2f}]"
+    print(
+        f"  {result['variant']:<10} {median:8.2f}s {spread:>13}   peak RSS "
+        f"{result['peak_mib']:8,.0f} MiB  {ratio}"
+    )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

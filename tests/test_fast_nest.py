@@ -1,0 +1,197 @@
+"""The fast nest must give the reference's bytes, exactly, for any input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hypothesis.strategies as st
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from schemas import contract
+from tests.normalised_factory import (
+    AWKWARD,
+    LATER,
+    Frames,
+    account,
+    card,
+    customer,
+    frames,
+    household,
+    maybe_texts,
+    normalised_inputs,
+)
+from transforms.fast_nest import CustomerDocuments, customer_document_bytes, json_strings
+from transforms.nest import customer_documents, serialise_document
+
+
+def _reference(inputs: Frames) -> CustomerDocuments:
+    documents = customer_documents(*inputs)
+    return CustomerDocuments(
+        customer_ids=[str(d["sourceCustomerId"]) for d in documents],
+        documents=[serialise_document(d) for d in documents],
+    )
+
+
+def _assert_same_bytes(inputs: Frames) -> None:
+    fast = customer_document_bytes(*inputs)
+    expected = _reference(inputs)
+    assert fast.customer_ids == expected.customer_ids
+    for got, want in zip(fast.documents, expected.documents, strict=True):
+        assert got == want
+
+
+# --- table-driven cases -------------------------------------------------------------------
+
+
+def _with_awkward_text(text: str) -> Frames:
+    """Every text field of every table holds ``text`` (ids keep a prefix to stay distinct)."""
+    return frames(
+        [customer("c1" + text, **{f: text for f in ("organizationId", "postalCode", "country")})],
+        [account("a" + text, "c1" + text, "x" + text, sourcePortfolioId=text, type=text)],
+        [card("a" + text, "c1" + text, last4=text, iin=text, openDate=text, closeDate=text)],
+    )
+
+
+CASES: dict[str, Frames] = {
+    "nothing": frames(),
+    "customers without accounts": frames([customer("c1"), customer("c2")]),
+    "accounts without cards": frames([customer("c1")], [account("a1", "c1")]),
+    "household with joint account": household(),
+    "parent present, missing, empty": frames(
+        [
+            customer("c1", sourceParentCustomerId="p"),
+            customer("c2", sourceParentCustomerId=None),
+            customer("c3", sourceParentCustomerId=""),
+        ]
+    ),
+    "nulls everywhere": frames(
+        [{"sourceCustomerId": "c1"}],
+        [{"sourceAccountId": "a1", "primarySourceCustomerId": "c1"}],
+        [{"sourceAccountId": "a1"}],
+    ),
+    "closed and dated": frames(
+        [customer("c1", enrollmentEndDate=LATER, alertOptInStatus="ALL|NEW|EXPIRING")],
+        [account("a1", "c1", status="CLOSED", accountCloseDate=LATER)],
+        [card("a1", "c1", status="CLOSED", closeDate=LATER, networkIdentifier=6)],
+    ),
+    "holder listed twice, holders with empty items": frames(
+        [customer("c1"), customer("")],
+        [
+            account("a1", "c1", sourceCustomerIds="c1|c1"),
+            account("a2", "c1", sourceCustomerIds="|c1|"),
+        ],
+    ),
+    "orphan cards and accounts of absent holders": frames(
+        [customer("c1")],
+        [account("a1", "c1"), account("a2", "nobody")],
+        [card("a1", "c1"), card("zz", "c1"), card("a2", "nobody")],
+    ),
+    "duplicate ids (invalid, but the same bytes)": frames(
+        [customer("c1"), customer("c1", postalCode="99999")],
+        [account("a1", "c1"), account("a1", "c1", type="DDA")],
+        [card("a1", "c1")],
+    ),
+    "extreme network identifiers": frames(
+        [customer("c1")],
+        [account("a1", "c1")],
+        [card("a1", "c1", networkIdentifier=n) for n in (0, -1, 2**63 - 1, -(2**63), None)],
+    ),
+    **{f"awkward {text!r}": _with_awkward_text(text) for text in AWKWARD},
+    **{f"control U+{code:04X}": _with_awkward_text(chr(code)) for code in range(0x20)},
+}
+
+
+@pytest.mark.parametrize("inputs", CASES.values(), ids=CASES.keys())
+def test_same_bytes_as_the_reference(inputs: Frames) -> None:
+    _assert_same_bytes(inputs)
+
+
+def test_slices_of_frames() -> None:
+    customers, accounts, cards = _with_awkward_text('"\\\x01')
+    big = tuple(pd.concat([part] * 4, ignore_index=True) for part in household())
+
+    _assert_same_bytes((big[0].iloc[1:5], big[1].iloc[2:], big[2].iloc[3:7]))
+    _assert_same_bytes((customers.iloc[1:], accounts.iloc[1:], cards.iloc[1:]))
+
+
+def test_chunked_object_and_category_columns() -> None:
+    customers, accounts, cards = household()
+    chunked = pd.concat([customers.iloc[:1], customers.iloc[1:]], ignore_index=True)
+    as_objects = accounts.astype({name: object for name in contract.ACCOUNT_COLUMNS})
+    as_categories = cards.astype({"cardType": "category", "sourceAccountId": "category"})
+
+    _assert_same_bytes((chunked, as_objects, as_categories))
+
+
+def test_absent_optional_columns() -> None:
+    customers, accounts, cards = household()
+    _assert_same_bytes(
+        (
+            customers.drop(columns=["sourceParentCustomerId", "enrollmentEndDate"]),
+            accounts.drop(columns=["sourceCustomerIds", "accountCloseDate"]),
+            cards.drop(columns=["closeDate"]),
+        )
+    )
+
+
+def test_refuses_what_the_reference_refuses() -> None:
+    customers, accounts, cards = household()
+    with pytest.raises(ValueError, match="'country'"):
+        customer_document_bytes(customers.drop(columns="country"), accounts, cards)
+    with pytest.raises(TypeError, match="networkIdentifier"):
+        customer_document_bytes(customers, accounts, cards.astype({"networkIdentifier": str}))
+    with pytest.raises(TypeError, match="postalCode"):
+        customer_document_bytes(customers.assign(postalCode=1234), accounts, cards)
+
+
+def test_inputs_are_not_mutated() -> None:
+    inputs = household()
+    before = tuple(part.copy(deep=True) for part in inputs)
+
+    customer_document_bytes(*inputs)
+
+    for after, original in zip(inputs, before, strict=True):
+        pd.testing.assert_frame_equal(after, original)
+
+
+def test_result_is_ids_and_documents_in_customer_order() -> None:
+    result = customer_document_bytes(*household())
+
+    assert result.customer_ids == ["c1", "c2", "c3"]
+    assert len(result) == 3
+    assert [orjson.loads(d)["sourceCustomerId"] for d in result.documents] == ["c1", "c2", "c3"]
+
+
+# --- properties -----------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(maybe_texts, max_size=20))
+def test_json_strings_escape_as_orjson_does(values: list[str | None]) -> None:
+    escaped = json_strings(pa.array(values, pa.large_string())).to_pylist()
+
+    assert escaped == [orjson.dumps(value).decode() for value in values]
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(normalised_inputs())
+def test_same_bytes_as_the_reference_for_any_input(inputs: Frames) -> None:
+    _assert_same_bytes(inputs)
+
+
+def _only_valid_json(documents: list[bytes]) -> list[Any]:
+    return [orjson.loads(document) for document in documents]
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(normalised_inputs())
+def test_every_document_is_valid_json(inputs: Frames) -> None:
+    assert len(_only_valid_json(customer_document_bytes(*inputs).documents)) == len(inputs[0])

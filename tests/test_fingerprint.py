@@ -1,0 +1,227 @@
+"""Fingerprints: stable where the document is the same, different where it is not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hypothesis.strategies as st
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from schemas import contract
+from tests.normalised_factory import (
+    LATER,
+    Frames,
+    account,
+    card,
+    customer,
+    frame,
+    frames,
+    household,
+    normalised_inputs,
+    shuffled,
+    texts,
+)
+from transforms.fingerprint import FINGERPRINT_VERSION, customer_fingerprints
+from transforms.nest import customer_documents
+
+
+def _changed(before: Frames, after: Frames) -> set[str]:
+    """The customers whose fingerprint differs between two inputs."""
+    old, new = customer_fingerprints(*before), customer_fingerprints(*after)
+    return {cid for cid in new.index if old.get(cid) != new[cid]}
+
+
+def _edited(inputs: Frames, table: int, row: int, **fields: Any) -> Frames:
+    parts = [part.copy() for part in inputs]
+    for name, value in fields.items():
+        parts[table].loc[row, name] = value
+    return parts[0], parts[1], parts[2]
+
+
+def test_one_fingerprint_of_32_hex_characters_per_customer() -> None:
+    fingerprints = customer_fingerprints(*household())
+
+    assert list(fingerprints.index) == ["c1", "c2", "c3"]
+    assert fingerprints.index.name == "sourceCustomerId"
+    assert fingerprints.str.fullmatch(r"[0-9a-f]{32}").all()
+    assert fingerprints.is_unique
+    assert isinstance(FINGERPRINT_VERSION, int)
+
+
+def test_same_input_same_fingerprints() -> None:
+    pd.testing.assert_series_equal(
+        customer_fingerprints(*household()), customer_fingerprints(*household())
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_stable_under_row_shuffles(seed: int) -> None:
+    inputs = household()
+
+    pd.testing.assert_series_equal(
+        customer_fingerprints(*shuffled(inputs, seed)).sort_index(),
+        customer_fingerprints(*inputs).sort_index(),
+    )
+
+
+def test_changes_on_a_card_field_only_for_its_holders() -> None:
+    inputs = household()  # card row 3 is the card of c3's own account
+
+    assert _changed(inputs, _edited(inputs, 2, 3, last4="9999")) == {"c3"}
+
+
+def test_joint_account_co_holders_change_together() -> None:
+    inputs = household()  # card row 0 is a card of the joint account of c1 and c2
+
+    assert _changed(inputs, _edited(inputs, 2, 0, status="CLOSED", closeDate=LATER)) == {
+        "c1",
+        "c2",
+    }
+    # a new co-holder changes the holder list every holder receives
+    assert _changed(inputs, _edited(inputs, 1, 1, sourceCustomerIds="c1|c2|c3|c9")) == {
+        "c1",
+        "c2",
+        "c3",
+    }
+
+
+@pytest.mark.parametrize(
+    ("table", "row", "field", "value", "changed"),
+    [
+        (0, 0, "postalCode", "99999", {"c1"}),
+        (0, 1, "sourceParentCustomerId", "p", {"c2"}),
+        (0, 2, "alertOptInStatus", "", {"c3"}),
+        (0, 2, "enrollmentEndDate", LATER, {"c3"}),
+        (1, 0, "type", "DDA", {"c1"}),
+        (1, 1, "accountOpenDate", LATER, {"c1", "c2"}),
+        (1, 2, "primarySourceCustomerId", "cX", {"c3"}),
+        (2, 1, "networkIdentifier", 5, {"c1"}),
+        (2, 2, "sourceCustomerId", "c2", {"c1", "c2"}),
+        (2, 3, "sourceAccountId", "a-own-1", {"c1", "c3"}),  # a card moves to c1
+    ],
+)
+def test_changes_exactly_where_the_document_changes(
+    table: int, row: int, field: str, value: object, changed: set[str]
+) -> None:
+    inputs = household()
+
+    assert _changed(inputs, _edited(inputs, table, row, **{field: value})) == changed
+
+
+def test_added_and_removed_rows_change_their_customers() -> None:
+    customers, accounts, cards = inputs = household()
+    extra_card = frame("cards", [card("a-own-3", "c3", last4="0003")])
+    # a second identical card is a different document: the sums must not cancel out
+    repeated_card = cards.iloc[[3]]
+
+    assert _changed(inputs, (customers, accounts, pd.concat([cards, extra_card]))) == {"c3"}
+    assert _changed(inputs, (customers, accounts, pd.concat([cards, repeated_card]))) == {"c3"}
+    assert _changed(inputs, (customers, accounts, cards.drop(index=1))) == {"c1"}
+    assert _changed(inputs, (customers, accounts.drop(index=1), cards)) == {"c1", "c2"}
+
+
+def test_unchanged_customers_keep_theirs_when_others_come_and_go() -> None:
+    customers, accounts, cards = inputs = household()
+    newcomer = frames([customer("c4")], [account("a4", "c4")], [card("a4", "c4")])
+    more = tuple(
+        pd.concat([old, new], ignore_index=True) for old, new in zip(inputs, newcomer, strict=True)
+    )
+    before = customer_fingerprints(*inputs)
+
+    fewer = customer_fingerprints(customers.iloc[[0, 2]], accounts, cards)
+    assert fewer.to_dict() == {"c1": before["c1"], "c3": before["c3"]}
+    after = customer_fingerprints(*more)
+    assert after.drop("c4").to_dict() == before.to_dict()
+    assert after["c4"] not in set(before)
+
+
+def test_independent_of_how_the_frames_hold_their_values() -> None:
+    """The same values from CSV (object text, int64) or Parquet (str, Int64, categories)."""
+    customers, accounts, cards = household()
+    as_csv = (
+        customers.astype(object),
+        accounts.astype(object).assign(accountCloseDate=""),
+        cards.astype({"networkIdentifier": "int64", "last4": object, "cardType": "category"}),
+    )
+    as_parquet = (
+        customers.drop(columns=["sourceParentCustomerId", "enrollmentEndDate"]),
+        accounts.drop(columns="accountCloseDate"),
+        cards,
+    )
+
+    expected = customer_fingerprints(customers, accounts, cards)
+    pd.testing.assert_series_equal(customer_fingerprints(*as_csv), expected)
+    pd.testing.assert_series_equal(customer_fingerprints(*as_parquet), expected)
+
+
+def test_row_numbers_and_extra_columns_do_not_count() -> None:
+    customers, accounts, cards = household()
+    renumbered = (
+        customers.assign(_row=customers["_row"] + 100, note="x"),
+        accounts.assign(_row=np.arange(3)[::-1] + 7),
+        cards.assign(extra=1),
+    )
+
+    pd.testing.assert_series_equal(
+        customer_fingerprints(*renumbered), customer_fingerprints(customers, accounts, cards)
+    )
+
+
+def test_inputs_are_not_mutated() -> None:
+    inputs = household()
+    before = tuple(part.copy(deep=True) for part in inputs)
+
+    customer_fingerprints(*inputs)
+
+    for after, original in zip(inputs, before, strict=True):
+        pd.testing.assert_frame_equal(after, original)
+
+
+# --- properties: the fingerprint follows the document, up to the order of its lists ------
+
+
+def _canonical(document: dict[str, Any]) -> bytes:
+    """The document with accounts and cards in a fixed order (what the fingerprint sees)."""
+    accounts = [{**a, "cards": sorted(a["cards"], key=orjson.dumps)} for a in document["accounts"]]
+    return orjson.dumps({**document, "accounts": sorted(accounts, key=orjson.dumps)})
+
+
+def _canonical_documents(inputs: Frames) -> list[bytes]:
+    return [_canonical(document) for document in customer_documents(*inputs)]
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(normalised_inputs(unique_customer_ids=True), st.integers(0, 2**32 - 1))
+def test_stable_under_any_shuffle(inputs: Frames, seed: int) -> None:
+    pd.testing.assert_series_equal(
+        customer_fingerprints(*shuffled(inputs, seed)).sort_index(),
+        customer_fingerprints(*inputs).sort_index(),
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(normalised_inputs(unique_customer_ids=True), st.data())
+def test_changes_if_and_only_if_the_document_changes(inputs: Frames, data: st.DataObject) -> None:
+    table = data.draw(st.sampled_from([i for i, part in enumerate(inputs) if len(part)] or [0]))
+    edited = inputs
+    if len(inputs[table]):
+        name = data.draw(st.sampled_from(contract.COLUMNS[contract.TABLES[table]]))
+        value: Any = data.draw(
+            st.none() | st.integers(3, 6) if name == "networkIdentifier" else st.none() | texts
+        )
+        row = data.draw(st.integers(0, len(inputs[table]) - 1))
+        edited = _edited(inputs, table, row, **{name: value})
+
+    # by position: customers keep their rows, even when the edit is to a customer's id
+    fingerprints_same = customer_fingerprints(*inputs).array == customer_fingerprints(*edited).array
+    documents_same = [
+        before == after
+        for before, after in zip(
+            _canonical_documents(inputs), _canonical_documents(edited), strict=True
+        )
+    ]
+    assert list(fingerprints_same) == documents_same

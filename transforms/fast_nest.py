@@ -1,0 +1,319 @@
+"""The partner's Customer documents as JSON bytes, built column by column with pyarrow.
+
+Byte for byte the same as ``orjson.dumps`` of ``transforms.nest.customer_documents`` (the
+reference), without a Python object per field: every row's JSON text is concatenated by
+``pyarrow.compute``, cards are grouped into their accounts and accounts into their holders
+with list offsets and ``binary_join``. Values follow the rules written in ``transforms.nest``.
+
+JSON string escaping is orjson's: ``"`` and ``\\`` are backslash-escaped, the control
+characters U+0000..U+001F are written ``\\b \\f \\n \\r \\t`` or ``\\u00xx`` (lower-case
+hex), everything else (DEL, non-ASCII) goes out as raw UTF-8. Columns are scanned as bytes
+first, so the escaping work is only done for the few values that need it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas import contract
+from transforms.nest import INTEGER_FIELDS, LIST_FIELDS, OMITTED_WHEN_MISSING, required_column
+
+_TEXT: Final = pa.large_string()
+_NULL: Final = pa.scalar("null", _TEXT)
+_EMPTY: Final = pa.scalar("", _TEXT)
+_SEPARATOR: Final = pa.scalar(contract.LIST_SEPARATOR, _TEXT)
+_SHORT_ESCAPES: Final = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
+# bytes that make a value need escaping: the control characters, '"' and '\'
+_NEEDS_ESCAPE: Final = np.zeros(256, dtype=bool)
+_NEEDS_ESCAPE[:0x20] = True
+_NEEDS_ESCAPE[[ord('"'), ord("\\")]] = True
+
+Indices = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class CustomerDocuments:
+    """The serialised Customer documents: ``documents[i]`` is the JSON of ``customer_ids[i]``."""
+
+    customer_ids: list[str]
+    documents: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """A table's ids numbered by first appearance: ``unique[row_keys[i]]`` is row i's id.
+
+    A null id is numbered like any other value, as the reference groups ``None`` too.
+    """
+
+    unique: pa.LargeStringArray
+    row_keys: pa.Array
+
+    @classmethod
+    def of(cls, ids: pa.LargeStringArray) -> Keys:
+        encoded = pc.dictionary_encode(ids, null_encoding="encode")
+        return cls(unique=_as_text(encoded.dictionary), row_keys=encoded.indices)
+
+    @property
+    def size(self) -> int:
+        return len(self.unique)
+
+    def keys_of(self, ids: pa.Array) -> Indices:
+        """The key of each of ``ids``; -1 where it is not one of these ids."""
+        return _keys(pc.index_in(ids, value_set=self.unique))
+
+    def per_row(self, per_key: pa.Array) -> pa.Array:
+        """Values given per key, spread out to one per row (as they are when ids are unique)."""
+        return per_key if self.size == len(self.row_keys) else per_key.take(self.row_keys)
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """Which account rows each customer holds, one pair per (customer, account), no repeats.
+
+    Pairs are sorted by ``customer_keys`` (keys of the customer ``Keys`` they were built for),
+    and within one customer by account row, so grouping keeps ``accounts`` order.
+    """
+
+    customer_keys: Indices
+    account_rows: Indices
+
+
+def customer_document_bytes(
+    customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame
+) -> CustomerDocuments:
+    """One serialised Customer document per row of ``customers``, in frame order."""
+    ids = text_column(customers, "customers", "sourceCustomerId")
+    documents = customer_document_texts(customers, accounts, cards).cast(pa.large_binary())
+    return CustomerDocuments(
+        customer_ids=ids.to_pylist(),
+        # through numpy: about twice as fast as Array.to_pylist for large binaries
+        documents=documents.to_numpy(zero_copy_only=False).tolist(),
+    )
+
+
+def customer_document_texts(
+    customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame
+) -> pa.LargeStringArray:
+    """The JSON text of each customer's document, as one Arrow array in ``customers`` order."""
+    account_ids = Keys.of(text_column(accounts, "accounts", "sourceAccountId"))
+    cards_per_account = grouped_join(
+        card_json(cards),
+        account_ids.keys_of(text_column(cards, "cards", "sourceAccountId")),
+        account_ids.size,
+    )
+    account_texts = _concat(
+        account_fields_json(accounts), ',"cards":[', account_ids.per_row(cards_per_account), "]}"
+    )
+    del cards_per_account  # the big intermediates go as soon as they are used
+
+    customer_ids = Keys.of(text_column(customers, "customers", "sourceCustomerId"))
+    holdings = account_holdings(accounts, customer_ids)
+    accounts_per_customer = _joined_groups(
+        account_texts.take(holdings.account_rows), holdings.customer_keys, customer_ids.size
+    )
+    del account_texts
+    return _concat(
+        customer_fields_json(customers),
+        ',"accounts":[',
+        customer_ids.per_row(accounts_per_customer),
+        "]}",
+    )
+
+
+def card_json(cards: pd.DataFrame) -> pa.LargeStringArray:
+    """The JSON object of each card row, complete."""
+    return _concat(_fields_json(cards, "cards", contract.CARD_FIELDS), "}")
+
+
+def account_fields_json(accounts: pd.DataFrame) -> pa.LargeStringArray:
+    """Each account row's JSON object up to its cards; ``,"cards":[...]}`` completes it."""
+    return _fields_json(accounts, "accounts", contract.ACCOUNT_COLUMNS)
+
+
+def customer_fields_json(customers: pd.DataFrame) -> pa.LargeStringArray:
+    """Each customer row's JSON object up to its accounts; ``,"accounts":[...]}`` completes it."""
+    return _fields_json(customers, "customers", contract.CUSTOMER_COLUMNS)
+
+
+def account_holdings(accounts: pd.DataFrame, customer_ids: Keys) -> Holdings:
+    """The (customer, account row) pairs: an account belongs to every holder it lists.
+
+    Holders that are not among ``customer_ids`` are left out.
+    """
+    holder_lists = pc.split_pattern(holder_texts(accounts), contract.LIST_SEPARATOR)
+    account_rows = np.asarray(pc.list_parent_indices(holder_lists), dtype=np.int64)
+    customer_keys = customer_ids.keys_of(pc.list_flatten(holder_lists))
+    held = customer_keys >= 0
+    customer_keys, account_rows = customer_keys[held], account_rows[held]
+    # stable: account rows come in ascending order, and stay so within each customer
+    order = np.argsort(customer_keys, kind="stable")
+    customer_keys, account_rows = customer_keys[order], account_rows[order]
+    repeated = np.zeros(len(order), dtype=bool)
+    repeated[1:] = (customer_keys[1:] == customer_keys[:-1]) & (
+        account_rows[1:] == account_rows[:-1]
+    )
+    return Holdings(customer_keys=customer_keys[~repeated], account_rows=account_rows[~repeated])
+
+
+def holder_texts(accounts: pd.DataFrame) -> pa.LargeStringArray:
+    """Each account's ``|``-joined holders; the primary holder alone when none are listed."""
+    listed = text_column(accounts, "accounts", "sourceCustomerIds")
+    primary = text_column(accounts, "accounts", "primarySourceCustomerId")
+    holders = pc.coalesce(listed, primary)
+    # '' for "no holders at all" (primary missing too): splits to [] below, like the reference
+    return _as_text(pc.if_else(pc.equal(holders, _EMPTY), pa.scalar(None, _TEXT), holders))
+
+
+def json_strings(values: pa.Array) -> pa.LargeStringArray:
+    """Each value as a JSON string literal (quoted, escaped as orjson does), ``null`` if null."""
+    quoted = _concat('"', _escaped(_as_text(values)), '"')
+    return _as_text(pc.fill_null(quoted, _NULL))
+
+
+def json_string_lists(values: pa.Array) -> pa.LargeStringArray:
+    """Each ``|``-joined value as a JSON array of strings; ``[]`` when empty or null."""
+    values = _as_text(values)
+    nonempty = pc.if_else(pc.equal(values, _EMPTY), pa.scalar(None, _TEXT), values)
+    escaped = _escaped(_as_text(nonempty))
+    items = pc.binary_join(
+        pc.split_pattern(escaped, contract.LIST_SEPARATOR), pa.scalar('","', _TEXT)
+    )
+    return _as_text(pc.fill_null(_concat('["', items, '"]'), pa.scalar("[]", _TEXT)))
+
+
+def text_column(frame: pd.DataFrame, table: str, name: str) -> pa.LargeStringArray:
+    """A text column as an Arrow array, missing values null, the rules of ``nest`` applied."""
+    values = _arrow(required_column(frame, table, name))
+    value_type = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
+    if not (
+        pa.types.is_string(value_type)
+        or pa.types.is_large_string(value_type)
+        or pa.types.is_null(value_type)
+    ):
+        raise TypeError(f"{name} must be text, not {values.type}")
+    text = _as_text(values.cast(_TEXT))
+    if name in contract.OPTIONAL_COLUMNS[table]:
+        text = _as_text(pc.if_else(pc.equal(text, _EMPTY), pa.scalar(None, _TEXT), text))
+    return text
+
+
+def grouped_join(texts: pa.Array, keys: Indices, n_groups: int) -> pa.LargeStringArray:
+    """Per group ``0..n_groups-1``, its ``texts`` joined by ``,`` in their order; ``-1`` = none."""
+    order = np.argsort(keys, kind="stable")
+    order = order[keys[order] >= 0]
+    return _joined_groups(texts.take(order), keys[order], n_groups)
+
+
+def _joined_groups(texts: pa.Array, sorted_keys: Indices, n_groups: int) -> pa.LargeStringArray:
+    """``texts`` already sorted by group key, joined by ``,`` per group."""
+    offsets = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum(np.bincount(sorted_keys, minlength=n_groups), out=offsets[1:])
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets), texts)
+    return _as_text(pc.binary_join(lists, pa.scalar(",", _TEXT)))
+
+
+def _fields_json(frame: pd.DataFrame, table: str, fields: tuple[str, ...]) -> pa.LargeStringArray:
+    """``{"a":1,"b":2`` for each row: the fields in order, without the closing brace."""
+    parts: list[pa.Array | str] = []
+    for position, name in enumerate(fields):
+        key = ("{" if position == 0 else ",") + orjson.dumps(name).decode() + ":"
+        if name in OMITTED_WHEN_MISSING:
+            value = text_column(frame, table, name)
+            member = _concat(key, json_strings(value))
+            parts.append(pc.if_else(pc.is_valid(value), member, _EMPTY))
+        else:
+            parts.extend([key, *_value_json(frame, table, name)])
+    return _concat(*parts)
+
+
+def _value_json(frame: pd.DataFrame, table: str, name: str) -> list[pa.Array | str]:
+    """The JSON of one column's values, as parts to concatenate (quotes left to literals)."""
+    if name in INTEGER_FIELDS:
+        values = _arrow(required_column(frame, table, name))
+        if not (pa.types.is_integer(values.type) or pa.types.is_null(values.type)):
+            raise TypeError(f"{name} must be an integer, not {values.type}")
+        return [_as_text(pc.fill_null(values.cast(pa.int64()).cast(_TEXT), _NULL))]
+    if name == "sourceCustomerIds":
+        return [json_string_lists(pc.fill_null(holder_texts(frame), _EMPTY))]
+    if name in LIST_FIELDS:
+        return [json_string_lists(text_column(frame, table, name))]
+    text = text_column(frame, table, name)
+    if text.null_count:
+        return [json_strings(text)]
+    return ['"', _escaped(text), '"']  # no nulls: the quotes join the literals around them
+
+
+def _escaped(values: pa.LargeStringArray) -> pa.LargeStringArray:
+    """JSON string contents (without quotes), escaped exactly as orjson escapes them."""
+    if not _NEEDS_ESCAPE[_value_bytes(values)].any():
+        return values
+    mask = pc.fill_null(pc.match_substring_regex(values, r'[\x00-\x1f"\\]'), False)
+    escaped = _as_text(values.filter(mask))
+    escaped = pc.replace_substring(escaped, "\\", "\\\\")  # first: later steps add backslashes
+    escaped = pc.replace_substring(escaped, '"', '\\"')
+    data = _value_bytes(escaped)
+    for code in np.unique(data[data < 0x20]).tolist():
+        replacement = _SHORT_ESCAPES.get(code, f"\\u{code:04x}")
+        escaped = pc.replace_substring(escaped, chr(code), replacement)
+    return _as_text(pc.replace_with_mask(values, mask, escaped))
+
+
+def _value_bytes(values: pa.LargeStringArray) -> npt.NDArray[np.uint8]:
+    """The UTF-8 bytes of all values together (bytes < 0x80 never occur inside a multi-byte
+    character, so ASCII can be found by byte)."""
+    data = values.buffers()[2]
+    if data is None:
+        return np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)
+    start, end = offsets[values.offset], offsets[values.offset + len(values)]
+    return np.frombuffer(data, dtype=np.uint8)[start:end]
+
+
+def _keys(indices: pa.Array) -> Indices:
+    """Arrow indices (null = no match) as int64 numpy keys (-1 = no match)."""
+    return np.asarray(pc.fill_null(indices, -1).cast(pa.int64()), dtype=np.int64)
+
+
+def _concat(*parts: pa.Array | pa.Scalar | str) -> pa.LargeStringArray:
+    """Element-wise concatenation; a ``str`` part is the same literal on every row."""
+    args: list[pa.Array | pa.Scalar] = []
+    literal = ""
+    for part in parts:
+        if isinstance(part, str):
+            literal += part  # adjacent literals become one: fewer parts, faster join
+            continue
+        if literal:
+            args.append(pa.scalar(literal, _TEXT))
+            literal = ""
+        args.append(part)
+    if literal:
+        args.append(pa.scalar(literal, _TEXT))
+    return _as_text(pc.binary_join_element_wise(*args, _EMPTY))
+
+
+def _arrow(column: pd.Series) -> pa.Array:
+    values = pa.array(column, from_pandas=True)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values
+
+
+def _as_text(values: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if values.type != _TEXT:
+        values = values.cast(_TEXT)
+    assert isinstance(values, pa.LargeStringArray)
+    return values

@@ -1,0 +1,152 @@
+"""The partner's Customer documents, built the plain way: one dict per customer, account, card.
+
+This is the readable reference of nesting (``transforms.fast_nest`` must produce the same
+bytes, faster). Its input is the *normalised* frames of docs/ARCHITECTURE.md: date-times
+already ``YYYY-MM-DDTHH:MM:SSZ`` text, list fields ``|``-joined text, ``networkIdentifier``
+an integer column, everything else text. ``_row`` and any other extra column are ignored.
+
+The value rules below are shared with ``fast_nest`` and ``fingerprint``:
+
+* a missing value (NA) goes out as JSON ``null``;
+* in an optional column (``schemas.contract.OPTIONAL_COLUMNS``) empty text counts as missing,
+  and an absent optional column as all missing;
+* ``sourceParentCustomerId`` is left out of the document when missing;
+* a list field is split on ``|``; empty or missing text is ``[]``, except that missing
+  ``sourceCustomerIds`` means the primary holder alone;
+* ``networkIdentifier`` goes out as an integer.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from schemas import contract
+
+Document = dict[str, object]
+Record = dict[str, Any]
+
+# Fields left out of the document (instead of sent as null) when they have no value.
+OMITTED_WHEN_MISSING: frozenset[str] = frozenset({"sourceParentCustomerId"})
+# Fields sent as JSON integers; every other scalar field is a JSON string.
+INTEGER_FIELDS: frozenset[str] = frozenset({"networkIdentifier"})
+# Fields sent as JSON arrays of strings (``|``-joined text in the frames).
+LIST_FIELDS: frozenset[str] = frozenset(
+    name for names in contract.LIST_COLUMNS.values() for name in names
+)
+
+
+def customer_documents(
+    customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame
+) -> list[Document]:
+    """One Customer document per row of ``customers``, in frame order, as the partner wants it.
+
+    A customer's accounts are every account listing it among ``sourceCustomerIds``, in
+    ``accounts`` order; an account's cards are the cards naming its ``sourceAccountId``, in
+    ``cards`` order. A joint account appears, identical, under every holder present in
+    ``customers``; holders absent from ``customers`` get no document. Every document is an
+    independent tree (no dict or list is shared between documents).
+    """
+    cards_by_account: dict[str | None, list[Record]] = {}
+    for card in records(cards, "cards"):
+        cards_by_account.setdefault(card["sourceAccountId"], []).append(card)
+
+    holdings: dict[str | None, list[Record]] = {}
+    for account in records(accounts, "accounts"):
+        # dict.fromkeys: a holder listed twice still gets the account once
+        for holder in dict.fromkeys(account["sourceCustomerIds"]):
+            holdings.setdefault(holder, []).append(account)
+
+    return [
+        _customer_document(
+            customer,
+            [
+                _account_document(account, cards_by_account.get(account["sourceAccountId"], []))
+                for account in holdings.get(customer["sourceCustomerId"], [])
+            ],
+        )
+        for customer in records(customers, "customers")
+    ]
+
+
+def serialise_document(document: Document) -> bytes:
+    """The canonical JSON bytes of one document: what is sent, and what others compare with."""
+    return orjson.dumps(document)
+
+
+def records(frame: pd.DataFrame, table: str) -> Iterator[Record]:
+    """The rows of one normalised table as dicts of its contract columns, values as sent.
+
+    Missing values are ``None``, list fields are lists, ``networkIdentifier`` is an ``int``.
+    """
+    columns = contract.COLUMNS[table]
+    values = [_column_values(frame, table, name) for name in columns]
+    for row in zip(*values, strict=True):
+        record = dict(zip(columns, row, strict=True))
+        if table == "accounts" and record["sourceCustomerIds"] is None:
+            record["sourceCustomerIds"] = record["primarySourceCustomerId"]
+        yield {name: _typed(name, value) for name, value in record.items()}
+
+
+def required_column(frame: pd.DataFrame, table: str, name: str) -> pd.Series:
+    """A contract column of ``frame``; an error naming it when a required one is absent."""
+    if name not in frame.columns:
+        if name in contract.OPTIONAL_COLUMNS[table]:
+            return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+        raise ValueError(f"the {table} frame has no {name!r} column")
+    column: pd.Series = frame[name]
+    return column
+
+
+def _column_values(frame: pd.DataFrame, table: str, name: str) -> Sequence[Any]:
+    column = required_column(frame, table, name)
+    missing = column.isna()
+    if name in contract.OPTIONAL_COLUMNS[table]:
+        missing |= column.astype(object).eq("")
+    return column.astype(object).where(~missing, None).tolist()
+
+
+def _typed(name: str, value: Any) -> Any:
+    if value is None:
+        return [] if name in LIST_FIELDS else None
+    if name in INTEGER_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, not {value!r}")
+        return int(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be text, not {type(value).__name__}")
+    if name in LIST_FIELDS:
+        return value.split(contract.LIST_SEPARATOR) if value else []
+    return value
+
+
+def _customer_document(customer: Record, accounts: list[Document]) -> Document:
+    document: Document = {}
+    for name in contract.CUSTOMER_FIELDS:
+        if name == "accounts":
+            document[name] = accounts
+        elif customer[name] is not None or name not in OMITTED_WHEN_MISSING:
+            document[name] = _copy(customer[name])
+    return document
+
+
+def _account_document(account: Record, cards: list[Record]) -> Document:
+    document: Document = {}
+    for name in contract.ACCOUNT_FIELDS:
+        if name == "cards":
+            document[name] = [_card_document(card) for card in cards]
+        else:
+            document[name] = _copy(account[name])
+    return document
+
+
+def _card_document(card: Record) -> Document:
+    return {name: _copy(card[name]) for name in contract.CARD_FIELDS}
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
