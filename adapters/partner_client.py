@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
 import orjson
@@ -29,7 +29,9 @@ from yarl import URL
 from adapters.auth import Auth, SessionTokenAuth, StaticBearerAuth
 from schemas import contract
 from schemas.errors import ConfigError
-from schemas.records import Method
+
+if TYPE_CHECKING:  # schemas.records imports pandas: keep it out of the stand-in's start-up
+    from schemas.records import Method
 
 logger = logging.getLogger(__name__)
 

@@ -369,11 +369,19 @@ class StubPartner:
         self.requests.append(StubRequest(request.method, request_id, customers, status))
 
     async def _customers(self, request: web.Request) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        answer = self._answer(request, await request.read())
+        if self.faults.latency:
+            # The answer leaves `latency` after the request arrived, the stub's own work
+            # included: a burst of concurrent requests all see the same latency.
+            await asyncio.sleep(max(0.0, arrived + self.faults.latency - loop.time()))
+        return _drop(request) if answer is None else answer
+
+    def _answer(self, request: web.Request, body: bytes) -> web.Response | None:
+        """The answer to one data request, or None for a dropped connection."""
         self.counters.requests += 1
         request_id = request.headers.get(contract.REQUEST_ID_HEADER) or str(uuid.uuid4())
-        body = await request.read()
-        if self.faults.latency:
-            await asyncio.sleep(self.faults.latency)
         fault = self._pick_fault(body)
         if fault is not None and not (fault == "drop" and self.faults.drop_after_accept):
             return self._inject(request, request_id, body, fault)
@@ -389,12 +397,12 @@ class StubPartner:
 
     def _inject(
         self, request: web.Request, request_id: str, body: bytes, fault: Fault
-    ) -> web.StreamResponse:
+    ) -> web.Response | None:
         count = _count_customers(body)
         if fault == "drop":
             self.counters.dropped += 1
             self._record(request, request_id, count, "dropped")
-            return _drop(request)
+            return None
         headers = None
         if fault == 429:
             self.counters.rate_limited += 1
@@ -415,7 +423,7 @@ class StubPartner:
 
     def _accept(
         self, request: web.Request, request_id: str, body: bytes, *, drop_after: bool
-    ) -> web.StreamResponse:
+    ) -> web.Response | None:
         parsed: Any = None
         if self.validate:
             try:
@@ -459,7 +467,7 @@ class StubPartner:
         if drop_after:
             self.counters.dropped += 1
             self._record(request, request_id, len(ids), "dropped")
-            return _drop(request)
+            return None
         self._record(request, request_id, len(ids), 200)
         return web.Response(
             body=orjson.dumps({"requestId": request_id}),
