@@ -249,6 +249,17 @@ async def test_nothing_listening_fails_after_retries() -> None:
     assert "startSession failed" in outcome.error
 
 
+async def test_timeouts_are_retried_then_fail() -> None:
+    events: list[RetryEvent] = []
+    policy = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.001)
+    async with run_stub_server(StubFaults(latency=0.2)) as stub:
+        settings = PartnerSettings(api_url=stub.url, api_token=None, request_timeout=0.02)
+        async with PartnerClient(settings) as client:
+            outcome = await deliver_batch(client, batches(2)[0], policy, on_retry=events.append)
+    assert (outcome.status, outcome.attempts, outcome.http_status) == ("failed", 2, None)
+    assert [e.reason.split(":")[0] for e in events] == ["TimeoutError"]
+
+
 async def test_static_bearer_token_scheme() -> None:
     async with partner(api_token="tok-123", bearer_token="tok-123") as (stub, client):
         outcomes = await deliver_batches(client, batches(60), concurrency=2, policy=FAST)
