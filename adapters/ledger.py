@@ -425,7 +425,7 @@ class SqliteLedger:
                     outcome.http_status,
                     outcome.request_id,
                     outcome.error,
-                    orjson.dumps(getattr(outcome, "request_ids", ())).decode(),
+                    orjson.dumps(_request_ids(outcome)).decode(),
                     len(acked),
                     sum(1 for row in dead if row[4] == "rejected"),
                     sum(1 for row in dead if row[4] == "failed"),
@@ -434,23 +434,12 @@ class SqliteLedger:
                 ),
             )
             if acked:
-                (batch_key,) = db.execute(
-                    sql.BATCH_KEY,
-                    (run_id, outcome.batch_id),
-                ).fetchone()
-                db.executemany(
-                    sql.ACKNOWLEDGE,
-                    [(cid, fp, batch_key) for cid, fp in acked],
-                )
-                db.execute(
-                    sql.CLEAR_DEAD_LETTERS,
-                    (orjson.dumps([cid for cid, _ in acked]).decode(),),
-                )
+                (batch_key,) = db.execute(sql.BATCH_KEY, (run_id, outcome.batch_id)).fetchone()
+                db.executemany(sql.ACKNOWLEDGE, [(cid, fp, batch_key) for cid, fp in acked])
+                cleared = orjson.dumps([cid for cid, _ in acked]).decode()
+                db.execute(sql.CLEAR_DEAD_LETTERS, (cleared,))
             if dead:
-                db.executemany(
-                    sql.DEAD_LETTER,
-                    dead,
-                )
+                db.executemany(sql.DEAD_LETTER, dead)
 
     # --- crashed runs --------------------------------------------------------------------
     def _stopped_runs(self) -> list[str]:
@@ -460,10 +449,7 @@ class SqliteLedger:
     def _sending_batches(self, run_ids: Sequence[str]) -> list[BatchRecord]:
         if not run_ids:
             return []
-        rows = self._read(
-            sql.SENDING_BATCHES,
-            (orjson.dumps(list(run_ids)).decode(),),
-        )
+        rows = self._read(sql.SENDING_BATCHES, (orjson.dumps(list(run_ids)).decode(),))
         return [_batch_record(r) for r in rows]
 
     def interrupted_batches(self) -> list[BatchRecord]:
@@ -594,6 +580,14 @@ def customer_results(outcome: BatchOutcome) -> dict[str, tuple[CustomerResult, s
         else:
             results[cid] = (whole, outcome.error)
     return results
+
+
+def _request_ids(outcome: BatchOutcome) -> list[str]:
+    """Every requestId of the batch: a ``DeliveryOutcome`` lists them (splits included)."""
+    listed: Sequence[str] | None = getattr(outcome, "request_ids", None)
+    if listed:
+        return list(listed)
+    return [outcome.request_id] if outcome.request_id else []
 
 
 def _batch_record(row: tuple[Any, ...]) -> BatchRecord:
