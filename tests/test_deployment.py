@@ -349,12 +349,19 @@ async def test_the_nightly_deployment_runs_on_a_worker_and_delivers_every_custom
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from flows.secrets import apartner_token_from_block, partner_token_from_block
+
     state_dir = tmp_path / "state"
     config = yaml.safe_load(PREFECT_FILE.read_text(encoding="utf-8"))
     declared = next(d for d in config["deployments"] if d["name"] == "sync-customers")
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        # The operator keeps the partner token in a Secret block (docs/deploy.md); the
+        # helper the flow reads it with answers None while there is none.
+        assert await apartner_token_from_block(TOKEN_BLOCK) is None
         await Secret(value=PARTNER_TOKEN).asave(TOKEN_BLOCK, overwrite=True)
+        assert await apartner_token_from_block(TOKEN_BLOCK) == PARTNER_TOKEN
+        assert await asyncio.to_thread(partner_token_from_block, TOKEN_BLOCK) == PARTNER_TOKEN
         async with get_client() as client:
             deployment = await client.read_deployment_by_name(DEPLOYMENT)
 
