@@ -1,0 +1,278 @@
+"""Pandera models of the three NORMALISED flat extracts: every rule the partner contract implies.
+
+The models run over the frames ``transforms.normalise`` produces (docs/ARCHITECTURE.md,
+"Normalised frames"): text columns, date-times already in UTC ``YYYY-MM-DDTHH:MM:SSZ`` where
+they could be parsed (anything else is left as written, so the ``utc_datetime`` rule names
+it), list cells ``|``-joined, ``networkIdentifier`` as ``Int64``. Validate with
+``lazy=True`` so every failure is reported at once.
+
+Rule names: every check is named after the rule it enforces; ``rule_name`` gives pandera's
+built-ins plain names too (``not_nullable`` -> ``required``, ``isin`` -> ``allowed_values``,
+``str_length`` -> ``max_length``, the uniqueness checks -> ``unique``). ``RULES`` maps each
+rule to a description that holds no values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow as pyarrow
+import pyarrow.compute as pc
+from pandera.typing import Series
+
+from schemas import contract as c
+from schemas.columns import as_arrow, split_list_cells
+from schemas.countries import COUNTRY_CODES
+from schemas.datetimes import is_utc_datetime
+
+LAST4_PATTERN: Final = r"[0-9]{4}"
+IIN_PATTERN: Final = "|".join(f"[0-9]{{{n}}}" for n in c.IIN_LENGTHS)
+_ALERT_ITEM: Final = "(?:" + "|".join(c.ALERT_OPT_IN_STATUSES) + ")"
+ALERT_LIST_PATTERN: Final = f"(?:{_ALERT_ITEM}(?:\\|{_ALERT_ITEM})*)?"
+HOLDER_LIST_PATTERN: Final = f"[^|]{{1,{c.MAX_ID_LENGTH}}}(?:\\|[^|]{{1,{c.MAX_ID_LENGTH}}})*"
+_COUNTRY_SET: Final = pyarrow.array(sorted(COUNTRY_CODES), pyarrow.large_string())
+
+_ID_LENGTH: Final = {"max_value": c.MAX_ID_LENGTH}
+_PORTFOLIO_LENGTH: Final = {"max_value": c.MAX_PORTFOLIO_ID_LENGTH}
+
+RULES: Final[dict[str, str]] = {
+    "required": "is required",
+    "allowed_values": "is not an allowed value",
+    "max_length": "is too long",
+    "unique": "appears on more than one row",
+    "utc_datetime": "is not an ISO-8601 date or date-time",
+    "country_code": "is not an ISO 3166-1 alpha-2 country code",
+    "last4_digits": "must be exactly 4 digits",
+    "iin_digits": "must be 6 or 8 digits",
+    "alert_statuses": f"may only list {', '.join(c.ALERT_OPT_IN_STATUSES)}",
+    "holder_ids_length": f"lists a holder id longer than {c.MAX_ID_LENGTH} characters",
+    "holders_listed_once": "lists a holder more than once",
+    "primary_among_holders": "primarySourceCustomerId is not among sourceCustomerIds",
+    "close_date_iff_closed": "a close date is required when status is CLOSED, and only then",
+    "close_not_before_open": "the close date is before the open date",
+    "end_not_before_start": "enrollmentEndDate is before enrollmentStartDate",
+}
+"""Every rule a model can report, by check name, with a description that holds no values."""
+
+ROW_RULE_COLUMNS: Final[dict[str, dict[str, str]]] = {
+    "customers": {"end_not_before_start": "enrollmentEndDate"},
+    "accounts": {
+        "primary_among_holders": "primarySourceCustomerId",
+        "close_date_iff_closed": "accountCloseDate",
+        "close_not_before_open": "accountCloseDate",
+    },
+    "cards": {
+        "close_date_iff_closed": "closeDate",
+        "close_not_before_open": "closeDate",
+    },
+}
+"""The column a row-level (dataframe) rule is reported against, per table."""
+
+ALLOWED_VALUES: Final[dict[str, tuple[object, ...]]] = {
+    "enrollmentOptInStatus": c.ENROLLMENT_OPT_IN_STATUSES,
+    "targetingIndicator": c.TARGETING_INDICATORS,
+    "type": c.ACCOUNT_TYPES,
+    "cardType": c.CARD_TYPES,
+    "networkIdentifier": c.NETWORK_IDENTIFIERS,
+}
+"""The enum of each column checked with ``isin`` (``status`` differs per table: see
+``STATUS_VALUES``)."""
+STATUS_VALUES: Final[dict[str, tuple[str, ...]]] = {
+    "accounts": c.ACCOUNT_STATUSES,
+    "cards": c.CARD_STATUSES,
+}
+
+_CHECK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*")
+_BUILT_IN_RULES: Final = {
+    "not_nullable": "required",
+    "isin": "allowed_values",
+    "str_length": "max_length",
+    "field_uniqueness": "unique",
+    "multiple_fields_uniqueness": "unique",
+}
+
+
+def rule_name(check: str) -> str:
+    """The rule (a key of ``RULES``) of a pandera failure-case ``check`` string.
+
+    Pandera's built-ins get plain names (``isin(('A', 'B'))`` -> ``allowed_values``); our
+    named checks keep their names.
+    """
+    match = _CHECK_NAME.match(check)
+    name = match.group(0) if match else check
+    return _BUILT_IN_RULES.get(name, name)
+
+
+# --- vectorised predicates shared by the models ---------------------------------------
+
+
+def _not_before(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    """False only where both cells are valid UTC date-times and ``later`` < ``earlier``."""
+    comparable = is_utc_datetime(later) & is_utc_datetime(earlier)
+    before = (later < earlier).fillna(False).astype(bool)
+    return ~(comparable & before)
+
+
+def _close_iff_closed(status: pd.Series, close: pd.Series) -> pd.Series:
+    closed = status.eq(c.CLOSED_STATUS).fillna(False).astype(bool)
+    return pd.Series(closed.to_numpy() == close.notna().to_numpy(), index=status.index)
+
+
+# --- the models ----------------------------------------------------------------------------
+
+
+class CustomerExtract(pa.DataFrameModel):
+    """One row per customer (partner Customer, without its accounts)."""
+
+    sourceCustomerId: Series[str] = pa.Field(unique=True, str_length=_ID_LENGTH)
+    sourceParentCustomerId: Series[str] = pa.Field(nullable=True, str_length=_ID_LENGTH)
+    organizationId: Series[str] = pa.Field(str_length=_ID_LENGTH)
+    postalCode: Series[str]
+    country: Series[str]
+    customerCreationDate: Series[str]
+    enrollmentStartDate: Series[str]
+    enrollmentEndDate: Series[str] = pa.Field(nullable=True)
+    enrollmentOptInStatus: Series[str] = pa.Field(isin=c.ENROLLMENT_OPT_IN_STATUSES)
+    alertOptInStatus: Series[str]
+    targetingIndicator: Series[str] = pa.Field(isin=c.TARGETING_INDICATORS)
+    row: Series[np.int64] = pa.Field(alias=c.ROW_COLUMN)
+
+    class Config:
+        strict = True
+        coerce = False
+
+    @pa.check(
+        "customerCreationDate", "enrollmentStartDate", "enrollmentEndDate", name="utc_datetime"
+    )
+    def _dates(cls, values: Series[str]) -> Series[bool]:
+        return is_utc_datetime(values)  # type: ignore[return-value]
+
+    @pa.check("country", name="country_code")
+    def _country(cls, values: Series[str]) -> Series[bool]:
+        known = pc.is_in(as_arrow(values), value_set=_COUNTRY_SET)
+        return pd.Series(np.asarray(known), index=values.index)  # type: ignore[return-value]
+
+    @pa.check("alertOptInStatus", name="alert_statuses")
+    def _alerts(cls, values: Series[str]) -> Series[bool]:
+        return values.str.fullmatch(ALERT_LIST_PATTERN)  # type: ignore[return-value]
+
+    @pa.dataframe_check(name="end_not_before_start")
+    def _end_after_start(cls, frame: pd.DataFrame) -> Series[bool]:
+        return _not_before(  # type: ignore[return-value]
+            frame["enrollmentEndDate"], frame["enrollmentStartDate"]
+        )
+
+
+class AccountExtract(pa.DataFrameModel):
+    """One row per account; ``sourceCustomerIds`` lists every holder, primary included."""
+
+    sourceAccountId: Series[str] = pa.Field(unique=True, str_length=_ID_LENGTH)
+    sourceCustomerIds: Series[str]
+    primarySourceCustomerId: Series[str] = pa.Field(str_length=_ID_LENGTH)
+    status: Series[str] = pa.Field(isin=c.ACCOUNT_STATUSES)
+    type: Series[str] = pa.Field(isin=c.ACCOUNT_TYPES)
+    sourcePortfolioId: Series[str] = pa.Field(str_length=_PORTFOLIO_LENGTH)
+    accountOpenDate: Series[str]
+    accountCloseDate: Series[str] = pa.Field(nullable=True)
+    row: Series[np.int64] = pa.Field(alias=c.ROW_COLUMN)
+
+    class Config:
+        strict = True
+        coerce = False
+
+    @pa.check("accountOpenDate", "accountCloseDate", name="utc_datetime")
+    def _dates(cls, values: Series[str]) -> Series[bool]:
+        return is_utc_datetime(values)  # type: ignore[return-value]
+
+    @pa.check("sourceCustomerIds", name="holder_ids_length")
+    def _holder_lengths(cls, values: Series[str]) -> Series[bool]:
+        return values.str.fullmatch(HOLDER_LIST_PATTERN)  # type: ignore[return-value]
+
+    @pa.check("sourceCustomerIds", name="holders_listed_once")
+    def _holders_once(cls, values: Series[str]) -> Series[bool]:
+        ok = np.ones(len(values), dtype=bool)
+        # only cells with a separator can repeat a holder
+        several = np.flatnonzero(
+            values.str.contains(c.LIST_SEPARATOR, regex=False).fillna(False).to_numpy(dtype=bool)
+        )
+        if len(several):
+            positions, items = split_list_cells(values.iloc[several])
+            codes = pd.factorize(items.to_pandas())[0].astype(np.int64)
+            pairs = pd.DataFrame({"row": positions, "item": codes})
+            ok[several[pairs.loc[pairs.duplicated(), "row"].to_numpy()]] = False
+        return pd.Series(ok, index=values.index)  # type: ignore[return-value]
+
+    @pa.dataframe_check(name="primary_among_holders")
+    def _primary_listed(cls, frame: pd.DataFrame) -> Series[bool]:
+        primary = frame["primarySourceCustomerId"]
+        positions, items = split_list_cells(frame["sourceCustomerIds"])
+        primary_of_item = as_arrow(primary).take(pyarrow.array(positions))
+        hit = np.asarray(pc.equal(items, primary_of_item).fill_null(False), dtype=bool)
+        listed = np.zeros(len(frame), dtype=bool)
+        listed[positions[hit]] = True
+        # a missing primary is reported by its own rule, not this one
+        return pd.Series(listed | primary.isna().to_numpy(), index=frame.index)  # type: ignore[return-value]
+
+    @pa.dataframe_check(name="close_date_iff_closed")
+    def _close_iff_closed(cls, frame: pd.DataFrame) -> Series[bool]:
+        return _close_iff_closed(  # type: ignore[return-value]
+            frame["status"], frame["accountCloseDate"]
+        )
+
+    @pa.dataframe_check(name="close_not_before_open")
+    def _close_after_open(cls, frame: pd.DataFrame) -> Series[bool]:
+        return _not_before(  # type: ignore[return-value]
+            frame["accountCloseDate"], frame["accountOpenDate"]
+        )
+
+
+class CardExtract(pa.DataFrameModel):
+    """One row per card of a holder on an account; unique on account + holder + last4."""
+
+    sourceAccountId: Series[str] = pa.Field(str_length=_ID_LENGTH)
+    sourceCustomerId: Series[str] = pa.Field(str_length=_ID_LENGTH)
+    last4: Series[str]
+    iin: Series[str]
+    cardType: Series[str] = pa.Field(isin=c.CARD_TYPES)
+    status: Series[str] = pa.Field(isin=c.CARD_STATUSES)
+    networkIdentifier: Series[pd.Int64Dtype] = pa.Field(isin=c.NETWORK_IDENTIFIERS)
+    openDate: Series[str]
+    closeDate: Series[str] = pa.Field(nullable=True)
+    row: Series[np.int64] = pa.Field(alias=c.ROW_COLUMN)
+
+    class Config:
+        strict = True
+        coerce = False
+        unique = ["sourceAccountId", "sourceCustomerId", "last4"]
+
+    @pa.check("openDate", "closeDate", name="utc_datetime")
+    def _dates(cls, values: Series[str]) -> Series[bool]:
+        return is_utc_datetime(values)  # type: ignore[return-value]
+
+    @pa.check("last4", name="last4_digits")
+    def _last4(cls, values: Series[str]) -> Series[bool]:
+        return values.str.fullmatch(LAST4_PATTERN)  # type: ignore[return-value]
+
+    @pa.check("iin", name="iin_digits")
+    def _iin(cls, values: Series[str]) -> Series[bool]:
+        return values.str.fullmatch(IIN_PATTERN)  # type: ignore[return-value]
+
+    @pa.dataframe_check(name="close_date_iff_closed")
+    def _close_iff_closed(cls, frame: pd.DataFrame) -> Series[bool]:
+        return _close_iff_closed(frame["status"], frame["closeDate"])  # type: ignore[return-value]
+
+    @pa.dataframe_check(name="close_not_before_open")
+    def _close_after_open(cls, frame: pd.DataFrame) -> Series[bool]:
+        return _not_before(frame["closeDate"], frame["openDate"])  # type: ignore[return-value]
+
+
+MODELS: Final[dict[str, type[pa.DataFrameModel]]] = {
+    "customers": CustomerExtract,
+    "accounts": AccountExtract,
+    "cards": CardExtract,
+}
+"""The model of each table, by the table names of ``schemas.contract.TABLES``."""

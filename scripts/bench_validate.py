@@ -1,0 +1,110 @@
+"""Benchmark: read and validate a generated extract (default 1M customers, CSV).
+
+Each stage runs in a fresh subprocess so its peak RSS (``ru_maxrss``, which sees pyarrow's
+allocations, unlike tracemalloc) belongs to that stage alone:
+
+* ``read``      read_extract only;
+* ``validate``  read_extract then validate_extract (time of validate alone is reported);
+* ``blocks``    iter_table_blocks over every table (the streaming reader; 200k-row blocks).
+
+The extract is generated once and cached under ``./bench-data/`` (it is not re-generated
+when the files exist). Usage::
+
+    uv run --locked python scripts/bench_validate.py [--customers 1000000] [--format csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _stage(stage: str, folder: str) -> dict[str, float]:
+    """Run in the child process: one stage, timings in seconds."""
+    sys.path.insert(0, str(ROOT))
+    from adapters.readers import iter_table_blocks, read_extract
+    from schemas.contract import TABLES
+    from transforms.validate import validate_extract
+
+    result: dict[str, float] = {}
+    start = time.perf_counter()
+    if stage == "blocks":
+        rows = 0
+        for table in TABLES:
+            path = next(Path(folder).glob(f"{table}.*"))
+            for block in iter_table_blocks(path, table, 200_000):
+                rows += len(block)
+        result["rows"] = rows
+        result["read_s"] = time.perf_counter() - start
+    else:
+        extract = read_extract(folder)
+        result["read_s"] = time.perf_counter() - start
+        result["rows"] = sum(extract.rows_read.values())
+        if stage == "validate":
+            begin = time.perf_counter()
+            validation = validate_extract(extract)
+            result["validate_s"] = time.perf_counter() - begin
+            result["customers_valid"] = validation.customers_valid
+            result["rejects"] = len(validation.rejects)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        print(json.dumps(_stage(args.stage, args.folder)))
+        return 0
+
+    folder = ROOT / "bench-data" / f"{args.format}-{args.customers}-seed{args.seed}"
+    if not all(
+        (folder / f"{t}.{args.format}").exists() for t in ("customers", "accounts", "cards")
+    ):
+        sys.path.insert(0, str(ROOT))
+        from adapters.synthetic import write_synthetic_extract
+
+        start = time.perf_counter()
+        write_synthetic_extract(folder, args.customers, args.format, seed=args.seed)
+        print(f"generated {folder} in {time.perf_counter() - start:.1f} s")
+    size = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
+    print(f"extract: {folder} ({size:,.0f} MiB, {args.format})")
+
+    rows = []
+    for stage in ("read", "validate", "blocks"):
+        out = subprocess.run(
+            [sys.executable, __file__, "--stage", stage, "--folder", str(folder)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        rows.append((stage, json.loads(out.stdout.strip().splitlines()[-1])))
+
+    print(f"{'stage':<10}{'rows':>12}{'read s':>10}{'validate s':>12}{'peak RSS MiB':>14}")
+    for stage, r in rows:
+        validate = f"{r['validate_s']:.2f}" if "validate_s" in r else "-"
+        print(
+            f"{stage:<10}{int(r['rows']):>12,}{r['read_s']:>10.2f}{validate:>12}"
+            f"{r['peak_rss_mib']:>14,.0f}"
+        )
+    for stage, r in rows:
+        if "customers_valid" in r:
+            valid, rejects = int(r["customers_valid"]), int(r["rejects"])
+            print(f"{stage}: customers valid {valid:,}, rejects {rejects}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

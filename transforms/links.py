@@ -1,0 +1,167 @@
+"""The links between the three tables, checked in bulk (Arrow hash joins, no row loop).
+
+* every account has at least one holder in the customers table (else an orphan account);
+* every card's account is in the accounts table, and is not itself an orphan (else an
+  orphan card);
+* a card's holder is one of its account's holders.
+
+(That the primary holder is among the holders is a rule of one account row: see
+``schemas.extracts.AccountExtract``.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.columns import TEXT_DTYPE, as_arrow, split_list_cells
+from transforms.failures import failures_frame
+from transforms.normalise import quoted
+
+LINK_RULES: Final = {
+    "orphan_account": "no holder of this account is in the customers table (orphan account)",
+    "orphan_card": "the card's account is missing or an orphan (orphan card)",
+    "holder_of_account": "the card's holder is not a holder of its account",
+}
+"""The rules of this module, with descriptions that hold no values."""
+
+_KEY_SEPARATOR: Final = "\x1f"
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """Every (account row, holder id) pair of the accounts table."""
+
+    account: npt.NDArray[np.int64]
+    """Position of the account row."""
+    account_id: pa.Array
+    holder: pa.Array
+
+
+@dataclass(frozen=True)
+class Links:
+    """The link failures, and which rows they make orphans."""
+
+    failures: pd.DataFrame
+    orphan_accounts: npt.NDArray[np.bool_]
+    orphan_cards: npt.NDArray[np.bool_]
+    card_account: npt.NDArray[np.int64]
+    """Per card: position of its account row (the first with its id), -1 when there is none."""
+
+
+def holdings_of(accounts: pd.DataFrame) -> Holdings:
+    """The holders of every account row, one pair per listed holder."""
+    positions, holders = split_list_cells(accounts["sourceCustomerIds"])
+    account_ids = as_arrow(accounts["sourceAccountId"]).take(pa.array(positions))
+    return Holdings(account=positions, account_id=account_ids, holder=holders)
+
+
+def link_failures(
+    customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame, holdings: Holdings
+) -> Links:
+    """Orphan accounts, orphan cards and cards whose holder is not on their account."""
+    customer_ids = as_arrow(customers["sourceCustomerId"])
+    known = np.asarray(pc.is_in(holdings.holder, value_set=customer_ids), dtype=bool)
+    with_holder = np.zeros(len(accounts), dtype=bool)
+    with_holder[holdings.account[known]] = True
+    orphan_accounts = ~with_holder
+
+    # each card's account row (the first one carrying its id: duplicates fail on their own)
+    card_accounts = as_arrow(cards["sourceAccountId"])
+    card_holders = as_arrow(cards["sourceCustomerId"])
+    found = pc.index_in(card_accounts, value_set=as_arrow(accounts["sourceAccountId"]))
+    exists = np.asarray(found.is_valid(), dtype=bool)
+    account_of = np.asarray(found.fill_null(0), dtype=np.int64)
+    missing_account = cards["sourceAccountId"].notna().to_numpy() & ~exists
+    orphaned_account = exists & orphan_accounts[account_of] if len(accounts) else exists
+    orphan_cards = missing_account | orphaned_account
+
+    # most cards belong to their account's primary holder: only the others need the pairs.
+    # (An account that does not list its primary fails primary_among_holders by itself.)
+    primaries = as_arrow(accounts["primarySourceCustomerId"])
+    primary_of_card = primaries.take(pa.array(account_of)) if len(accounts) else card_holders
+    is_primary = np.asarray(pc.equal(card_holders, primary_of_card).fill_null(False), dtype=bool)
+    has_holder = cards["sourceCustomerId"].notna().to_numpy()
+    unsure = np.flatnonzero(exists & has_holder & ~is_primary)
+    on_account = np.ones(len(cards), dtype=bool)
+    if len(unsure):
+        subset = pa.array(unsure)
+        pairs = _keys(holdings.account_id, holdings.holder)
+        card_keys = _keys(card_accounts.take(subset), card_holders.take(subset))
+        on_account[unsure] = np.asarray(pc.is_in(card_keys, value_set=pairs), dtype=bool)
+    strangers = exists & has_holder & ~on_account
+
+    failures = [
+        failures_frame(
+            "accounts",
+            np.flatnonzero(orphan_accounts),
+            "sourceCustomerIds",
+            "orphan_account",
+            LINK_RULES["orphan_account"],
+        ),
+        _card_failures(
+            cards,
+            missing_account,
+            "sourceAccountId",
+            "orphan_card",
+            lambda c: (
+                "sourceAccountId "
+                + quoted(c["sourceAccountId"])
+                + " is not in the accounts table (orphan card)"
+            ),
+        ),
+        _card_failures(
+            cards,
+            orphaned_account,
+            "sourceAccountId",
+            "orphan_card",
+            lambda c: (
+                "account "
+                + quoted(c["sourceAccountId"])
+                + " has no holder in the customers table (orphan card)"
+            ),
+        ),
+        _card_failures(
+            cards,
+            strangers,
+            "sourceCustomerId",
+            "holder_of_account",
+            lambda c: (
+                "sourceCustomerId "
+                + quoted(c["sourceCustomerId"])
+                + " is not a holder of account "
+                + quoted(c["sourceAccountId"])
+            ),
+        ),
+    ]
+    return Links(
+        failures=pd.concat(failures, ignore_index=True),
+        orphan_accounts=orphan_accounts,
+        orphan_cards=orphan_cards,
+        card_account=np.where(exists, account_of, -1),
+    )
+
+
+def _keys(account_ids: pa.Array, holder_ids: pa.Array) -> pa.Array:
+    """One text key per (account, holder) pair (null when either is missing)."""
+    separator = pa.scalar(_KEY_SEPARATOR, pa.large_string())
+    return pc.binary_join_element_wise(account_ids, holder_ids, separator)
+
+
+def _card_failures(
+    cards: pd.DataFrame,
+    mask: npt.NDArray[np.bool_],
+    column: str,
+    rule: str,
+    reason: object,
+) -> pd.DataFrame:
+    where = np.flatnonzero(mask)
+    rows = cards.iloc[where]
+    text = reason(rows) if callable(reason) else pd.Series([], dtype=TEXT_DTYPE)
+    return failures_frame("cards", where, column, rule, text)

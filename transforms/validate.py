@@ -1,0 +1,227 @@
+"""Validate an extract: normalise, check every rule and link, quarantine whole customers.
+
+``validate_extract`` is pure: it reads the raw frames of an ``Extract`` and returns a
+``Validation`` holding the normalised VALID frames (what may be nested and sent), one reject
+row per problem, the customers held back with their reasons, and the counts that account
+for every input row: for each table, ``rows_read == rows_valid + rows_rejected +
+rows_withheld`` (withheld: a clean row whose customer is held back, or an account whose
+every holder in the extract is held back, and the cards of such an account).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas import contract
+from schemas.columns import TEXT_DTYPE, as_arrow
+from schemas.errors import ConfigError, GuardTripped
+from schemas.records import Extract
+from transforms.failures import table_failures
+from transforms.links import holdings_of, link_failures
+from transforms.normalise import normalise_table
+from transforms.quarantine import quarantine
+
+REJECT_COLUMNS: Final = (
+    "table",
+    "file",
+    "row",
+    "id",
+    "column",
+    "rule",
+    "reason",
+    "held_back_customers",
+)
+HELD_BACK_COLUMNS: Final = ("sourceCustomerId", "row", "reasons")
+DEFAULT_MAX_HELD_BACK_SHARE: Final = 0.05
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What validation found. Frames are normalised; ``customers``/``accounts``/``cards``
+    hold only what may be sent (a valid joint account stays for its valid holders even when
+    another holder is held back or absent)."""
+
+    customers: pd.DataFrame
+    accounts: pd.DataFrame
+    cards: pd.DataFrame
+    rejects: pd.DataFrame
+    """One row per problem: ``REJECT_COLUMNS`` (``row`` is the file's 1-based data row)."""
+    held_back: pd.DataFrame
+    """One row per held-back customer row: ``HELD_BACK_COLUMNS`` (reasons ``|``-joined)."""
+    rows_read: dict[str, int]
+    rows_valid: dict[str, int]
+    rows_rejected: dict[str, int]
+    """Rows with at least one problem of their own."""
+    rows_withheld: dict[str, int]
+    """Clean rows not sent because every customer they belong to is held back."""
+    customers_read: int
+    customers_valid: int
+    customers_held_back: int
+    held_back_by_reason: dict[str, int]
+    """``table.column:rule`` (or ``table:rule``) -> customers it holds back."""
+    orphan_accounts: int
+    orphan_cards: int
+    files: dict[str, str] = field(default_factory=dict)
+    ignored_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def held_back_share(self) -> float:
+        """Share of customer rows held back (0 when there are none)."""
+        return self.customers_held_back / self.customers_read if self.customers_read else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The counts as plain JSON-able values."""
+        return {
+            "files": dict(self.files),
+            "rows_read": dict(self.rows_read),
+            "rows_valid": dict(self.rows_valid),
+            "rows_rejected": dict(self.rows_rejected),
+            "rows_withheld": dict(self.rows_withheld),
+            "customers_read": self.customers_read,
+            "customers_valid": self.customers_valid,
+            "customers_held_back": self.customers_held_back,
+            "held_back_share": round(self.held_back_share, 6),
+            "held_back_by_reason": dict(self.held_back_by_reason),
+            "orphan_accounts": self.orphan_accounts,
+            "orphan_cards": self.orphan_cards,
+            "reject_rows": len(self.rejects),
+            "ignored_columns": {k: list(v) for k, v in self.ignored_columns.items()},
+        }
+
+
+def validate_extract(extract: Extract) -> Validation:
+    """Check every rule and link of an extract and quarantine whole customers."""
+    normalised = {t: normalise_table(extract.table(t), t) for t in contract.TABLES}
+    frames = {t: normalised[t].frame for t in contract.TABLES}
+    customers, accounts, cards = frames["customers"], frames["accounts"], frames["cards"]
+    holdings = holdings_of(accounts)
+    links = link_failures(customers, accounts, cards, holdings)
+    failures = pd.concat(
+        [*(table_failures(t, normalised[t]) for t in contract.TABLES), links.failures],
+        ignore_index=True,
+    )
+    held = quarantine(customers, accounts, cards, failures, holdings)
+
+    failing = {t: _positions(failures, t, len(frames[t])) for t in contract.TABLES}
+    valid_customer = ~held.held
+    valid_ids = pc.unique(as_arrow(customers["sourceCustomerId"]).filter(pa.array(valid_customer)))
+    has_valid_holder = np.zeros(len(accounts), dtype=bool)
+    holder_ok = np.asarray(pc.is_in(holdings.holder, value_set=valid_ids), dtype=bool)
+    has_valid_holder[holdings.account[holder_ok]] = True
+    valid_account = ~failing["accounts"] & has_valid_holder
+    # a card whose account id is duplicated fails itself (its holders are held back)
+    in_valid_account = np.zeros(len(cards), dtype=bool)
+    linked = links.card_account >= 0
+    in_valid_account[linked] = valid_account[links.card_account[linked]]
+    valid_card = ~failing["cards"] & in_valid_account
+    valid = {"customers": valid_customer, "accounts": valid_account, "cards": valid_card}
+
+    rows_read = {t: len(frames[t]) for t in contract.TABLES}
+    rows_valid = {t: int(valid[t].sum()) for t in contract.TABLES}
+    rows_rejected = {t: int(failing[t].sum()) for t in contract.TABLES}
+    return Validation(
+        customers=_kept(customers, valid_customer),
+        accounts=_kept(accounts, valid_account),
+        cards=_kept(cards, valid_card),
+        rejects=_rejects(failures, frames, extract.files, held.held_back_customers),
+        held_back=_held_back(customers, held.held, held.reasons),
+        rows_read=rows_read,
+        rows_valid=rows_valid,
+        rows_rejected=rows_rejected,
+        rows_withheld={t: rows_read[t] - rows_valid[t] - rows_rejected[t] for t in contract.TABLES},
+        customers_read=rows_read["customers"],
+        customers_valid=rows_valid["customers"],
+        customers_held_back=int(held.held.sum()),
+        held_back_by_reason=held.held_back_by_reason,
+        orphan_accounts=int(links.orphan_accounts.sum()),
+        orphan_cards=int(links.orphan_cards.sum()),
+        files=dict(extract.files),
+        ignored_columns=dict(extract.ignored_columns),
+    )
+
+
+def held_back_guard(validation: Validation, max_share: float = DEFAULT_MAX_HELD_BACK_SHARE) -> None:
+    """Stop (``GuardTripped``) when more than ``max_share`` of the customers are held back:
+    a broken export must not turn into a mass update."""
+    if not 0.0 <= max_share <= 1.0:
+        raise ConfigError(f"the held-back share limit must be between 0 and 1, not {max_share}")
+    share = validation.held_back_share
+    if share > max_share:
+        top = sorted(validation.held_back_by_reason.items(), key=lambda item: -item[1])[:3]
+        causes = ", ".join(f"{key} ({count})" for key, count in top)
+        raise GuardTripped(
+            f"{validation.customers_held_back} of {validation.customers_read} customers "
+            f"({share:.1%}) would be held back, above the limit of {max_share:.1%}; nothing "
+            f"was sent. Main reasons: {causes}. Fix the extract, or raise the limit "
+            "(--max-held-back) if this is expected"
+        )
+
+
+def _positions(failures: pd.DataFrame, table: str, size: int) -> npt.NDArray[np.bool_]:
+    """Per row of ``table``: has at least one failure."""
+    mask = np.zeros(size, dtype=bool)
+    mask[failures.loc[failures["table"] == table, "index"].to_numpy(dtype=np.int64)] = True
+    return mask
+
+
+def _kept(frame: pd.DataFrame, keep: npt.NDArray[np.bool_]) -> pd.DataFrame:
+    return frame[keep].reset_index(drop=True)
+
+
+def _rejects(
+    failures: pd.DataFrame,
+    frames: dict[str, pd.DataFrame],
+    files: dict[str, str],
+    held_back_customers: pd.Series,
+) -> pd.DataFrame:
+    failures = failures.reset_index(drop=True)
+    size = len(failures)
+    row = np.zeros(size, dtype=np.int64)
+    ids = pd.Series([""] * size, dtype=TEXT_DTYPE)
+    for table in contract.TABLES:
+        mine = (failures["table"] == table).to_numpy()
+        if not mine.any():
+            continue
+        rows = frames[table].iloc[failures.loc[mine, "index"].to_numpy(dtype=np.int64)]
+        row[mine] = rows[contract.ROW_COLUMN].to_numpy()
+        parts = [rows[name].fillna("") for name in contract.ID_COLUMNS[table]]
+        key = parts[0]
+        for part in parts[1:]:
+            key = key + "/" + part
+        ids[mine] = key.to_numpy()
+    order = {t: n for n, t in enumerate(contract.TABLES)}
+    rejects = pd.DataFrame(
+        {
+            "table": failures["table"].astype(TEXT_DTYPE),
+            "file": failures["table"].map(files).fillna("").astype(TEXT_DTYPE),
+            "row": row,
+            "id": ids,
+            "column": failures["column"].astype(TEXT_DTYPE),
+            "rule": failures["rule"].astype(TEXT_DTYPE),
+            "reason": failures["reason"].astype(TEXT_DTYPE),
+            "held_back_customers": held_back_customers.to_numpy(),
+        }
+    ).astype({"held_back_customers": TEXT_DTYPE})
+    rejects["_order"] = failures["table"].map(order).to_numpy()
+    rejects = rejects.sort_values(["_order", "row", "column", "rule"], kind="stable")
+    return rejects.drop(columns="_order").reset_index(drop=True)[list(REJECT_COLUMNS)]
+
+
+def _held_back(
+    customers: pd.DataFrame, held: npt.NDArray[np.bool_], reasons: pd.Series
+) -> pd.DataFrame:
+    where = np.flatnonzero(held)
+    return pd.DataFrame(
+        {
+            "sourceCustomerId": customers["sourceCustomerId"].iloc[where].to_numpy(),
+            "row": customers[contract.ROW_COLUMN].iloc[where].to_numpy(dtype=np.int64),
+            "reasons": reasons.iloc[where].to_numpy(),
+        }
+    ).astype({"sourceCustomerId": TEXT_DTYPE, "reasons": TEXT_DTYPE})
