@@ -271,7 +271,8 @@ def _layout(
     named = [renames.get(name, name) for name in file_columns]
     repeated = sorted({name for name in named if named.count(name) > 1})
     if repeated:
-        raise InputError(path, f"column(s) appear more than once: {', '.join(repeated)}")
+        after = " after --rename" if renames else ""
+        raise InputError(path, f"column(s) appear more than once{after}: {', '.join(repeated)}")
     columns = contract.COLUMNS[table]
     optional = contract.OPTIONAL_COLUMNS[table]
     missing = [name for name in columns if name not in named and name not in optional]
