@@ -55,7 +55,15 @@ def iso_instants(values: pd.Series) -> tuple[npt.NDArray[np.int64], npt.NDArray[
     )
     if not shaped.any():
         return seconds, shaped
-    parsed = pd.to_datetime(values[shaped], format="ISO8601", utc=True, errors="coerce")
+    candidates = as_arrow(values).filter(pa.array(shaped))
+    if pc.any(pc.match_substring_regex(candidates, "[.,]")).as_py():
+        # fractions are truncated anyway; dropping them first keeps pandas at microsecond
+        # resolution (7+ digits, as .NET writes 9999-12-31T23:59:59.9999999, would make it
+        # nanoseconds, which end in 2262)
+        candidates = pc.replace_substring_regex(candidates, "[.,][0-9]+", "")
+    parsed = pd.to_datetime(
+        pd.Series(candidates.to_pandas(), dtype="str"), format="ISO8601", utc=True, errors="coerce"
+    )
     ok = shaped.copy()
     ok[shaped] = parsed.notna().to_numpy()
     instants = parsed.dropna().dt.tz_localize(None).to_numpy().astype("datetime64[s]")

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from adapters.readers import read_extract
+from adapters.readers import iter_table_blocks, read_extract, read_table
 from schemas import contract
 from schemas.errors import InputError
 from tests.extract_factory import Rows, raw_rows, write_csv, write_files
@@ -311,3 +311,21 @@ def test_a_million_character_cell_is_rejected_without_being_quoted_whole(tmp_pat
     v = validate_extract(read_extract(tmp_path))
     (reason,) = v.rejects.loc[v.rejects["table"] == "customers", "reason"]
     assert reason == "sourceCustomerId is too long (at most 120 characters)"
+
+
+@pytest.mark.parametrize("damage", ["fields", "latin-1"])
+def test_block_reading_reports_bad_rows_like_whole_reading(tmp_path: Path, damage: str) -> None:
+    write_files(raw_rows(), tmp_path, "csv")
+    path = tmp_path / "cards.csv"
+    lines = path.read_bytes().split(b"\n")
+    if damage == "fields":
+        lines[3] += b",extra"
+    else:
+        lines[4] = lines[4].replace(b"A400", b"A\xe9400")
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(InputError) as whole:
+        read_table(path, "cards")
+    with pytest.raises(InputError) as blocks:
+        list(iter_table_blocks(path, "cards", 2))
+    assert blocks.value.problem == whole.value.problem
+    assert ("data row 3" if damage == "fields" else "line 5") in blocks.value.problem

@@ -122,7 +122,7 @@ def canonical_lists(values: pd.Series, *, dedupe: bool) -> pd.Series:
 
     A missing cell is the empty list ``""``. Items are de-duplicated when ``dedupe``.
     """
-    cells = values.fillna("")
+    cells = values.fillna("").str.strip()
     listy = cells.str.contains(contract.LIST_SEPARATOR, regex=False).to_numpy(dtype=bool)
     if not listy.any():
         return cells
@@ -138,14 +138,17 @@ def canonical_lists(values: pd.Series, *, dedupe: bool) -> pd.Series:
         first = np.ones(len(codes), dtype=bool)
         first[1:] = (positions[1:] != positions[:-1]) | (codes[1:] != codes[:-1])
         positions, codes = positions[first], codes[first]
-    joined = join_groups(positions, pa.array(uniques).take(pa.array(codes)), len(subset))
+    names = as_arrow(pd.Series(uniques, dtype=TEXT_DTYPE))
+    joined = join_groups(positions, names.take(pa.array(codes, pa.int64())), len(subset))
     result = cells.copy()
     result.iloc[np.flatnonzero(listy)] = text_series(joined, subset.index)
     return result
 
 
-def join_groups(positions: np.ndarray, items: pa.Array, size: int) -> pa.Array:
+def join_groups(positions: np.ndarray, items: pa.Array | pa.ChunkedArray, size: int) -> pa.Array:
     """Items grouped by (sorted) position and ``|``-joined: one string per position."""
+    if isinstance(items, pa.ChunkedArray):
+        items = items.combine_chunks()
     counts = np.bincount(positions, minlength=size) if len(positions) else np.zeros(size, int)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     lists = pa.ListArray.from_arrays(pa.array(offsets), items.cast(pa.string()))
