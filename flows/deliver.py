@@ -21,7 +21,7 @@ from prefect.cache_policies import NONE
 from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote
 
-from adapters.delivery import RetryPolicy, deliver_batch
+from adapters.delivery import RetryEvent, RetryPolicy, deliver_batch
 from adapters.ledger import SqliteLedger
 from adapters.partner_client import PartnerClient
 from adapters.spool import read_spool
@@ -89,9 +89,13 @@ async def deliver_group(
     """Deliver a group of batches, each with its own retries; record each in the ledger."""
     run_log = get_run_logger()
 
-    def _log_retry(batch_id: str, attempt: int, reason: str, delay: float) -> None:
+    def _log_retry(event: RetryEvent) -> None:
         run_log.warning(
-            "Batch %s attempt %d failed (%s); retrying in %.2fs", batch_id, attempt, reason, delay
+            "Batch %s attempt %d failed (%s); retrying in %.2fs",
+            event.batch_id,
+            event.attempt,
+            event.reason,
+            event.delay,
         )
 
     async def _one(planned: PlannedBatch) -> BatchOutcome:

@@ -57,6 +57,7 @@ class Preparation:
     creates: int = 0
     updates: int = 0
     unchanged: int = 0
+    changed: int = 0
     rejects_path: str | None = None
     ignored_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     held_back: list[pd.DataFrame] = field(default_factory=list)
@@ -115,6 +116,8 @@ class PlannedChunk:
     creates: int
     updates: int
     unchanged: int
+    changed: int
+    """Updates because the document changed (not re-sends of dead letters or a full refresh)."""
 
 
 @task(name="nest-and-plan", cache_policy=NONE)
@@ -135,7 +138,7 @@ def nest_and_plan(
     plan = plan_customers(
         pd.DataFrame({"sourceCustomerId": ids, "fingerprint": fingerprints.loc[ids].to_numpy()}),
         acknowledged=ledger.acknowledged_fingerprints(ids),
-        dead_lettered=ledger.dead_letter_ids(),
+        dead_lettered=ledger.dead_letter_ids(ids),
         full_refresh=full_refresh,
         mode=mode,  # type: ignore[arg-type]
     )
@@ -148,7 +151,12 @@ def nest_and_plan(
         [send["fingerprint"].iat[i] for i in order],
         [documents.documents[positions[send["sourceCustomerId"].iat[i]]] for i in order],
     )
-    return PlannedChunk(creates=plan.creates, updates=plan.updates, unchanged=plan.unchanged)
+    return PlannedChunk(
+        creates=plan.creates,
+        updates=plan.updates,
+        unchanged=plan.unchanged,
+        changed=int((plan.frame["reason"] == "changed").sum()),
+    )
 
 
 def validated_chunks(spec: SourceSpec) -> Iterator[Validation]:
@@ -178,6 +186,7 @@ def prepare(
             preparation.creates += planned.creates
             preparation.updates += planned.updates
             preparation.unchanged += planned.unchanged
+            preparation.changed += planned.changed
     if rejects:
         preparation.rejects_path = str(write_rejects(pd.concat(rejects), rejects_path))
     return preparation

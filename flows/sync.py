@@ -17,7 +17,7 @@ from typing import Literal
 
 from prefect import flow
 
-from adapters.delivery import RetryPolicy
+from adapters.delivery import DeliveryOutcome, RetryPolicy
 from adapters.ledger import SqliteLedger
 from adapters.partner_client import PartnerClient, PartnerSettings
 from flows.artifacts import ProgressArtifact, publish_run_artifacts
@@ -65,17 +65,26 @@ def _apply_preparation(result: SyncResult, preparation: Preparation) -> None:
 def apply_outcomes(result: SyncResult, outcomes: list[BatchOutcome]) -> None:
     result.batches = outcomes
     for outcome in outcomes:
-        failed = set(outcome.rejected)
-        if outcome.status == "failed":
-            failed = set(outcome.customer_ids)
-        delivered = len(outcome.customer_ids) - len(failed)
+        delivered = len(acknowledged_ids(outcome))
+        failed = len(outcome.customer_ids) - delivered
         result.customers_sent += delivered
-        result.customers_failed += len(failed)
+        result.customers_failed += failed
         result.customers_rejected += len(outcome.rejected)
         if outcome.method == "POST":
             result.customers_created += delivered
         else:
             result.customers_updated += delivered
+
+
+def acknowledged_ids(outcome: BatchOutcome) -> tuple[str, ...]:
+    """The customers of a batch the partner acknowledged (a failed batch may be partial)."""
+    if isinstance(outcome, DeliveryOutcome):
+        return outcome.acknowledged
+    if outcome.status == "acknowledged":
+        return outcome.customer_ids
+    if outcome.status == "rejected":
+        return tuple(c for c in outcome.customer_ids if c not in outcome.rejected)
+    return ()
 
 
 @flow(name="sync-customers", log_prints=False, validate_parameters=True)
@@ -146,10 +155,12 @@ async def sync_customers(
         _apply_preparation(result, preparation)
         held_back_guard_totals(preparation, max_held_back_share)
         mass_update_guard(
-            {"create": preparation.creates, "update": preparation.updates},
+            # only documents that changed count: a full refresh or dead-letter re-sends are
+            # asked for, a changed document is what a broken export produces
+            {"create": preparation.creates, "update": preparation.changed},
             known_customers=ledger.known_customer_count(),
             max_update_share=max_update_share,
-            allow_mass_update=allow_mass_update or full_refresh,
+            allow_mass_update=allow_mass_update,
         )
         if dry_run is not None:
             with _stage(result, "dry-run"):
