@@ -43,6 +43,53 @@ UTC_PATTERN: Final = f"^{_DATE}T{_TIME}Z$"
 """The normalised form, with every part in range (month lengths and leap years included)."""
 
 
+BARE_DATE_PATTERN: Final = f"^{_DATE}$"
+"""A bare date, with every part in range."""
+
+
+def normalised_datetimes(values: pd.Series) -> pa.Array:
+    """The column with every instant as UTC ``YYYY-MM-DDTHH:MM:SSZ`` and every other cell
+    (missing, or not an accepted instant) as it was.
+
+    Cells already in that form are recognised by one RE2 pass over the 20-character cells
+    and kept; bare dates by one pass over the 10-character cells; only the rest are parsed
+    (``iso_instants``). The changed cells are written back in one pass.
+    """
+    cells = as_arrow(values)
+    length = np.asarray(pc.binary_length(cells).fill_null(0), dtype=np.int64)
+    already = _matching(cells, length == 20, UTC_PATTERN)
+    bare = _matching(cells, length == 10, BARE_DATE_PATTERN)
+    others = (length > 0) & ~already & ~bare
+    parts: list[tuple[np.ndarray, pa.Array]] = []
+    if bare.any():
+        where = np.flatnonzero(bare)
+        midnight = pc.binary_replace_slice(cells.take(pa.array(where)), 10, 10, "T00:00:00Z")
+        parts.append((where, midnight))
+    if others.any():
+        where = np.flatnonzero(others)
+        seconds, ok = iso_instants(pd.Series(cells.take(pa.array(where)).to_pandas(), dtype="str"))
+        parts.append((where[ok], utc_text(seconds[ok]).cast(pa.large_string())))
+    parts = [(where, text) for where, text in parts if len(where)]
+    if not parts:
+        return cells
+    positions = np.concatenate([where for where, _ in parts])
+    texts = pa.concat_arrays([text for _, text in parts])
+    order = np.argsort(positions, kind="stable")
+    changed = np.zeros(len(cells), dtype=bool)
+    changed[positions] = True
+    return pc.replace_with_mask(cells, pa.array(changed), texts.take(pa.array(order)))
+
+
+def _matching(cells: pa.Array, candidates: np.ndarray, pattern: str) -> np.ndarray:
+    """Where a cell is a candidate and matches ``pattern`` (the regex runs on candidates only)."""
+    found = np.zeros(len(cells), dtype=bool)
+    if candidates.any():
+        where = np.flatnonzero(candidates)
+        hits = pc.match_substring_regex(cells.take(pa.array(where)), pattern)
+        found[where] = np.asarray(hits.fill_null(False), dtype=bool)
+    return found
+
+
 def iso_instants(values: pd.Series) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """Seconds since the epoch (UTC) of each cell, and where the cell is a real instant.
 
@@ -56,11 +103,13 @@ def iso_instants(values: pd.Series) -> tuple[npt.NDArray[np.int64], npt.NDArray[
     if not shaped.any():
         return seconds, shaped
     candidates = as_arrow(values).filter(pa.array(shaped))
-    if pc.any(pc.match_substring_regex(candidates, "[.,]")).as_py():
-        # fractions are truncated anyway; dropping them first keeps pandas at microsecond
-        # resolution (7+ digits, as .NET writes 9999-12-31T23:59:59.9999999, would make it
-        # nanoseconds, which end in 2262)
-        candidates = pc.replace_substring_regex(candidates, "[.,][0-9]+", "")
+    # fractions are truncated anyway; dropping them first keeps pandas at microsecond
+    # resolution (7+ digits, as .NET writes 9999-12-31T23:59:59.9999999, would make it
+    # nanoseconds, which end in 2262). The date has no "." or ",", so only a fraction does.
+    fraction = pc.or_(pc.match_substring(candidates, "."), pc.match_substring(candidates, ","))
+    if pc.any(fraction).as_py():
+        trimmed = pc.replace_substring_regex(candidates.filter(fraction), "[.,][0-9]+", "")
+        candidates = pc.replace_with_mask(candidates, fraction, trimmed)
     parsed = pd.to_datetime(
         pd.Series(candidates.to_pandas(), dtype="str"), format="ISO8601", utc=True, errors="coerce"
     )

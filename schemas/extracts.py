@@ -110,11 +110,22 @@ def rule_name(check: str) -> str:
 # --- vectorised predicates shared by the models ---------------------------------------
 
 
+def _utc_shaped(values: pd.Series) -> np.ndarray:
+    """Cells that look like ``YYYY-MM-DDTHH:MM:SSZ`` (20 characters ending in Z); cheap."""
+    cells = as_arrow(values)
+    shaped = pc.and_(pc.equal(pc.binary_length(cells), 20), pc.ends_with(cells, "Z"))
+    return np.asarray(shaped.fill_null(False), dtype=bool)
+
+
 def _not_before(later: pd.Series, earlier: pd.Series) -> pd.Series:
-    """False only where both cells are valid UTC date-times and ``later`` < ``earlier``."""
-    comparable = is_utc_datetime(later) & is_utc_datetime(earlier)
-    before = (later < earlier).fillna(False).astype(bool)
-    return ~(comparable & before)
+    """False only where both cells are UTC date-times and ``later`` < ``earlier``.
+
+    Cells of another shape are left to ``utc_datetime``; in this one fixed-width form, text
+    order is time order.
+    """
+    comparable = _utc_shaped(later) & _utc_shaped(earlier)
+    before = (later < earlier).fillna(False).to_numpy(dtype=bool)
+    return pd.Series(~(comparable & before), index=later.index)
 
 
 def _close_iff_closed(status: pd.Series, close: pd.Series) -> pd.Series:

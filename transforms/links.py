@@ -53,6 +53,9 @@ class Links:
     orphan_cards: npt.NDArray[np.bool_]
     card_account: npt.NDArray[np.int64]
     """Per card: position of its account row (the first with its id), -1 when there is none."""
+    holder_customer: npt.NDArray[np.int64]
+    """Per holding (``Holdings``): position of the holder's customer row (the first with its
+    id), -1 when the holder is not in the customers table."""
 
 
 def holdings_of(accounts: pd.DataFrame) -> Holdings:
@@ -67,7 +70,8 @@ def link_failures(
 ) -> Links:
     """Orphan accounts, orphan cards and cards whose holder is not on their account."""
     customer_ids = as_arrow(customers["sourceCustomerId"])
-    known = np.asarray(pc.is_in(holdings.holder, value_set=customer_ids), dtype=bool)
+    found_holder = pc.index_in(holdings.holder, value_set=customer_ids)
+    known = np.asarray(found_holder.is_valid(), dtype=bool)
     with_holder = np.zeros(len(accounts), dtype=bool)
     with_holder[holdings.account[known]] = True
     orphan_accounts = ~with_holder
@@ -145,6 +149,7 @@ def link_failures(
         orphan_accounts=orphan_accounts,
         orphan_cards=orphan_cards,
         card_account=np.where(exists, account_of, -1),
+        holder_customer=np.asarray(found_holder.fill_null(-1), dtype=np.int64),
     )
 
 

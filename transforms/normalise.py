@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from schemas import contract
 from schemas.columns import TEXT_DTYPE, as_arrow, split_list_cells, text_series
-from schemas.datetimes import iso_instants, utc_text
+from schemas.datetimes import normalised_datetimes
 
 DATETIME_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "customers": ("customerCreationDate", "enrollmentStartDate", "enrollmentEndDate"),
@@ -102,19 +102,14 @@ def stripped_text(values: pd.Series, index: pd.Index) -> pd.Series:
     """Text with surrounding whitespace removed; empty or blank cells missing."""
     arrow = pc.utf8_trim_whitespace(as_arrow(values.astype(TEXT_DTYPE)))
     blank = pc.equal(arrow, "")
-    arrow = pc.if_else(blank, pa.scalar(None, arrow.type), arrow)
+    if pc.any(blank).as_py():  # rare: the readers already make empty cells missing
+        arrow = pc.if_else(blank, pa.scalar(None, arrow.type), arrow)
     return text_series(arrow, index)
 
 
 def utc_datetimes(values: pd.Series) -> pd.Series:
     """ISO-8601 date(-time)s as UTC ``YYYY-MM-DDTHH:MM:SSZ``; unparseable ones left as written."""
-    seconds, ok = iso_instants(values)
-    if not ok.any():
-        return values
-    formatted = pc.if_else(pa.array(ok), utc_text(seconds), pa.scalar(None, pa.string()))
-    return text_series(
-        pc.coalesce(formatted.cast(pa.large_string()), as_arrow(values)), values.index
-    )
+    return text_series(normalised_datetimes(values), values.index)
 
 
 def canonical_lists(values: pd.Series, *, dedupe: bool) -> pd.Series:

@@ -16,11 +16,9 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from schemas import contract
-from schemas.columns import TEXT_DTYPE, as_arrow
+from schemas.columns import TEXT_DTYPE
 from schemas.errors import ConfigError, GuardTripped
 from schemas.records import Extract
 from transforms.failures import table_failures
@@ -111,9 +109,11 @@ def validate_extract(extract: Extract) -> Validation:
 
     failing = {t: _positions(failures, t, len(frames[t])) for t in contract.TABLES}
     valid_customer = ~held.held
-    valid_ids = pc.unique(as_arrow(customers["sourceCustomerId"]).filter(pa.array(valid_customer)))
+    # a duplicated customer id holds back every copy, so its first row speaks for all
+    known = links.holder_customer >= 0
+    holder_ok = np.zeros(len(holdings.account), dtype=bool)
+    holder_ok[known] = valid_customer[links.holder_customer[known]]
     has_valid_holder = np.zeros(len(accounts), dtype=bool)
-    holder_ok = np.asarray(pc.is_in(holdings.holder, value_set=valid_ids), dtype=bool)
     has_valid_holder[holdings.account[holder_ok]] = True
     valid_account = ~failing["accounts"] & has_valid_holder
     # a card whose account id is duplicated fails itself (its holders are held back)
@@ -172,6 +172,8 @@ def _positions(failures: pd.DataFrame, table: str, size: int) -> npt.NDArray[np.
 
 
 def _kept(frame: pd.DataFrame, keep: npt.NDArray[np.bool_]) -> pd.DataFrame:
+    if keep.all():  # the frame is normalise_table's own, not the caller's: no copy needed
+        return frame
     return frame[keep].reset_index(drop=True)
 
 
