@@ -6,7 +6,9 @@ median of ``--repeat`` runs on the same normalised frames:
 * ``baseline``: the straightforward dict approach (``to_dict("records")`` loops into dicts
   of lists, then ``orjson.dumps`` per customer), what one writes first;
 * ``reference``: ``transforms.nest.customer_documents`` + ``serialise_document``;
-* ``fast``: ``transforms.fast_nest.customer_document_bytes``.
+* ``fast``: ``transforms.fast_nest.customer_document_bytes``;
+* ``fingerprint``: ``transforms.fingerprint.customer_fingerprints`` (what the plan step
+  computes every run; not a way to nest, so no ratio).
 
 ``frames`` only builds the input, so its peak is the floor under the others.
 
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from schemas import contract
 from transforms.fast_nest import customer_document_bytes
+from transforms.fingerprint import customer_fingerprints
 from transforms.nest import customer_documents, serialise_document
 
-VARIANTS = ("frames", "baseline", "reference", "fast")
+VARIANTS = ("frames", "baseline", "reference", "fast", "fingerprint")
 _EPOCH_2010 = 1_262_304_000
 _YEAR = 365 * 86_400
 
@@ -223,10 +226,11 @@ def fast_documents(
     return customer_document_bytes(customers, accounts, cards).documents
 
 
-RUNNERS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame], list[bytes]]] = {
+RUNNERS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame], Sized]] = {
     "baseline": baseline_documents,
     "reference": reference_documents,
     "fast": fast_documents,
+    "fingerprint": customer_fingerprints,
 }
 
 
@@ -303,7 +307,7 @@ def _print_row(result: dict[str, Any], baseline: dict[str, Any] | None) -> None:
         return
     median = statistics.median(times)
     ratio = ""
-    if baseline and baseline["times"] and result["variant"] != "baseline":
+    if baseline and baseline["times"] and result["variant"] in ("reference", "fast"):
         ratio = f"{statistics.median(baseline['times']) / median:6.1f}x faster than baseline"
     spread = f"[{min(times):.2f}-{max(times):.2f}]"
     print(

@@ -24,7 +24,13 @@ from tests.normalised_factory import (
     maybe_texts,
     normalised_inputs,
 )
-from transforms.fast_nest import CustomerDocuments, customer_document_bytes, json_strings
+from transforms.fast_nest import (
+    DEFAULT_CHUNK_ROWS,
+    CustomerDocuments,
+    customer_document_bytes,
+    customer_document_texts,
+    json_strings,
+)
 from transforms.nest import customer_documents, serialise_document
 
 
@@ -36,8 +42,8 @@ def _reference(inputs: Frames) -> CustomerDocuments:
     )
 
 
-def _assert_same_bytes(inputs: Frames) -> None:
-    fast = customer_document_bytes(*inputs)
+def _assert_same_bytes(inputs: Frames, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+    fast = customer_document_bytes(*inputs, chunk_rows=chunk_rows)
     expected = _reference(inputs)
     assert fast.customer_ids == expected.customer_ids
     for got, want in zip(fast.documents, expected.documents, strict=True):
@@ -108,6 +114,35 @@ CASES: dict[str, Frames] = {
 @pytest.mark.parametrize("inputs", CASES.values(), ids=CASES.keys())
 def test_same_bytes_as_the_reference(inputs: Frames) -> None:
     _assert_same_bytes(inputs)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 4])
+def test_same_bytes_in_chunks_of_any_size(chunk_rows: int) -> None:
+    more = frames(
+        [customer(f"n{i}") for i in range(4)],
+        [account("a-n", "n0", "n3", "c2"), account("a-n1", "n1")],
+        [card("a-n", "n3"), card("a-joint", "c1")],
+    )
+    inputs = tuple(
+        pd.concat(pair, ignore_index=True) for pair in zip(household(), more, strict=True)
+    )
+
+    _assert_same_bytes(inputs, chunk_rows=chunk_rows)  # type: ignore[arg-type]
+    _assert_same_bytes(CASES["duplicate ids (invalid, but the same bytes)"], chunk_rows=chunk_rows)
+
+
+def test_texts_are_the_documents() -> None:
+    inputs = household()
+
+    texts = customer_document_texts(*inputs)
+
+    assert [t.encode() for t in texts.to_pylist()] == customer_document_bytes(*inputs).documents
+    assert customer_document_texts(*frames()).to_pylist() == []
+
+
+def test_refuses_chunks_of_no_rows() -> None:
+    with pytest.raises(ValueError, match="chunk_rows"):
+        customer_document_bytes(*household(), chunk_rows=0)
 
 
 def test_slices_of_frames() -> None:
@@ -182,9 +217,9 @@ def test_json_strings_escape_as_orjson_does(values: list[str | None]) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(normalised_inputs())
-def test_same_bytes_as_the_reference_for_any_input(inputs: Frames) -> None:
-    _assert_same_bytes(inputs)
+@given(normalised_inputs(), st.integers(1, 4) | st.just(DEFAULT_CHUNK_ROWS))
+def test_same_bytes_as_the_reference_for_any_input(inputs: Frames, chunk_rows: int) -> None:
+    _assert_same_bytes(inputs, chunk_rows)
 
 
 def _only_valid_json(documents: list[bytes]) -> list[Any]:

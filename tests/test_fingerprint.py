@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from adapters.readers import read_extract
 from schemas import contract
 from tests.normalised_factory import (
     LATER,
@@ -27,6 +31,7 @@ from tests.normalised_factory import (
 )
 from transforms.fingerprint import FINGERPRINT_VERSION, customer_fingerprints
 from transforms.nest import customer_documents
+from transforms.validate import validate_extract
 
 
 def _changed(before: Frames, after: Frames) -> set[str]:
@@ -156,6 +161,59 @@ def test_independent_of_how_the_frames_hold_their_values() -> None:
     expected = customer_fingerprints(customers, accounts, cards)
     pd.testing.assert_series_equal(customer_fingerprints(*as_csv), expected)
     pd.testing.assert_series_equal(customer_fingerprints(*as_parquet), expected)
+
+
+def _write_extract(folder: Path, suffix: str, inputs: Frames) -> Path:
+    folder.mkdir()
+    for table, part in zip(contract.TABLES, inputs, strict=True):
+        text = part.drop(columns=contract.ROW_COLUMN).astype("str")
+        if suffix == ".csv":
+            text.to_csv(folder / f"{table}.csv", index=False)
+        else:
+            pq.write_table(
+                pa.Table.from_pandas(text, preserve_index=False), folder / f"{table}{suffix}"
+            )
+    return folder
+
+
+def _validated_fingerprints(folder: Path) -> pd.Series:
+    validation = validate_extract(read_extract(folder))
+    assert validation.customers_held_back == 0
+    fingerprints = customer_fingerprints(
+        validation.customers, validation.accounts, validation.cards
+    )
+    assert sorted(fingerprints.index) == ["c1", "c2"]
+    return fingerprints.sort_index()
+
+
+def test_stable_from_csv_or_parquet_however_dates_and_lists_were_written(tmp_path: Path) -> None:
+    """End to end through the readers and validation: the same data, written two ways."""
+    rows = (
+        [customer("c1", alertOptInStatus="NEW|ALL"), customer("c2", enrollmentEndDate=LATER)],
+        [account("a1", "c1"), account("a2", "c2", "c1")],
+        [card("a1", "c1"), card("a2", "c2", openDate="2024-01-02T03:04:05Z")],
+    )
+    written_otherwise = (
+        [
+            customer(
+                "c1", alertOptInStatus="ALL|NEW", customerCreationDate="2024-01-02 04:04:05+01:00"
+            ),
+            customer("c2", enrollmentEndDate="2025-06-07T08:09:10.250Z"),
+        ],
+        [
+            account("a1", "c1", accountOpenDate="2024-01-02T03:04:05+00:00"),
+            account("a2", "c2", "c1", sourceCustomerIds="c1|c2"),
+        ],
+        [card("a2", "c2", openDate="2024-01-01T22:04:05-05:00"), card("a1", "c1")],
+    )
+    as_csv = _write_extract(tmp_path / "csv", ".csv", frames(*rows))
+    as_parquet = _write_extract(
+        tmp_path / "parquet", ".parquet", shuffled(frames(*written_otherwise), 3)
+    )
+
+    pd.testing.assert_series_equal(
+        _validated_fingerprints(as_parquet), _validated_fingerprints(as_csv)
+    )
 
 
 def test_row_numbers_and_extra_columns_do_not_count() -> None:

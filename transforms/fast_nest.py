@@ -13,6 +13,7 @@ first, so the escaping work is only done for the few values that need it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,7 +30,6 @@ from transforms.nest import INTEGER_FIELDS, LIST_FIELDS, OMITTED_WHEN_MISSING, r
 _TEXT: Final = pa.large_string()
 _NULL: Final = pa.scalar("null", _TEXT)
 _EMPTY: Final = pa.scalar("", _TEXT)
-_SEPARATOR: Final = pa.scalar(contract.LIST_SEPARATOR, _TEXT)
 _SHORT_ESCAPES: Final = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
 # bytes that make a value need escaping: the control characters, '"' and '\'
 _NEEDS_ESCAPE: Final = np.zeros(256, dtype=bool)
@@ -37,6 +37,9 @@ _NEEDS_ESCAPE[:0x20] = True
 _NEEDS_ESCAPE[[ord('"'), ord("\\")]] = True
 
 Indices = npt.NDArray[np.int64]
+
+DEFAULT_CHUNK_ROWS: Final = 100_000
+"""Customers per chunk of the last stage: bounds its intermediates to a few hundred MB."""
 
 
 @dataclass(frozen=True)
@@ -52,84 +55,118 @@ class CustomerDocuments:
 
 @dataclass(frozen=True)
 class Keys:
-    """A table's ids numbered by first appearance: ``unique[row_keys[i]]`` is row i's id.
+    """A table's ids numbered 0.. by first appearance, and the same numbers for references
+    to them from elsewhere (cards to accounts, holders to customers).
 
-    A null id is numbered like any other value, as the reference groups ``None`` too.
+    A null id is numbered like any other value (the reference groups ``None`` too).
     """
 
-    unique: pa.LargeStringArray
-    row_keys: pa.Array
+    size: int
+    """How many distinct ids the table has."""
+    row_keys: Indices
+    """The key of each row's id; ``row_keys == arange(len)`` when the ids are unique."""
+    reference_keys: Indices
+    """The key of each reference; -1 where it names no row."""
 
     @classmethod
-    def of(cls, ids: pa.LargeStringArray) -> Keys:
-        encoded = pc.dictionary_encode(ids, null_encoding="encode")
-        return cls(unique=_as_text(encoded.dictionary), row_keys=encoded.indices)
+    def of(cls, ids: pa.LargeStringArray, references: pa.LargeStringArray) -> Keys:
+        # one hash pass over both: ids first, so they take the numbers 0..size-1
+        both = pc.dictionary_encode(pa.concat_arrays([ids, references]), null_encoding="encode")
+        codes = np.asarray(both.indices.cast(pa.int64()), dtype=np.int64)
+        row_keys, reference_keys = codes[: len(ids)], codes[len(ids) :]
+        size = int(row_keys.max()) + 1 if len(ids) else 0
+        return cls(
+            size=size,
+            row_keys=row_keys,
+            reference_keys=np.where(reference_keys < size, reference_keys, -1),
+        )
 
     @property
-    def size(self) -> int:
-        return len(self.unique)
-
-    def keys_of(self, ids: pa.Array) -> Indices:
-        """The key of each of ``ids``; -1 where it is not one of these ids."""
-        return _keys(pc.index_in(ids, value_set=self.unique))
+    def unique(self) -> bool:
+        return self.size == len(self.row_keys)
 
     def per_row(self, per_key: pa.Array) -> pa.Array:
-        """Values given per key, spread out to one per row (as they are when ids are unique)."""
-        return per_key if self.size == len(self.row_keys) else per_key.take(self.row_keys)
+        """Values given per key, one per row (the same array when the ids are unique)."""
+        return per_key if self.unique else per_key.take(self.row_keys)
 
 
 @dataclass(frozen=True)
 class Holdings:
     """Which account rows each customer holds, one pair per (customer, account), no repeats.
 
-    Pairs are sorted by ``customer_keys`` (keys of the customer ``Keys`` they were built for),
-    and within one customer by account row, so grouping keeps ``accounts`` order.
+    Pairs are sorted by ``customer_keys`` (keys of ``customers``), and within one customer
+    by account row, so grouping them keeps ``accounts`` order.
     """
 
+    customers: Keys
     customer_keys: Indices
     account_rows: Indices
 
 
 def customer_document_bytes(
-    customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame
+    customers: pd.DataFrame,
+    accounts: pd.DataFrame,
+    cards: pd.DataFrame,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> CustomerDocuments:
-    """One serialised Customer document per row of ``customers``, in frame order."""
+    """One serialised Customer document per row of ``customers``, in frame order.
+
+    Documents are built ``chunk_rows`` customers at a time, which bounds the size of the
+    intermediate arrays (the result is the same for any chunk size).
+    """
     ids = text_column(customers, "customers", "sourceCustomerId")
-    documents = customer_document_texts(customers, accounts, cards).cast(pa.large_binary())
-    return CustomerDocuments(
-        customer_ids=ids.to_pylist(),
+    documents: list[bytes] = []
+    for chunk in _document_chunks(customers, accounts, cards, chunk_rows):
         # through numpy: about twice as fast as Array.to_pylist for large binaries
-        documents=documents.to_numpy(zero_copy_only=False).tolist(),
-    )
+        documents += chunk.cast(pa.large_binary()).to_numpy(zero_copy_only=False).tolist()
+    return CustomerDocuments(customer_ids=ids.to_pylist(), documents=documents)
 
 
 def customer_document_texts(
     customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame
 ) -> pa.LargeStringArray:
     """The JSON text of each customer's document, as one Arrow array in ``customers`` order."""
-    account_ids = Keys.of(text_column(accounts, "accounts", "sourceAccountId"))
-    cards_per_account = grouped_join(
-        card_json(cards),
-        account_ids.keys_of(text_column(cards, "cards", "sourceAccountId")),
-        account_ids.size,
+    chunks = list(_document_chunks(customers, accounts, cards, DEFAULT_CHUNK_ROWS))
+    return _as_text(pa.concat_arrays(chunks) if chunks else pa.array([], _TEXT))
+
+
+def account_json(accounts: pd.DataFrame, cards: pd.DataFrame) -> pa.LargeStringArray:
+    """The JSON object of each account row, complete with its cards (in ``cards`` order)."""
+    account_ids = Keys.of(
+        text_column(accounts, "accounts", "sourceAccountId"),
+        text_column(cards, "cards", "sourceAccountId"),
     )
-    account_texts = _concat(
+    order, sorted_keys = _group_order(account_ids.reference_keys)
+    cards_per_account = _joined_groups(card_json(cards).take(order), sorted_keys, account_ids.size)
+    return _concat(
         account_fields_json(accounts), ',"cards":[', account_ids.per_row(cards_per_account), "]}"
     )
-    del cards_per_account  # the big intermediates go as soon as they are used
 
-    customer_ids = Keys.of(text_column(customers, "customers", "sourceCustomerId"))
-    holdings = account_holdings(accounts, customer_ids)
-    accounts_per_customer = _joined_groups(
-        account_texts.take(holdings.account_rows), holdings.customer_keys, customer_ids.size
-    )
-    del account_texts
-    return _concat(
-        customer_fields_json(customers),
-        ',"accounts":[',
-        customer_ids.per_row(accounts_per_customer),
-        "]}",
-    )
+
+def _document_chunks(
+    customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame, chunk_rows: int
+) -> Iterator[pa.LargeStringArray]:
+    """The documents' JSON, ``chunk_rows`` customers at a time (all at once if ids repeat)."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    accounts_json = account_json(accounts, cards)
+    holdings = account_holdings(accounts, text_column(customers, "customers", "sourceCustomerId"))
+    heads = customer_fields_json(customers)
+    keys = holdings.customers
+    step = chunk_rows if keys.unique else max(len(heads), 1)  # unique: key == row
+    for start in range(0, len(heads), step):
+        stop = min(start + step, keys.size)
+        lo, hi = np.searchsorted(holdings.customer_keys, [start, stop])
+        per_key = _joined_groups(
+            accounts_json.take(holdings.account_rows[lo:hi]),
+            holdings.customer_keys[lo:hi] - start,
+            stop - start,
+        )
+        rows = heads.slice(start, step)
+        yield _concat(
+            rows, ',"accounts":[', per_key if keys.unique else keys.per_row(per_key), "]}"
+        )
 
 
 def card_json(cards: pd.DataFrame) -> pa.LargeStringArray:
@@ -147,16 +184,16 @@ def customer_fields_json(customers: pd.DataFrame) -> pa.LargeStringArray:
     return _fields_json(customers, "customers", contract.CUSTOMER_COLUMNS)
 
 
-def account_holdings(accounts: pd.DataFrame, customer_ids: Keys) -> Holdings:
+def account_holdings(accounts: pd.DataFrame, customer_ids: pa.LargeStringArray) -> Holdings:
     """The (customer, account row) pairs: an account belongs to every holder it lists.
 
     Holders that are not among ``customer_ids`` are left out.
     """
     holder_lists = pc.split_pattern(holder_texts(accounts), contract.LIST_SEPARATOR)
     account_rows = np.asarray(pc.list_parent_indices(holder_lists), dtype=np.int64)
-    customer_keys = customer_ids.keys_of(pc.list_flatten(holder_lists))
-    held = customer_keys >= 0
-    customer_keys, account_rows = customer_keys[held], account_rows[held]
+    keys = Keys.of(customer_ids, _as_text(pc.list_flatten(holder_lists)))
+    held = keys.reference_keys >= 0
+    customer_keys, account_rows = keys.reference_keys[held], account_rows[held]
     # stable: account rows come in ascending order, and stay so within each customer
     order = np.argsort(customer_keys, kind="stable")
     customer_keys, account_rows = customer_keys[order], account_rows[order]
@@ -164,7 +201,11 @@ def account_holdings(accounts: pd.DataFrame, customer_ids: Keys) -> Holdings:
     repeated[1:] = (customer_keys[1:] == customer_keys[:-1]) & (
         account_rows[1:] == account_rows[:-1]
     )
-    return Holdings(customer_keys=customer_keys[~repeated], account_rows=account_rows[~repeated])
+    return Holdings(
+        customers=keys,
+        customer_keys=customer_keys[~repeated],
+        account_rows=account_rows[~repeated],
+    )
 
 
 def holder_texts(accounts: pd.DataFrame) -> pa.LargeStringArray:
@@ -209,11 +250,11 @@ def text_column(frame: pd.DataFrame, table: str, name: str) -> pa.LargeStringArr
     return text
 
 
-def grouped_join(texts: pa.Array, keys: Indices, n_groups: int) -> pa.LargeStringArray:
-    """Per group ``0..n_groups-1``, its ``texts`` joined by ``,`` in their order; ``-1`` = none."""
+def _group_order(keys: Indices) -> tuple[Indices, Indices]:
+    """The rows with a group (key >= 0) ordered by group, stably; and their sorted keys."""
     order = np.argsort(keys, kind="stable")
     order = order[keys[order] >= 0]
-    return _joined_groups(texts.take(order), keys[order], n_groups)
+    return order, keys[order]
 
 
 def _joined_groups(texts: pa.Array, sorted_keys: Indices, n_groups: int) -> pa.LargeStringArray:
@@ -279,11 +320,6 @@ def _value_bytes(values: pa.LargeStringArray) -> npt.NDArray[np.uint8]:
     offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)
     start, end = offsets[values.offset], offsets[values.offset + len(values)]
     return np.frombuffer(data, dtype=np.uint8)[start:end]
-
-
-def _keys(indices: pa.Array) -> Indices:
-    """Arrow indices (null = no match) as int64 numpy keys (-1 = no match)."""
-    return np.asarray(pc.fill_null(indices, -1).cast(pa.int64()), dtype=np.int64)
 
 
 def _concat(*parts: pa.Array | pa.Scalar | str) -> pa.LargeStringArray:

@@ -63,29 +63,29 @@ def customer_fingerprints(
     customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame
 ) -> pd.Series:
     """Fingerprint (32 hex characters) of each row of ``customers``, indexed by its id."""
-    account_ids = Keys.of(text_column(accounts, "accounts", "sourceAccountId"))
+    account_ids = Keys.of(
+        text_column(accounts, "accounts", "sourceAccountId"),
+        text_column(cards, "cards", "sourceAccountId"),
+    )
     cards_per_account = _group_sums(
-        _row_hashes(card_json(cards)),
-        account_ids.keys_of(text_column(cards, "cards", "sourceAccountId")),
-        account_ids.size,
+        _row_hashes(card_json(cards)), account_ids.reference_keys, account_ids.size
     )
     account_hashes = _combined(
         _row_hashes(account_fields_json(accounts)),
-        cards_per_account[_as_indices(account_ids.row_keys)],
+        cards_per_account[account_ids.row_keys],
         _CARD_LEVEL,
     )
 
-    customer_ids = Keys.of(text_column(customers, "customers", "sourceCustomerId"))
-    holdings = account_holdings(accounts, customer_ids)
+    ids = text_column(customers, "customers", "sourceCustomerId")
+    holdings = account_holdings(accounts, ids)
     accounts_per_customer = _group_sums(
-        account_hashes[holdings.account_rows], holdings.customer_keys, customer_ids.size
+        account_hashes[holdings.account_rows], holdings.customer_keys, holdings.customers.size
     )
     customer_hashes = _combined(
         _row_hashes(customer_fields_json(customers)),
-        accounts_per_customer[_as_indices(customer_ids.row_keys)],
+        accounts_per_customer[holdings.customers.row_keys],
         _ACCOUNT_LEVEL,
     )
-    ids = text_column(customers, "customers", "sourceCustomerId")
     return pd.Series(
         _hex(customer_hashes),
         index=pd.Index(ids.to_pandas(), name=contract.ID_COLUMNS["customers"][0]),
@@ -135,7 +135,3 @@ def _hex(hashes: Hashes) -> npt.NDArray[np.str_]:
     digits[:, 1::2] = _HEX_DIGITS[raw & 0x0F]
     text: npt.NDArray[np.str_] = digits.view("S32").ravel().astype(str)
     return text
-
-
-def _as_indices(keys: pa.Array) -> npt.NDArray[np.int64]:
-    return np.asarray(keys.cast(pa.int64()), dtype=np.int64)

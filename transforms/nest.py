@@ -18,8 +18,7 @@ The value rules below are shared with ``fast_nest`` and ``fingerprint``:
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -86,10 +85,7 @@ def records(frame: pd.DataFrame, table: str) -> Iterator[Record]:
     columns = contract.COLUMNS[table]
     values = [_column_values(frame, table, name) for name in columns]
     for row in zip(*values, strict=True):
-        record = dict(zip(columns, row, strict=True))
-        if table == "accounts" and record["sourceCustomerIds"] is None:
-            record["sourceCustomerIds"] = record["primarySourceCustomerId"]
-        yield {name: _typed(name, value) for name, value in record.items()}
+        yield dict(zip(columns, row, strict=True))
 
 
 def required_column(frame: pd.DataFrame, table: str, name: str) -> pd.Series:
@@ -102,51 +98,44 @@ def required_column(frame: pd.DataFrame, table: str, name: str) -> pd.Series:
     return column
 
 
-def _column_values(frame: pd.DataFrame, table: str, name: str) -> Sequence[Any]:
-    column = required_column(frame, table, name)
+def _column_values(frame: pd.DataFrame, table: str, name: str) -> list[Any]:
+    """One column's values as they are sent (the rules in this module's docstring)."""
+    column = required_column(frame, table, name).astype(object)
     missing = column.isna()
     if name in contract.OPTIONAL_COLUMNS[table]:
-        missing |= column.astype(object).eq("")
-    return column.astype(object).where(~missing, None).tolist()
+        missing |= column.eq("")
+    if name == "sourceCustomerIds":  # none listed: the primary holder alone
+        primary = required_column(frame, table, "primarySourceCustomerId").astype(object)
+        column, missing = column.where(~missing, primary), missing & primary.isna()
 
-
-def _typed(name: str, value: Any) -> Any:
-    if value is None:
-        return [] if name in LIST_FIELDS else None
+    kind = pd.api.types.infer_dtype(column[~missing], skipna=True)
     if name in INTEGER_FIELDS:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an integer, not {value!r}")
-        return int(value)
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be text, not {type(value).__name__}")
+        if kind not in ("integer", "empty"):
+            raise TypeError(f"{name} must hold integers, not {kind}")
+        return [
+            None if absent else int(value) for value, absent in zip(column, missing, strict=True)
+        ]
+    if kind not in ("string", "empty"):
+        raise TypeError(f"{name} must be text, not {kind}")
+    values = column.where(~missing, None).tolist()
     if name in LIST_FIELDS:
-        return value.split(contract.LIST_SEPARATOR) if value else []
-    return value
+        return [value.split(contract.LIST_SEPARATOR) if value else [] for value in values]
+    return values
 
 
 def _customer_document(customer: Record, accounts: list[Document]) -> Document:
-    document: Document = {}
-    for name in contract.CUSTOMER_FIELDS:
-        if name == "accounts":
-            document[name] = accounts
-        elif customer[name] is not None or name not in OMITTED_WHEN_MISSING:
-            document[name] = _copy(customer[name])
+    # records hold the contract columns in the partner's order; accounts come last
+    document: Document = {**customer, "accounts": accounts}
+    document["alertOptInStatus"] = list(customer["alertOptInStatus"])
+    for name in OMITTED_WHEN_MISSING:
+        if document[name] is None:
+            del document[name]
     return document
 
 
 def _account_document(account: Record, cards: list[Record]) -> Document:
-    document: Document = {}
-    for name in contract.ACCOUNT_FIELDS:
-        if name == "cards":
-            document[name] = [_card_document(card) for card in cards]
-        else:
-            document[name] = _copy(account[name])
-    return document
-
-
-def _card_document(card: Record) -> Document:
-    return {name: _copy(card[name]) for name in contract.CARD_FIELDS}
-
-
-def _copy(value: Any) -> Any:
-    return list(value) if isinstance(value, list) else value
+    return {
+        **account,
+        "sourceCustomerIds": list(account["sourceCustomerIds"]),
+        "cards": [dict(card) for card in cards],
+    }
