@@ -5,14 +5,15 @@ Artifacts hold ids, counts and the partner's answers only; no card data or posta
 
 from __future__ import annotations
 
+import asyncio
 from uuid import UUID
 
 import pandas as pd
 from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
 )
 from prefect.context import FlowRunContext
 
@@ -25,24 +26,24 @@ def _in_flow_run() -> bool:
     return FlowRunContext.get() is not None
 
 
-def publish_run_artifacts(result: SyncResult, held_back: list[pd.DataFrame]) -> None:
+async def publish_run_artifacts(result: SyncResult, held_back: list[pd.DataFrame]) -> None:
     """The summary, the held-back table and the failed-batch table, when in a flow run."""
     if not _in_flow_run():
         return
     markdown = "# customer-sync run\n\n" + "\n".join(f"- {line}" for line in summary_lines(result))
-    create_markdown_artifact(
+    await acreate_markdown_artifact(
         key="sync-summary", markdown=markdown, description="Counts that reconcile"
     )
     if held_back:
         frame = pd.concat(held_back).head(MAX_TABLE_ROWS)
-        create_table_artifact(
+        await acreate_table_artifact(
             key="held-back-customers",
             table=[{k: str(v) for k, v in row.items()} for row in frame.to_dict("records")],
             description=f"Customers held back, by reason (first {MAX_TABLE_ROWS})",
         )
     failed = [o for o in result.batches if o.status != "acknowledged"][:MAX_TABLE_ROWS]
     if failed:
-        create_table_artifact(
+        await acreate_table_artifact(
             key="failed-batches",
             table=[
                 {
@@ -69,14 +70,26 @@ class ProgressArtifact:
         self.step = step
         self._shown = 0.0
         self._id: UUID | None = None
+        self._updates: set[asyncio.Task[UUID]] = set()
+
+    async def start(self) -> None:
         if _in_flow_run():
-            self._id = create_progress_artifact(
+            self._id = await acreate_progress_artifact(
                 progress=0.0, key="delivery-progress", description="Customers delivered"
             )
 
     def advance(self, customers: int) -> None:
+        """Count delivered customers; the API update runs in the background, never blocking."""
         self.done += customers
         percent = min(100.0, 100.0 * self.done / self.total)
         if self._id is not None and (percent - self._shown >= self.step or percent >= 100.0):
             self._shown = percent
-            update_progress_artifact(artifact_id=self._id, progress=percent)
+            update = asyncio.ensure_future(
+                aupdate_progress_artifact(artifact_id=self._id, progress=percent)
+            )
+            self._updates.add(update)
+            update.add_done_callback(self._updates.discard)
+
+    async def finish(self) -> None:
+        if self._updates:
+            await asyncio.gather(*self._updates, return_exceptions=True)

@@ -60,9 +60,7 @@ def planned_batches(spool_path: Path, batch_size: int, run_id: str) -> Iterator[
                 batch_size,
                 id_prefix=f"{run_id}-{number:04d}-{method.lower()}",
             ):
-                yield PlannedBatch(
-                    batch, {cid: fingerprints[cid] for cid in batch.customer_ids}
-                )
+                yield PlannedBatch(batch, {cid: fingerprints[cid] for cid in batch.customer_ids})
 
 
 def _groups(batches: Iterator[PlannedBatch], size: int) -> Iterator[list[PlannedBatch]]:
@@ -104,7 +102,9 @@ async def deliver_group(
                 ledger.mark_sending(run_id, planned.batch)
             outcome = await deliver_batch(client, planned.batch, policy, on_retry=_log_retry)
             if ledger is not None:
-                documents = dict(zip(planned.batch.customer_ids, planned.batch.documents, strict=True))
+                documents = dict(
+                    zip(planned.batch.customer_ids, planned.batch.documents, strict=True)
+                )
                 ledger.record_outcome(run_id, outcome, planned.fingerprints, documents)
         if outcome.status != "acknowledged":
             run_log.warning(

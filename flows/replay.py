@@ -76,11 +76,15 @@ async def replay_dead_letters(
                 result.dead_letters = str(exported)
     finally:
         spool_path.unlink(missing_ok=True)
-        ledger.finish_run(run_id, "completed" if not result.customers_failed else "incomplete", {
-            "customers_read": result.customers_read,
-            "customers_sent": result.customers_sent,
-            "customers_failed": result.customers_failed,
-        })
+        ledger.finish_run(
+            run_id,
+            "completed" if not result.customers_failed else "incomplete",
+            {
+                "customers_read": result.customers_read,
+                "customers_sent": result.customers_sent,
+                "customers_failed": result.customers_failed,
+            },
+        )
         ledger.close()
         write_report(result, Path(report) if report else run_dir / "report.json")
         for line in summary_lines(result):

@@ -169,8 +169,10 @@ async def sync_customers(
             log.info("Dry run: wrote %d request bodies to %s", len(written), dry_run)
         else:
             tracker = ProgressArtifact(preparation.planned)
-            with DeliveryProgress(preparation.planned, enabled=progress) as shown, _stage(
-                result, "deliver"
+            await tracker.start()
+            with (
+                DeliveryProgress(preparation.planned, enabled=progress) as shown,
+                _stage(result, "deliver"),
             ):
 
                 def _progress(outcome: BatchOutcome) -> None:
@@ -188,6 +190,7 @@ async def sync_customers(
                         policy=retry_policy or RetryPolicy(),
                         on_outcome=_progress,
                     )
+            await tracker.finish()
             apply_outcomes(result, outcomes)
             if result.customers_failed:
                 exported = run_dir / "dead-letters.jsonl"
@@ -201,7 +204,7 @@ async def sync_customers(
         if dry_run is None:
             ledger.finish_run(run_id, _run_status(result), _counts(result))
         ledger.close()
-        publish_run_artifacts(result, preparation.held_back)
+        await publish_run_artifacts(result, preparation.held_back)
         report_path = Path(report) if report else run_dir / "report.json"
         write_report(result, report_path)
         for line in summary_lines(result):
