@@ -13,7 +13,7 @@ MAX_CUSTOMERS_PER_REQUEST: Final = 50
 CUSTOMERS_PATH: Final = "/v2/data/customers"
 START_SESSION_PATH: Final = "/v2/session/startSession"
 SESSION_SCOPES: Final = ("api:institution",)
-SESSION_TOKEN_HEADER: Final = "X-CDLX-Session-Token"
+SESSION_TOKEN_HEADER: Final = "X-CDLX-Session-Token"  # noqa: S105 - a header name
 REQUEST_ID_HEADER: Final = "X-CDLX-Request-Id"
 SESSION_LIFETIME_SECONDS: Final = 3600
 
