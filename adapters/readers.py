@@ -19,6 +19,7 @@ import io
 import json
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any, Final, Literal
 
@@ -313,7 +314,8 @@ def _open_layout(
         raise InputError(path, "file not found")
     if fmt == "csv":
         return _layout(path, table, fmt, _csv_header(path, storage_options), rename)
-    names = list(_parquet_file(path, storage_options).schema_arrow.names)
+    with _parquet_file(path, storage_options) as parquet:
+        names = list(parquet.schema_arrow.names)
     return _layout(path, table, fmt, names, rename)
 
 
@@ -536,19 +538,24 @@ def _first_misshapen_record(
 # --- Parquet ------------------------------------------------------------------------------------
 
 
-def _parquet_file(path: str, storage_options: Mapping[str, Any] | None) -> pq.ParquetFile:
-    source: Any = (
-        os.path.expanduser(path.removeprefix("file://"))
-        if _is_local(path, storage_options)
-        else _open_binary(path, storage_options)
-    )
+@contextmanager
+def _parquet_file(path: str, storage_options: Mapping[str, Any] | None) -> Iterator[pq.ParquetFile]:
+    """The Parquet file, open for as long as the block runs (remote streams are closed)."""
+    stream = None if _is_local(path, storage_options) else _open_binary(path, storage_options)
+    source: Any = stream if stream is not None else os.path.expanduser(path.removeprefix("file://"))
     try:
-        return pq.ParquetFile(source)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as error:
-        size = _size(path, storage_options)
-        if size == 0:
-            raise InputError(path, "file is empty (0 bytes)") from error
-        raise InputError(path, "is not a readable Parquet file (corrupt or not Parquet)") from error
+        try:
+            parquet = pq.ParquetFile(source)
+        except (pa.ArrowException, OSError) as error:
+            if _size(path, storage_options) == 0:
+                raise InputError(path, "file is empty (0 bytes)") from error
+            raise InputError(
+                path, "is not a readable Parquet file (corrupt or not Parquet)"
+            ) from error
+        yield parquet
+    finally:
+        if stream is not None:
+            stream.close()
 
 
 def _size(path: str, storage_options: Mapping[str, Any] | None) -> int | None:
@@ -560,23 +567,28 @@ def _size(path: str, storage_options: Mapping[str, Any] | None) -> int | None:
 
 
 def _read_parquet(layout: _Layout, storage_options: Mapping[str, Any] | None) -> pa.Table:
-    parquet = _parquet_file(layout.path, storage_options)
-    try:
-        return parquet.read(columns=list(layout.sources.values()))
-    except (pa.ArrowException, OSError) as error:
-        raise InputError(layout.path, "is not a readable Parquet file (corrupt data)") from error
+    with _parquet_file(layout.path, storage_options) as parquet:
+        try:
+            table: pa.Table = parquet.read(columns=list(layout.sources.values()))
+        except (pa.ArrowException, OSError) as error:
+            raise InputError(
+                layout.path, "is not a readable Parquet file (corrupt data)"
+            ) from error
+    return table
 
 
 def _parquet_batches(
     layout: _Layout, storage_options: Mapping[str, Any] | None, block_rows: int
 ) -> Iterator[pa.RecordBatch]:
-    parquet = _parquet_file(layout.path, storage_options)
-    try:
-        yield from parquet.iter_batches(
-            batch_size=block_rows, columns=list(layout.sources.values())
-        )
-    except (pa.ArrowException, OSError) as error:
-        raise InputError(layout.path, "is not a readable Parquet file (corrupt data)") from error
+    with _parquet_file(layout.path, storage_options) as parquet:
+        try:
+            yield from parquet.iter_batches(
+                batch_size=block_rows, columns=list(layout.sources.values())
+            )
+        except (pa.ArrowException, OSError) as error:
+            raise InputError(
+                layout.path, "is not a readable Parquet file (corrupt data)"
+            ) from error
 
 
 # --- Arrow -> raw text frame ---------------------------------------------------------------

@@ -348,12 +348,14 @@ def _between(rng: np.random.Generator, low: np.ndarray | int, high: np.ndarray |
     low = np.asarray(low, dtype=np.int64)
     span = np.maximum(np.asarray(high, dtype=np.int64) - low, 0)
     size = max(low.size, span.size)
-    return (low + (rng.random(size) * span).astype(np.int64)).astype(np.int64)
+    instants: np.ndarray = (low + (rng.random(size) * span).astype(np.int64)).astype(np.int64)
+    return instants
 
 
 def _weights(pairs: tuple[tuple[object, float], ...]) -> np.ndarray:
     weights = np.array([w for _, w in pairs], dtype=float)
-    return weights / weights.sum()
+    normalised: np.ndarray = weights / weights.sum()
+    return normalised
 
 
 def _choose(rng: np.random.Generator, pairs: tuple[tuple[str, float], ...], n: int) -> pa.Array:
@@ -389,7 +391,8 @@ def _ordinal_within(counts: np.ndarray) -> np.ndarray:
     """0, 1, ... within each group of the repeated layout ``np.repeat(range, counts)``."""
     total = int(counts.sum())
     starts = np.repeat(np.cumsum(counts) - counts, counts)
-    return np.arange(total, dtype=np.int64) - starts
+    ordinals: np.ndarray = np.arange(total, dtype=np.int64) - starts
+    return ordinals
 
 
 def _postal_codes(rng: np.random.Generator, country: pa.Array) -> pa.Array:

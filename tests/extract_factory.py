@@ -154,7 +154,7 @@ def extract_of(rows: Rows | None = None, files: Mapping[str, str] | None = None)
     """The Extract the readers would return for these rows (empty cells missing, ``_row``)."""
     frames = {}
     for table, frame in raw_frames(rows).items():
-        frame = frame.mask(frame.eq("").fillna(False))
+        frame = frame.replace("", np.nan)
         frame[contract.ROW_COLUMN] = np.arange(1, len(frame) + 1, dtype=np.int64)
         frames[table] = frame
     return Extract(

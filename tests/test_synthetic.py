@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,7 +23,7 @@ def _as_extract(frames: dict[str, pd.DataFrame]) -> Extract:
     """What the readers would make of these frames (empty cells missing, ``_row``)."""
     tables = {}
     for table, frame in frames.items():
-        frame = frame.mask(frame.eq("").fillna(False))
+        frame = frame.replace("", np.nan)
         tables[table] = frame.assign(_row=range(1, len(frame) + 1)).astype({"_row": "int64"})
     return Extract(**tables, files={t: t for t in contract.TABLES})
 
