@@ -77,16 +77,25 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _signal_tree(pids: list[int], signum: int) -> None:
-    """``signum`` to each pid and to each process group among them, except our own group."""
+    """``signum`` once to each process: by process group where it leads one of its own
+    (never our group), else by pid. Once, because a second SIGTERM makes a Prefect worker
+    skip its graceful shutdown."""
     own_group = os.getpgrp()
-    groups = set()
+    groups: set[int] = set()
+    loners: list[int] = []
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            groups.add(os.getpgid(pid))
-    for group in groups - {own_group}:
+        try:
+            group = os.getpgid(pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+        if group != own_group and group in pids:
+            groups.add(group)
+        else:
+            loners.append(pid)
+    for group in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signum)
-    for pid in pids:
+    for pid in loners:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signum)
 
