@@ -60,6 +60,9 @@ def _apply_preparation(result: SyncResult, preparation: Preparation) -> None:
     result.customers_unchanged = preparation.unchanged
     result.customers_planned = preparation.planned
     result.rejects = preparation.rejects_path
+    if result.dry_run:  # nothing is sent: the planned methods are the whole story
+        result.customers_created = preparation.creates
+        result.customers_updated = preparation.updates
 
 
 def apply_outcomes(result: SyncResult, outcomes: list[BatchOutcome]) -> None:

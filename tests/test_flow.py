@@ -91,6 +91,7 @@ def test_dry_run_writes_request_bodies_and_sends_nothing(tmp_path: Path) -> None
         ids += [c.sourceCustomerId for c in request.customers]
     assert len(ids) == len(set(ids)) == 120
     assert result.customers_planned == 120 and result.customers_sent == 0
+    assert result.customers_created == 120
     assert result.reconciles
 
 
