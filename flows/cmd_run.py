@@ -4,33 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
-from pathlib import Path
 
+from adapters.readers import parse_rename
 from flows.report import EXIT_ABORTED, SyncResult, summary_lines
 from schemas.errors import ConfigError, GuardTripped, InputError
-
-
-def rename_mapping(value: str | None) -> dict[str, str] | None:
-    """The --rename option: inline JSON or the path of a JSON file, mapping export names."""
-    if not value:
-        return None
-    text = value
-    if not value.lstrip().startswith("{"):
-        path = Path(value)
-        if not path.is_file():
-            raise ConfigError(f"--rename: {value} is neither a JSON object nor a file")
-        text = path.read_text(encoding="utf-8")
-    try:
-        mapping = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"--rename: not valid JSON ({error.msg})") from None
-    if not isinstance(mapping, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
-    ):
-        raise ConfigError("--rename: expected a JSON object of column name -> column name")
-    return mapping
 
 
 def require_source(args: argparse.Namespace) -> None:
@@ -59,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
             customers=args.customers,
             accounts=args.accounts,
             cards=args.cards,
-            rename=rename_mapping(args.rename),
+            rename=parse_rename(args.rename),
             api_url=args.api_url,
             batch_size=args.batch_size,
             concurrency=args.concurrency,

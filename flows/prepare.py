@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from prefect import task
@@ -37,7 +38,7 @@ class SourceSpec:
     customers: str | None = None
     accounts: str | None = None
     cards: str | None = None
-    rename: Mapping[str, str] | None = None
+    rename: Mapping[str, Any] | None = None
 
     def describe(self) -> str:
         if self.source:

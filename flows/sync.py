@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow
 
@@ -96,7 +96,7 @@ async def sync_customers(
     customers: str | None = None,
     accounts: str | None = None,
     cards: str | None = None,
-    rename: dict[str, str] | None = None,
+    rename: dict[str, Any] | None = None,
     api_url: str | None = None,
     batch_size: int = 50,
     concurrency: int = 8,
