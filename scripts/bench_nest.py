@@ -1,10 +1,16 @@
 """Benchmark of the nest step: time and peak memory of three ways to serialise documents.
 
-Variants, each in its own subprocess (so ``ru_maxrss`` is its own peak), timed as the
-median of ``--repeat`` runs on the same normalised frames:
+Every measurement runs in a fresh subprocess (so ``ru_maxrss`` is that variant's own peak),
+the variants taking turns for ``--repeat`` rounds so that load from other processes on the
+machine falls on all of them alike. Each subprocess builds the frames, then runs its
+variant twice: **cold** (the first run of a fresh process, paying the first touch of every
+page it allocates, as a one-shot run does) and **warm** (again in the same process, as a
+streamed pipeline does for its second and later chunks). Reported: the median over the
+rounds of each, and the largest peak RSS.
 
-* ``baseline``: the straightforward dict approach (``to_dict("records")`` loops into dicts
-  of lists, then ``orjson.dumps`` per customer), what one writes first;
+* ``baseline``: the straightforward dict approach (rows as dicts with ``to_pylist``, dicts
+  of lists to hang accounts and cards under customers, ``orjson.dumps`` per customer), what
+  one writes first (DESIGN.md measured the same approach at about 60 s and 4.4 GB);
 * ``reference``: ``transforms.nest.customer_documents`` + ``serialise_document``;
 * ``fast``: ``transforms.fast_nest.customer_document_bytes``;
 * ``fingerprint``: ``transforms.fingerprint.customer_fingerprints`` (what the plan step
@@ -234,12 +240,12 @@ RUNNERS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame], Sized]] 
 }
 
 
-def _measure(variant: str, n_customers: int, repeat: int) -> dict[str, Any]:
-    """Runs one variant in this process; its times and this process's peak RSS."""
+def _measure(variant: str, n_customers: int) -> dict[str, Any]:
+    """One variant, cold then warm, in this process; the times and this process's peak RSS."""
     frames = normalised_frames(n_customers)
     times = []
     if variant != "frames":
-        for _ in range(repeat):
+        for _ in range(2):
             gc.collect()
             start = time.perf_counter()
             documents = RUNNERS[variant](*frames)
@@ -261,60 +267,60 @@ def _check_equal(n_customers: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.variant:  # a child process: measure one variant, print JSON
-        print(json.dumps(_measure(args.variant, args.customers, args.repeat)))
+        print(json.dumps(_measure(args.variant, args.customers)))
         return
 
     _check_equal(2_000)
     n = args.customers
     print(
-        f"nest + serialise, {n:,} customers (~{n * 3 // 2:,} accounts, {2 * n:,} cards), "
-        f"median of {args.repeat}, each variant in its own process"
+        f"nest + serialise, {n:,} customers (~{n * 3 // 2:,} accounts, {2 * n:,} cards); "
+        f"median of {args.repeat} rounds, each run in a fresh process",
+        flush=True,
     )
-    results = {}
-    for variant in args.variants:
-        child = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--variant",
-                variant,
-                "--customers",
-                str(n),
-                "--repeat",
-                str(args.repeat),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        results[variant] = json.loads(child.stdout.strip().splitlines()[-1])
-        _print_row(results[variant], results.get("baseline"))
+    runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in args.variants}
+    for round_ in range(args.repeat):
+        for variant in args.variants:
+            if variant == "frames" and round_:
+                continue
+            child = subprocess.run(
+                [sys.executable, __file__, "--variant", variant, "--customers", str(n)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            runs[variant].append(json.loads(child.stdout.strip().splitlines()[-1]))
+
+    print(f"  {'':<12} {'cold':>9} {'warm':>9}   {'peak RSS':>10}   cold and warm vs baseline")
+    for variant, results in runs.items():
+        print(_row(variant, results, runs.get("baseline")))
 
 
-def _print_row(result: dict[str, Any], baseline: dict[str, Any] | None) -> None:
-    times = result["times"]
-    if not times:
-        print(
-            f"  {result['variant']:<10} {'':>9} {'':>9}   peak RSS {result['peak_mib']:8,.0f} MiB"
-            "  (input frames only)"
-        )
-        return
-    median = statistics.median(times)
+def _medians(results: list[dict[str, Any]]) -> tuple[float, float] | None:
+    if not results or not results[0]["times"]:
+        return None
+    return (
+        statistics.median(r["times"][0] for r in results),
+        statistics.median(r["times"][1] for r in results),
+    )
+
+
+def _row(variant: str, results: list[dict[str, Any]], baseline: list[dict[str, Any]] | None) -> str:
+    peak = max(r["peak_mib"] for r in results)
+    times = _medians(results)
+    if times is None:
+        return f"  {variant:<12} {'':>9} {'':>9}   {peak:7,.0f} MiB   (building the frames only)"
+    cold, warm = times
     ratio = ""
-    if baseline and baseline["times"] and result["variant"] in ("reference", "fast"):
-        ratio = f"{statistics.median(baseline['times']) / median:6.1f}x faster than baseline"
-    spread = f"[{min(times):.2f}-{max(times):.2f}]"
-    print(
-        f"  {result['variant']:<10} {median:8.2f}s {spread:>13}   peak RSS "
-        f"{result['peak_mib']:8,.0f} MiB  {ratio}"
-    )
-    sys.stdout.flush()
+    base = _medians(baseline or [])
+    if base and variant in ("reference", "fast"):
+        ratio = f"{base[0] / cold:5.1f}x  {base[1] / warm:5.1f}x"
+    return f"  {variant:<12} {cold:8.2f}s {warm:8.2f}s   {peak:7,.0f} MiB   {ratio}"
 
 
 if __name__ == "__main__":

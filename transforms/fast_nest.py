@@ -138,7 +138,9 @@ def account_json(accounts: pd.DataFrame, cards: pd.DataFrame) -> pa.LargeStringA
         text_column(cards, "cards", "sourceAccountId"),
     )
     order, sorted_keys = _group_order(account_ids.reference_keys)
-    cards_per_account = _joined_groups(card_json(cards).take(order), sorted_keys, account_ids.size)
+    cards_per_account = _joined_groups(
+        _taken(card_json(cards), order), sorted_keys, account_ids.size
+    )
     return _concat(
         account_fields_json(accounts), ',"cards":[', account_ids.per_row(cards_per_account), "]}"
     )
@@ -159,7 +161,7 @@ def _document_chunks(
         stop = min(start + step, keys.size)
         lo, hi = np.searchsorted(holdings.customer_keys, [start, stop])
         per_key = _joined_groups(
-            accounts_json.take(holdings.account_rows[lo:hi]),
+            _taken(accounts_json, holdings.account_rows[lo:hi]),
             holdings.customer_keys[lo:hi] - start,
             stop - start,
         )
@@ -255,6 +257,13 @@ def _group_order(keys: Indices) -> tuple[Indices, Indices]:
     order = np.argsort(keys, kind="stable")
     order = order[keys[order] >= 0]
     return order, keys[order]
+
+
+def _taken(values: pa.Array, rows: Indices) -> pa.Array:
+    """``values.take(rows)``, without the copy when ``rows`` is a plain run (sorted extracts)."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
+        return values.slice(int(rows[0]), len(rows))
+    return values.take(rows)
 
 
 def _joined_groups(texts: pa.Array, sorted_keys: Indices, n_groups: int) -> pa.LargeStringArray:

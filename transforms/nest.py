@@ -13,7 +13,11 @@ The value rules below are shared with ``fast_nest`` and ``fingerprint``:
 * ``sourceParentCustomerId`` is left out of the document when missing;
 * a list field is split on ``|``; empty or missing text is ``[]``, except that missing
   ``sourceCustomerIds`` means the primary holder alone;
-* ``networkIdentifier`` goes out as an integer.
+* ``networkIdentifier`` goes out as an integer;
+* an account goes under each distinct holder once, even if a holder is listed twice.
+
+A required column that is absent is a ``ValueError`` naming it; a column holding something
+other than text (or integers, for ``networkIdentifier``) is a ``TypeError``.
 """
 
 from __future__ import annotations
