@@ -20,6 +20,7 @@ from prefect import flow
 from adapters.delivery import DeliveryOutcome, RetryPolicy
 from adapters.ledger import SqliteLedger
 from adapters.partner_client import PartnerClient, PartnerSettings
+from flows import quiet_errors
 from flows.artifacts import ProgressArtifact, publish_run_artifacts
 from flows.deliver import deliver_spool, write_dry_run
 from flows.prepare import Preparation, SourceSpec, prepare
@@ -112,6 +113,7 @@ async def sync_customers(
     retry_policy: RetryPolicy | None = None,
 ) -> SyncResult:
     """Deliver every valid customer of an extract to the partner, exactly once per change."""
+    quiet_errors.install()
     if not 1 <= batch_size <= 50:
         raise ValueError(f"batch_size must be between 1 and 50, not {batch_size}")
     if concurrency < 1:

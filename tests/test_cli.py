@@ -329,9 +329,4 @@ def test_an_aborted_run_prints_one_line_and_no_traceback(tmp_path: Path) -> None
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.startswith("customer-sync:")]
     assert lines == [f"customer-sync: {source}: no cards.csv or cards.parquet in this folder"]
-    if "Traceback" in done.stderr:
-        # the guard (GuardTripped) goes the same way; fixing one fixes both
-        pytest.xfail(
-            "known bug: Prefect logs the InputError raised inside the flow with its "
-            "traceback (task and flow engine) on stderr, above the one-line message"
-        )
+    assert "Traceback" not in done.stderr
