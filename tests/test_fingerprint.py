@@ -57,6 +57,17 @@ def test_one_fingerprint_of_32_hex_characters_per_customer() -> None:
     assert isinstance(FINGERPRINT_VERSION, int)
 
 
+def test_pinned_values_change_only_with_the_version() -> None:
+    """The ledger keeps fingerprints across releases: a change here (a new pandas hash, a
+    changed value rule) re-sends every customer, so it must come with a new version."""
+    assert FINGERPRINT_VERSION == 1
+    assert customer_fingerprints(*household()).to_dict() == {
+        "c1": "537f0f526161e86d4991cae725f427dc",
+        "c2": "c624838c08f6f3b30d679a1f46f4c214",
+        "c3": "c6cf006c6b97ad24fbadc26d7800b21f",
+    }
+
+
 def test_same_input_same_fingerprints() -> None:
     pd.testing.assert_series_equal(
         customer_fingerprints(*household()), customer_fingerprints(*household())
