@@ -26,6 +26,13 @@ from flows.deliver import deliver_spool, write_dry_run
 from flows.prepare import Preparation, SourceSpec, prepare
 from flows.progress import DeliveryProgress
 from flows.report import SyncResult, summary_lines, write_report
+from flows.run_retries import (
+    RUN_RETRIES,
+    RUN_RETRY_DELAY_SECONDS,
+    PartnerUnavailable,
+    stop_run_retries,
+    worth_a_run_retry,
+)
 from schemas.errors import GuardTripped
 from schemas.records import BatchOutcome
 from transforms.plan import mass_update_guard
@@ -91,7 +98,13 @@ def acknowledged_ids(outcome: BatchOutcome) -> tuple[str, ...]:
     return ()
 
 
-@flow(name="sync-customers", log_prints=False, validate_parameters=True)
+@flow(
+    name="sync-customers",
+    log_prints=False,
+    validate_parameters=True,
+    retries=RUN_RETRIES,
+    retry_delay_seconds=RUN_RETRY_DELAY_SECONDS,
+)
 async def sync_customers(
     source: str | None = None,
     customers: str | None = None,
@@ -111,14 +124,67 @@ async def sync_customers(
     report: str | None = None,
     progress: bool | None = None,
     retry_policy: RetryPolicy | None = None,
+    retry_outage: bool = False,
 ) -> SyncResult:
-    """Deliver every valid customer of an extract to the partner, exactly once per change."""
+    """Deliver every valid customer of an extract to the partner, exactly once per change.
+
+    ``retry_outage`` (the nightly deployment sets it): when customers still fail after
+    their batch retries, fail the run so Prefect retries it later (see flows/run_retries).
+    Otherwise the run never retries as a whole and returns its result.
+    """
     quiet_errors.install()
+    try:
+        result = await _sync(
+            SourceSpec(source, customers, accounts, cards, rename),
+            api_url=api_url,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            dry_run=dry_run,
+            state_dir=state_dir,
+            full_refresh=full_refresh,
+            mode=mode,
+            max_held_back_share=max_held_back_share,
+            max_update_share=max_update_share,
+            allow_mass_update=allow_mass_update,
+            report=report,
+            progress=progress,
+            retry_policy=retry_policy,
+        )
+        transient = result.customers_failed - result.customers_rejected
+        if retry_outage and transient > 0:
+            raise PartnerUnavailable(
+                f"{transient:,} customers still failed after their batch retries; the run "
+                "is retried later and sends only what was not acknowledged"
+            )
+    except Exception as error:
+        if not worth_a_run_retry(error, retry_outage=retry_outage):
+            await stop_run_retries()
+        raise
+    return result
+
+
+async def _sync(
+    spec: SourceSpec,
+    *,
+    api_url: str | None,
+    batch_size: int,
+    concurrency: int,
+    dry_run: str | None,
+    state_dir: str | None,
+    full_refresh: bool,
+    mode: Literal["sync", "create-only"],
+    max_held_back_share: float,
+    max_update_share: float,
+    allow_mass_update: bool,
+    report: str | None,
+    progress: bool | None,
+    retry_policy: RetryPolicy | None,
+) -> SyncResult:
+    """One attempt of the run: prepare, check the guards, deliver (or dry-run), report."""
     if not 1 <= batch_size <= 50:
         raise ValueError(f"batch_size must be between 1 and 50, not {batch_size}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
-    spec = SourceSpec(source, customers, accounts, cards, rename)
     settings = PartnerSettings.from_environment(api_url=api_url)
     state = state_folder(state_dir)
     result = SyncResult(dry_run=dry_run is not None)
