@@ -33,6 +33,7 @@ from flows.run_retries import (
     stop_run_retries,
     worth_a_run_retry,
 )
+from flows.secrets import apartner_token_from_block
 from schemas.errors import GuardTripped
 from schemas.records import BatchOutcome
 from transforms.plan import mass_update_guard
@@ -186,6 +187,11 @@ async def _sync(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     settings = PartnerSettings.from_environment(api_url=api_url)
+    if settings.api_token is None and dry_run is None:
+        # the environment wins; a scheduled run may keep the token in a Secret block
+        token = await apartner_token_from_block()
+        if token is not None:
+            settings = PartnerSettings.from_environment(api_url=api_url, api_token=token)
     state = state_folder(state_dir)
     result = SyncResult(dry_run=dry_run is not None)
     ledger = SqliteLedger.open(state)
