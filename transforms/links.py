@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -66,20 +67,33 @@ def holdings_of(accounts: pd.DataFrame) -> Holdings:
 
 
 def link_failures(
-    customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame, holdings: Holdings
+    customers: pd.DataFrame,
+    accounts: pd.DataFrame,
+    cards: pd.DataFrame,
+    holdings: Holdings,
+    elsewhere: Callable[[pa.Array, npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None = None,
 ) -> Links:
-    """Orphan accounts, orphan cards and cards whose holder is not on their account."""
+    """Orphan accounts, orphan cards and cards whose holder is not on their account.
+
+    ``elsewhere(ids, found_here)`` says which holders are customers outside ``customers``
+    (when these frames are one chunk of a bigger extract; see ``transforms.routing``).
+    """
     customer_ids = as_arrow(customers["sourceCustomerId"])
     found_holder = pc.index_in(holdings.holder, value_set=customer_ids)
     known = np.asarray(found_holder.is_valid(), dtype=bool)
+    if elsewhere is not None:
+        known = known | elsewhere(holdings.holder, known)
     with_holder = np.zeros(len(accounts), dtype=bool)
     with_holder[holdings.account[known]] = True
     orphan_accounts = ~with_holder
 
-    # each card's account row (the first one carrying its id: duplicates fail on their own)
+    # each card's account row (the first one carrying its id: duplicates fail on their own);
+    # a card without an account id has no account (not one of the accounts without an id)
     card_accounts = as_arrow(cards["sourceAccountId"])
     card_holders = as_arrow(cards["sourceCustomerId"])
-    found = pc.index_in(card_accounts, value_set=as_arrow(accounts["sourceAccountId"]))
+    found = pc.index_in(
+        card_accounts, value_set=as_arrow(accounts["sourceAccountId"]), skip_nulls=True
+    )
     exists = np.asarray(found.is_valid(), dtype=bool)
     account_of = np.asarray(found.fill_null(0), dtype=np.int64)
     missing_account = cards["sourceAccountId"].notna().to_numpy() & ~exists

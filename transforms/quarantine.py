@@ -10,6 +10,7 @@ nobody but is still reported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,8 +53,14 @@ def quarantine(
     cards: pd.DataFrame,
     failures: pd.DataFrame,
     holdings: Holdings,
+    elsewhere: Callable[[pa.Array, npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None = None,
 ) -> Quarantine:
-    """The customers each failure holds back (failures indexed 0..n-1)."""
+    """The customers each failure holds back (failures indexed 0..n-1).
+
+    When the frames are one chunk of a bigger extract, ``elsewhere(ids, found_here)`` says
+    which ids are customers outside it: they are named in ``held_back_customers`` (their
+    own chunk holds them back), not held here.
+    """
     failures = failures.reset_index(drop=True)
     table = failures["table"].to_numpy()
     index = failures["index"].to_numpy(dtype=np.int64)
@@ -92,6 +99,7 @@ def quarantine(
     by_id = pd.concat(named, ignore_index=True).dropna(subset=["id"])
     by_id = by_id.astype({"id": TEXT_DTYPE})
     resolved = by_id.merge(_positions_of(customers, by_id["id"]), on="id")
+    named_elsewhere = _named_elsewhere(by_id, resolved, elsewhere)
     resolved = resolved[["failure", "position"]]
     pairs = pd.concat([resolved, *direct], ignore_index=True).drop_duplicates()
 
@@ -102,6 +110,8 @@ def quarantine(
     held_ids = pairs.assign(
         id=customers["sourceCustomerId"].to_numpy()[pairs["position"].to_numpy(dtype=np.int64)]
     ).dropna(subset=["id"])
+    if len(named_elsewhere):
+        held_ids = pd.concat([held_ids[["failure", "id"]], named_elsewhere], ignore_index=True)
     per_failure = _joined(held_ids["failure"], held_ids["id"], len(failures))
 
     # per customer row: the reasons holding it back
@@ -121,6 +131,20 @@ def quarantine(
         reasons=per_customer,
         held_back_by_reason=by_reason,
     )
+
+
+def _named_elsewhere(
+    by_id: pd.DataFrame,
+    resolved: pd.DataFrame,
+    elsewhere: Callable[[pa.Array, npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None,
+) -> pd.DataFrame:
+    """(failure, id) pairs whose id is not a customer here but is one in another chunk."""
+    if elsewhere is None or by_id.empty:
+        return by_id.iloc[:0][["failure", "id"]]
+    unresolved = by_id[~by_id["id"].isin(resolved["id"])].drop_duplicates()
+    ids = as_arrow(unresolved["id"])
+    there = elsewhere(ids, np.zeros(len(ids), dtype=bool))
+    return unresolved.loc[there, ["failure", "id"]]
 
 
 def _positions_of(customers: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:

@@ -6,6 +6,10 @@ row per problem, the customers held back with their reasons, and the counts that
 for every input row: for each table, ``rows_read == rows_valid + rows_rejected +
 rows_withheld`` (withheld: a clean row whose customer is held back, or an account whose
 every holder in the extract is held back, and the cards of such an account).
+
+With a ``ChunkScope`` (``transforms.routing``) it validates one chunk of customers of a
+bigger extract, routed so that the result is exact: ``combine_validations`` of every
+chunk's validation equals the validation of the whole extract.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from transforms.failures import table_failures
 from transforms.links import holdings_of, link_failures
 from transforms.normalise import normalise_table
 from transforms.quarantine import quarantine
+from transforms.routing import ChunkScope
 
 REJECT_COLUMNS: Final = (
     "table",
@@ -68,6 +73,10 @@ class Validation:
     orphan_cards: int
     files: dict[str, str] = field(default_factory=dict)
     ignored_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    shared_valid_rows: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+    """Chunks only: ``_row`` of the valid rows that other chunks also hold (joint accounts
+    and their cards). Their owner counts them in ``rows_read``, and when they are clean, in
+    ``rows_withheld`` until ``combine_validations`` finds them valid in some chunk."""
 
     @property
     def held_back_share(self) -> float:
@@ -94,18 +103,24 @@ class Validation:
         }
 
 
-def validate_extract(extract: Extract) -> Validation:
-    """Check every rule and link of an extract and quarantine whole customers."""
+def validate_extract(extract: Extract, scope: ChunkScope | None = None) -> Validation:
+    """Check every rule and link of an extract and quarantine whole customers.
+
+    With ``scope``, ``extract`` is one chunk of a bigger extract (``transforms.routing``):
+    holders in other chunks count as present, and only the rows this chunk owns are
+    reported and counted.
+    """
     normalised = {t: normalise_table(extract.table(t), t) for t in contract.TABLES}
     frames = {t: normalised[t].frame for t in contract.TABLES}
     customers, accounts, cards = frames["customers"], frames["accounts"], frames["cards"]
+    elsewhere = scope.present_elsewhere if scope is not None else None
     holdings = holdings_of(accounts)
-    links = link_failures(customers, accounts, cards, holdings)
+    links = link_failures(customers, accounts, cards, holdings, elsewhere)
     failures = pd.concat(
         [*(table_failures(t, normalised[t]) for t in contract.TABLES), links.failures],
         ignore_index=True,
     )
-    held = quarantine(customers, accounts, cards, failures, holdings)
+    held = quarantine(customers, accounts, cards, failures, holdings, elsewhere)
 
     failing = {t: _positions(failures, t, len(frames[t])) for t in contract.TABLES}
     valid_customer = ~held.held
@@ -123,14 +138,33 @@ def validate_extract(extract: Extract) -> Validation:
     valid_card = ~failing["cards"] & in_valid_account
     valid = {"customers": valid_customer, "accounts": valid_account, "cards": valid_card}
 
-    rows_read = {t: len(frames[t]) for t in contract.TABLES}
-    rows_valid = {t: int(valid[t].sum()) for t in contract.TABLES}
-    rows_rejected = {t: int(failing[t].sum()) for t in contract.TABLES}
+    # a chunk reports and counts only the rows it owns; shared valid rows are counted once
+    # they are combined, by their row numbers
+    sizes = {t: len(frames[t]) for t in contract.TABLES}
+    owned = {t: _all_or(scope, "owned_rows", t, sizes[t]) for t in contract.TABLES}
+    shared = {t: _all_or(scope, "shared_rows", t, sizes[t]) for t in contract.TABLES}
+    reported = np.zeros(len(failures), dtype=bool)
+    for table in contract.TABLES:
+        mine = (failures["table"] == table).to_numpy()
+        reported[mine] = owned[table][failures.loc[mine, "index"].to_numpy(dtype=np.int64)]
+    rows_read = {t: int(owned[t].sum()) for t in contract.TABLES}
+    rows_valid = {t: int((valid[t] & owned[t] & ~shared[t]).sum()) for t in contract.TABLES}
+    rows_rejected = {t: int((failing[t] & owned[t]).sum()) for t in contract.TABLES}
+    shared_valid_rows = {
+        t: frames[t][contract.ROW_COLUMN].to_numpy(dtype=np.int64)[valid[t] & shared[t]]
+        for t in contract.TABLES
+        if shared[t].any()
+    }
     return Validation(
         customers=_kept(customers, valid_customer),
         accounts=_kept(accounts, valid_account),
         cards=_kept(cards, valid_card),
-        rejects=_rejects(failures, frames, extract.files, held.held_back_customers),
+        rejects=_rejects(
+            failures[reported],
+            frames,
+            extract.files,
+            held.held_back_customers[reported],
+        ),
         held_back=_held_back(customers, held.held, held.reasons),
         rows_read=rows_read,
         rows_valid=rows_valid,
@@ -140,11 +174,85 @@ def validate_extract(extract: Extract) -> Validation:
         customers_valid=rows_valid["customers"],
         customers_held_back=int(held.held.sum()),
         held_back_by_reason=held.held_back_by_reason,
-        orphan_accounts=int(links.orphan_accounts.sum()),
-        orphan_cards=int(links.orphan_cards.sum()),
+        orphan_accounts=int((links.orphan_accounts & owned["accounts"]).sum()),
+        orphan_cards=int((links.orphan_cards & owned["cards"]).sum()),
         files=dict(extract.files),
         ignored_columns=dict(extract.ignored_columns),
+        shared_valid_rows=shared_valid_rows,
     )
+
+
+def _all_or(scope: ChunkScope | None, mask: str, table: str, size: int) -> npt.NDArray[np.bool_]:
+    """The scope's row mask for a table; without a scope, owned = all and shared = none."""
+    if scope is None:
+        return np.full(size, mask == "owned_rows", dtype=bool)
+    rows: npt.NDArray[np.bool_] = getattr(scope, mask)(table, size)
+    return rows
+
+
+def combine_validations(parts: list[Validation]) -> Validation:
+    """The validation of a whole extract from the validations of all its chunks.
+
+    Frames are concatenated (a shared valid account or card once), counts summed, and the
+    shared valid rows counted once each. For checks and notebooks: it holds every chunk's
+    valid frames at once.
+    """
+    if not parts:
+        raise ValueError("no validations to combine")
+    shared = {
+        t: np.unique(np.concatenate([p.shared_valid_rows.get(t, _NO_ROWS) for p in parts]))
+        for t in contract.TABLES
+    }
+
+    def frames(name: str) -> pd.DataFrame:
+        frame = pd.concat([getattr(p, name) for p in parts], ignore_index=True)
+        if name in ("accounts", "cards"):
+            frame = frame.drop_duplicates(contract.ROW_COLUMN, ignore_index=True)
+        ordered: pd.DataFrame = frame.sort_values(
+            contract.ROW_COLUMN, kind="stable", ignore_index=True
+        )
+        return ordered
+
+    def total(name: str) -> dict[str, int]:
+        return {t: sum(getattr(p, name).get(t, 0) for p in parts) for t in contract.TABLES}
+
+    rows_read, rows_rejected = total("rows_read"), total("rows_rejected")
+    rows_valid = {t: total("rows_valid")[t] + len(shared[t]) for t in contract.TABLES}
+    reasons: dict[str, int] = {}
+    for part in parts:
+        for key, count in part.held_back_by_reason.items():
+            reasons[key] = reasons.get(key, 0) + count
+    rejects = pd.concat([p.rejects for p in parts], ignore_index=True)
+    order = rejects["table"].map({t: n for n, t in enumerate(contract.TABLES)})
+    rejects = (
+        rejects.assign(_order=order.to_numpy())
+        .sort_values(["_order", "row", "column", "rule"], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
+    held_back = pd.concat([p.held_back for p in parts], ignore_index=True)
+    return Validation(
+        customers=frames("customers"),
+        accounts=frames("accounts"),
+        cards=frames("cards"),
+        rejects=rejects,
+        held_back=held_back.sort_values("row", kind="stable", ignore_index=True),
+        rows_read=rows_read,
+        rows_valid=rows_valid,
+        rows_rejected=rows_rejected,
+        rows_withheld={t: rows_read[t] - rows_valid[t] - rows_rejected[t] for t in contract.TABLES},
+        customers_read=sum(p.customers_read for p in parts),
+        customers_valid=sum(p.customers_valid for p in parts),
+        customers_held_back=sum(p.customers_held_back for p in parts),
+        held_back_by_reason=dict(sorted(reasons.items())),
+        orphan_accounts=sum(p.orphan_accounts for p in parts),
+        orphan_cards=sum(p.orphan_cards for p in parts),
+        files=dict(parts[0].files),
+        ignored_columns=dict(parts[0].ignored_columns),
+    )
+
+
+_NO_ROWS: Final = np.zeros(0, dtype=np.int64)
 
 
 def held_back_guard(validation: Validation, max_share: float = DEFAULT_MAX_HELD_BACK_SHARE) -> None:

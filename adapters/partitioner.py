@@ -1,0 +1,336 @@
+"""An extract too big for memory, split on disk into chunks of customers (the I/O side of
+``transforms.routing``).
+
+* **pass 1** (``spill_extract``) streams each file in blocks: customer rows are bucketed
+  by customer partition, account and card rows by account partition (of their account id),
+  and the hashes of all customer ids are kept as a sorted presence index;
+* **pass 2** (``route_account_partition``, one call per account partition, independent, so
+  they can run in parallel) routes the account and card rows of one account partition to
+  the customer partitions of their routing sets;
+* **pass 3** (``read_chunk``) reads one customer partition: its customers and every
+  account and card routed to it, with their original ``_row`` numbers, as an ``Extract``
+  with the ``ChunkScope`` that ``transforms.validate.validate_extract`` needs.
+
+Spill files are Arrow IPC files in which record batch ``k`` holds the rows of bucket ``k``
+(so no writer per partition is kept open, and a bucket is read zero-copy from a memory
+map). They hold card data: the work folder is created owner-only (0700), every file 0600,
+and ``remove_work_folder`` deletes it all.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+
+from adapters.files import open_binary
+from adapters.parquet_files import parquet_file
+from adapters.readers import Rename, ignored_columns, iter_table_blocks, table_format
+from schemas import contract
+from schemas.columns import text_series
+from schemas.records import Extract
+from transforms.routing import (
+    ChunkScope,
+    Routes,
+    account_partitions,
+    customer_partitions,
+    route_accounts_and_cards,
+)
+
+DEFAULT_CHUNK_CUSTOMERS: Final = 100_000
+"""Customers per chunk: about 0.4 GB of working memory per chunk being validated."""
+BLOCK_ROWS: Final = 500_000
+"""Rows read from a file at a time in pass 1."""
+OWNED: Final = "_owned"
+SHARED: Final = "_shared"
+_COUNT_BYTES: Final = 8 << 20
+
+
+def schema_of(table: str, routed: bool = False) -> pa.Schema:
+    """The spill schema of a table: its contract columns as text, ``_row``, and (after
+    routing) whether the chunk owns the row and whether other chunks hold it too."""
+    fields = [pa.field(name, pa.large_string()) for name in contract.COLUMNS[table]]
+    fields.append(pa.field(contract.ROW_COLUMN, pa.int64()))
+    if routed:
+        fields += [pa.field(OWNED, pa.bool_()), pa.field(SHARED, pa.bool_())]
+    return pa.schema(fields)
+
+
+@dataclass(frozen=True)
+class SpilledExtract:
+    """Pass 1's result: where the bucketed rows are, and what was read."""
+
+    folder: Path
+    partitions: int
+    files: dict[str, str]
+    ignored_columns: dict[str, tuple[str, ...]]
+    rows_read: dict[str, int]
+    blocks: dict[str, tuple[Path, ...]]
+    """Per table, its pass-1 files (customers: by customer partition; accounts and cards:
+    by account partition)."""
+    index: Path
+    """Sorted distinct uint64 hashes of every customer id (``.npy``)."""
+
+
+@dataclass(frozen=True)
+class PartitionedExtract:
+    """Pass 2's result: everything a chunk needs, on disk."""
+
+    spilled: SpilledExtract
+    routed: dict[str, tuple[Path, ...]]
+    """Accounts and cards: one file per account partition, batch ``k`` routed to chunk ``k``."""
+
+    @property
+    def partitions(self) -> int:
+        return self.spilled.partitions
+
+
+# --- how many chunks ------------------------------------------------------------------------
+
+
+def estimate_rows(path: str, storage_options: Mapping[str, Any] | None = None) -> int:
+    """About how many data rows a file has: exact for Parquet (its footer), the number of
+    line breaks for CSV (more than the rows when quoted cells span lines)."""
+    if table_format(path) == "parquet":
+        with parquet_file(path, storage_options) as parquet:
+            return int(parquet.metadata.num_rows)
+    breaks, last = 0, b"\n"
+    with open_binary(path, storage_options) as stream:
+        while block := stream.read(_COUNT_BYTES):
+            breaks += block.count(b"\n")
+            last = block[-1:]
+    lines = breaks + (last != b"\n")  # the last line may have no break
+    return max(lines - 1, 0)  # the header
+
+
+def partitions_for(customers: int, chunk_customers: int) -> int:
+    """How many chunks of at most about ``chunk_customers`` customers."""
+    if chunk_customers < 1:
+        raise ValueError(f"chunk_customers must be at least 1, not {chunk_customers}")
+    return max(1, math.ceil(customers / chunk_customers))
+
+
+# --- the work folder ------------------------------------------------------------------------
+
+
+def make_work_folder(folder: Path) -> Path:
+    """A new, empty, owner-only folder for spill files (its parents are created)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def remove_work_folder(folder: Path) -> None:
+    """Delete the spill files and their folder (nothing happens when it is gone)."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _private_writer(path: Path, schema: pa.Schema) -> tuple[Any, pa.ipc.RecordBatchFileWriter]:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    sink = open(fd, "wb")  # noqa: SIM115 - closed by the caller
+    return sink, pa.ipc.new_file(sink, schema)
+
+
+def write_buckets(path: Path, table: pa.Table, buckets: npt.NDArray[np.int64], count: int) -> None:
+    """An IPC file whose record batch ``k`` holds the rows of ``table`` in bucket ``k``
+    (in their order), for ``k`` in ``0..count-1``."""
+    order = np.argsort(buckets, kind="stable")
+    ordered = table.take(pa.array(order)).combine_chunks()
+    batches = ordered.to_batches()
+    whole = batches[0] if batches else _empty_batch(table.schema)
+    sizes = np.bincount(buckets, minlength=count)
+    sink, writer = _private_writer(path, table.schema)
+    try:
+        start = 0
+        for size in sizes.tolist():
+            writer.write_batch(whole.slice(start, size))
+            start += size
+    finally:
+        writer.close()
+        sink.close()
+
+
+def read_bucket(paths: tuple[Path, ...], bucket: int, schema: pa.Schema) -> pa.Table:
+    """Bucket ``bucket`` of every file, as one table (copied out of the memory maps)."""
+    with ExitStack() as stack:
+        batches = []
+        for path in paths:
+            source = stack.enter_context(pa.memory_map(str(path), "r"))
+            batches.append(pa.ipc.open_file(source).get_batch(bucket))
+        table = pa.Table.from_batches(batches, schema=schema)
+        # one copy in process memory, so the maps can close
+        return table.combine_chunks() if table.num_rows else schema.empty_table()
+
+
+def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.record_batch([pa.array([], type=f.type) for f in schema], schema=schema)
+
+
+# --- pass 1 ---------------------------------------------------------------------------------
+
+
+def spill_extract(
+    files: Mapping[str, str],
+    folder: Path,
+    partitions: int,
+    *,
+    rename: Rename | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    block_rows: int = BLOCK_ROWS,
+) -> SpilledExtract:
+    """Pass 1: every table read in blocks and bucketed, and the customer presence index.
+
+    ``folder`` must exist (``make_work_folder``). Errors of the files are the readers'
+    (``InputError``), raised before much is written when the header is wrong.
+    """
+    ignored = {}
+    for table in contract.TABLES:
+        extra = ignored_columns(files[table], table, rename, storage_options)
+        if extra:
+            ignored[table] = extra
+    blocks: dict[str, list[Path]] = {t: [] for t in contract.TABLES}
+    rows_read = dict.fromkeys(contract.TABLES, 0)
+    hashes: list[npt.NDArray[np.uint64]] = []
+    for table in contract.TABLES:
+        schema = schema_of(table)
+        for number, frame in enumerate(
+            iter_table_blocks(
+                files[table],
+                table,
+                block_rows,
+                rename=rename,
+                storage_options=storage_options,
+            )
+        ):
+            block = _arrow_block(frame, schema)
+            rows = np.asarray(block.column(contract.ROW_COLUMN), dtype=np.int64)
+            if table == "customers":
+                buckets, present = customer_partitions(
+                    block.column("sourceCustomerId"), rows, partitions
+                )
+                hashes.append(present)
+            else:
+                buckets = account_partitions(block.column("sourceAccountId"), rows, partitions)
+            path = folder / f"{table}-{number:05d}.arrow"
+            write_buckets(path, block, buckets, partitions)
+            blocks[table].append(path)
+            rows_read[table] += block.num_rows
+    index = folder / "customer-ids.npy"
+    fd = os.open(index, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "wb") as sink:
+        merged = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+        np.save(sink, np.unique(merged))
+    return SpilledExtract(
+        folder=folder,
+        partitions=partitions,
+        files=dict(files),
+        ignored_columns=ignored,
+        rows_read=rows_read,
+        blocks={t: tuple(paths) for t, paths in blocks.items()},
+        index=index,
+    )
+
+
+def _arrow_block(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """A raw text frame as an Arrow table of the spill schema."""
+    columns = [pa.array(frame[f.name], from_pandas=True) for f in schema]
+    return pa.Table.from_arrays(
+        [c.cast(f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+    )
+
+
+# --- pass 2 ---------------------------------------------------------------------------------
+
+
+def route_account_partition(spilled: SpilledExtract, partition: int) -> dict[str, Path]:
+    """Pass 2 for one account partition: its accounts and cards, routed to the customer
+    partitions (one file per table, batch ``k`` for chunk ``k``)."""
+    accounts = read_bucket(spilled.blocks["accounts"], partition, schema_of("accounts"))
+    cards = read_bucket(spilled.blocks["cards"], partition, schema_of("cards"))
+    account_routes, card_routes = route_accounts_and_cards(accounts, cards, spilled.partitions)
+    written = {}
+    for table, rows, routes in (
+        ("accounts", accounts, account_routes),
+        ("cards", cards, card_routes),
+    ):
+        path = spilled.folder / f"routed-{table}-{partition:05d}.arrow"
+        write_buckets(path, _routed(rows, routes), routes.destinations, spilled.partitions)
+        written[table] = path
+    return written
+
+
+def _routed(table: pa.Table, routes: Routes) -> pa.Table:
+    taken = table.take(pa.array(routes.rows))
+    taken = taken.append_column(OWNED, pa.array(routes.owned))
+    return taken.append_column(SHARED, pa.array(routes.shared))
+
+
+def partitioned(spilled: SpilledExtract, routed: list[dict[str, Path]]) -> PartitionedExtract:
+    """Pass 2's files in account-partition order."""
+    return PartitionedExtract(
+        spilled=spilled,
+        routed={t: tuple(r[t] for r in routed) for t in ("accounts", "cards")},
+    )
+
+
+# --- pass 3 ---------------------------------------------------------------------------------
+
+_INDEXES: dict[Path, npt.NDArray[np.uint64]] = {}
+
+
+def customer_index(path: Path) -> npt.NDArray[np.uint64]:
+    """The presence index, memory-mapped (read once per process and path)."""
+    if path not in _INDEXES:
+        _INDEXES.clear()
+        index: npt.NDArray[np.uint64] = np.load(path, mmap_mode="r")
+        _INDEXES[path] = index
+    return _INDEXES[path]
+
+
+def read_chunk(extract: PartitionedExtract, partition: int) -> tuple[Extract, ChunkScope]:
+    """Pass 3: one chunk of customers with every account and card routed to it."""
+    spilled = extract.spilled
+    customers = read_bucket(spilled.blocks["customers"], partition, schema_of("customers"))
+    tables = {"customers": customers}
+    owned, shared = {}, {}
+    for table in ("accounts", "cards"):
+        rows = read_bucket(extract.routed[table], partition, schema_of(table, routed=True))
+        rows = rows.take(pa.array(np.argsort(np.asarray(rows.column(contract.ROW_COLUMN)))))
+        owned[table] = np.asarray(rows.column(OWNED), dtype=bool)
+        shared[table] = np.asarray(rows.column(SHARED), dtype=bool)
+        tables[table] = rows
+    frames = {t: _raw_frame(tables[t], t) for t in contract.TABLES}
+    scope = ChunkScope(
+        partition=partition,
+        partitions=spilled.partitions,
+        customer_hashes=customer_index(spilled.index),
+        owned=owned,
+        shared=shared,
+    )
+    chunk = Extract(
+        customers=frames["customers"],
+        accounts=frames["accounts"],
+        cards=frames["cards"],
+        files=dict(spilled.files),
+        ignored_columns=dict(spilled.ignored_columns),
+    )
+    return chunk, scope
+
+
+def _raw_frame(table: pa.Table, name: str) -> pd.DataFrame:
+    index = pd.RangeIndex(table.num_rows)
+    columns = {c: text_series(table.column(c), index) for c in contract.COLUMNS[name]}
+    frame = pd.DataFrame(columns, index=index)
+    frame[contract.ROW_COLUMN] = np.asarray(table.column(contract.ROW_COLUMN), dtype=np.int64)
+    return frame

@@ -1,0 +1,167 @@
+"""Preparing an extract a chunk of customers at a time, on both cores.
+
+``prepared_chunks`` runs the passes of ``adapters.partitioner`` (pass 1 in this process,
+passes 2 and 3 in a pool of worker processes) and yields one ``PreparedChunk`` per chunk:
+its validation and its customers' documents and fingerprints, built in the worker, so the
+parent only plans against the ledger and spools. At most one chunk per worker is in
+flight, and the parent holds the chunk it is spooling: memory is set by the chunk size.
+
+Workers are started with ``spawn`` (a forked copy of a process running Prefect's threads
+is not safe) and import no Prefect. This module is also what a worker runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import pandas as pd
+import pyarrow as pa
+
+from adapters.partitioner import (
+    PartitionedExtract,
+    make_work_folder,
+    partitioned,
+    read_chunk,
+    remove_work_folder,
+    route_account_partition,
+    spill_extract,
+)
+from adapters.readers import Rename
+from transforms.fast_nest import CustomerDocuments, customer_document_bytes
+from transforms.fingerprint import customer_fingerprints
+from transforms.validate import Validation, validate_extract
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKERS: Final = 2
+
+
+@dataclass(frozen=True)
+class PreparedChunk:
+    """One chunk, validated, nested and fingerprinted.
+
+    ``validation`` keeps its counts, rejects and held-back customers; its valid frames are
+    left empty (the documents are built from them already).
+    """
+
+    validation: Validation
+    documents: CustomerDocuments
+    fingerprints: pd.Series
+    """Fingerprint per valid customer id (``transforms.fingerprint``)."""
+
+
+def prepare_validation(validation: Validation) -> PreparedChunk:
+    """The documents and fingerprints of a validated chunk (the worker's share of the work)."""
+    documents = customer_document_bytes(validation.customers, validation.accounts, validation.cards)
+    fingerprints = customer_fingerprints(
+        validation.customers, validation.accounts, validation.cards
+    )
+    light = dataclasses.replace(
+        validation,
+        customers=validation.customers.iloc[:0],
+        accounts=validation.accounts.iloc[:0],
+        cards=validation.cards.iloc[:0],
+    )
+    return PreparedChunk(validation=light, documents=documents, fingerprints=fingerprints)
+
+
+def prepare_partition(extract: PartitionedExtract, partition: int) -> PreparedChunk:
+    """Pass 3 for one chunk: read it, validate it in its scope, nest and fingerprint it."""
+    chunk, scope = read_chunk(extract, partition)
+    return prepare_validation(validate_extract(chunk, scope))
+
+
+def _start_worker() -> None:
+    # two workers on two cores: Arrow's own thread pool would only make them compete
+    pa.set_cpu_count(1)
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+    )
+
+
+def prepared_chunks(
+    files: Mapping[str, str],
+    work_folder: Path,
+    partitions: int,
+    *,
+    rename: Rename | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> Iterator[PreparedChunk]:
+    """The extract as ``partitions`` prepared chunks of customers.
+
+    Spill files go to ``work_folder`` (created owner-only; it must not exist) and are
+    removed when the iteration ends or stops. ``workers=1`` runs everything here.
+    """
+    make_work_folder(work_folder)
+    pool = worker_pool(workers) if workers > 1 else None
+    try:
+        started = time.perf_counter()
+        spilled = spill_extract(
+            files, work_folder, partitions, rename=rename, storage_options=storage_options
+        )
+        rows = ", ".join(f"{t} {n:,}" for t, n in spilled.rows_read.items())
+        log.info(
+            "Read %s into %d chunks in %.1f s", rows, partitions, time.perf_counter() - started
+        )
+        for table, columns in spilled.ignored_columns.items():
+            log.warning("Ignored unknown columns in %s: %s", table, ", ".join(columns))
+        started = time.perf_counter()
+        if pool is None:
+            routed = [route_account_partition(spilled, q) for q in range(partitions)]
+        else:
+            routed = list(
+                pool.map(route_account_partition, [spilled] * partitions, range(partitions))
+            )
+        extract = partitioned(spilled, routed)
+        log.info(
+            "Routed accounts and cards to their chunks in %.1f s", time.perf_counter() - started
+        )
+        if pool is None:
+            for partition in range(partitions):
+                yield prepare_partition(extract, partition)
+        else:
+            yield from _bounded(pool, extract, workers)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        remove_work_folder(work_folder)
+
+
+def _bounded(
+    pool: Executor, extract: PartitionedExtract, in_flight: int
+) -> Iterator[PreparedChunk]:
+    """Every chunk from the pool, in order, with at most ``in_flight`` submitted at a time."""
+    todo = iter(range(extract.partitions))
+    pending: deque[Future[PreparedChunk]] = deque()
+    for partition in todo:
+        pending.append(pool.submit(prepare_partition, extract, partition))
+        if len(pending) >= in_flight:
+            break
+    while pending:
+        chunk = pending.popleft().result()
+        following = next(todo, None)
+        if following is not None:  # keep the workers busy while this chunk is spooled
+            pending.append(pool.submit(prepare_partition, extract, following))
+        yield chunk
+
+
+def default_workers() -> int:
+    """One worker per core, at most ``DEFAULT_WORKERS``."""
+    return max(1, min(DEFAULT_WORKERS, os.cpu_count() or 1))
