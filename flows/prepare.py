@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
@@ -144,13 +145,15 @@ def nest_and_plan(
         mode=mode,  # type: ignore[arg-type]
     )
     send = plan.frame[plan.frame["action"] != "unchanged"]
-    positions = {cid: i for i, cid in enumerate(ids)}
-    order = sorted(range(len(send)), key=lambda i: send["method"].iat[i])  # POSTs, then PUTs
+    # plan rows keep the documents' order, so their index is each document's position
+    positions = send.index.to_numpy()
+    methods = send["method"].to_numpy(dtype=object)
+    order = np.argsort(methods == "PUT", kind="stable")  # POSTs, then PUTs, in input order
     spool.write(
-        [send["sourceCustomerId"].iat[i] for i in order],
-        [send["method"].iat[i] for i in order],
-        [send["fingerprint"].iat[i] for i in order],
-        [documents.documents[positions[send["sourceCustomerId"].iat[i]]] for i in order],
+        send["sourceCustomerId"].to_numpy(dtype=object)[order].tolist(),
+        methods[order].tolist(),
+        send["fingerprint"].to_numpy(dtype=object)[order].tolist(),
+        [documents.documents[p] for p in positions[order].tolist()],
     )
     return PlannedChunk(
         creates=plan.creates,
