@@ -23,4 +23,4 @@ lint: uv
 	$(UV) run --locked mypy schemas transforms
 
 bench: uv
-	$(UV) run --locked python scripts/benchmark.py
+	$(UV) run --locked python scripts/benchmark.py $(BENCH_ARGS)
