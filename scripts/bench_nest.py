@@ -14,7 +14,9 @@ rounds of each, and the largest peak RSS.
 * ``reference``: ``transforms.nest.customer_documents`` + ``serialise_document``;
 * ``fast``: ``transforms.fast_nest.customer_document_bytes``;
 * ``fingerprint``: ``transforms.fingerprint.customer_fingerprints`` (what the plan step
-  computes every run; not a way to nest, so no ratio).
+  computes every run; not a way to nest, so no ratio);
+* ``both``: ``transforms.fingerprint.fingerprinted_documents``, the documents and their
+  fingerprints together (what a run needs), to compare with ``fast`` + ``fingerprint``.
 
 ``frames`` only builds the input, so its peak is the floor under the others.
 
@@ -49,10 +51,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from schemas import contract
 from transforms.fast_nest import customer_document_bytes
-from transforms.fingerprint import customer_fingerprints
+from transforms.fingerprint import customer_fingerprints, fingerprinted_documents
 from transforms.nest import customer_documents, serialise_document
 
-VARIANTS = ("frames", "baseline", "reference", "fast", "fingerprint")
+VARIANTS = ("frames", "baseline", "reference", "fast", "fingerprint", "both")
 _EPOCH_2010 = 1_262_304_000
 _YEAR = 365 * 86_400
 
@@ -232,28 +234,36 @@ def fast_documents(
     return customer_document_bytes(customers, accounts, cards).documents
 
 
+def both(customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame) -> list[bytes]:
+    documents, fingerprints = fingerprinted_documents(customers, accounts, cards)
+    assert len(fingerprints) == len(documents)
+    return documents.documents
+
+
 RUNNERS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, pd.DataFrame], Sized]] = {
     "baseline": baseline_documents,
     "reference": reference_documents,
     "fast": fast_documents,
     "fingerprint": customer_fingerprints,
+    "both": both,
 }
 
 
 def _measure(variant: str, n_customers: int) -> dict[str, Any]:
     """One variant, cold then warm, in this process; the times and this process's peak RSS."""
     frames = normalised_frames(n_customers)
-    times = []
+    times, cpu_times = [], []
     if variant != "frames":
         for _ in range(2):
             gc.collect()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             documents = RUNNERS[variant](*frames)
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
             assert len(documents) == n_customers
             del documents
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"variant": variant, "times": times, "peak_mib": peak_kib / 1024}
+    return {"variant": variant, "times": times, "cpu": cpu_times, "peak_mib": peak_kib / 1024}
 
 
 def _check_equal(n_customers: int) -> None:
@@ -296,31 +306,41 @@ def main() -> None:
             )
             runs[variant].append(json.loads(child.stdout.strip().splitlines()[-1]))
 
-    print(f"  {'':<12} {'cold':>9} {'warm':>9}   {'peak RSS':>10}   cold and warm vs baseline")
+    print(
+        f"  {'':<12} {'cold':>9} {'warm':>9}   {'CPU cold':>9} {'warm':>7}"
+        f"   {'peak RSS':>10}   vs baseline: cold, warm (CPU: cold, warm)"
+    )
     for variant, results in runs.items():
         print(_row(variant, results, runs.get("baseline")))
 
 
-def _medians(results: list[dict[str, Any]]) -> tuple[float, float] | None:
-    if not results or not results[0]["times"]:
+def _medians(results: list[dict[str, Any]], key: str = "times") -> tuple[float, float] | None:
+    """Median over the rounds of the cold and of the warm run."""
+    if not results or not results[0][key]:
         return None
     return (
-        statistics.median(r["times"][0] for r in results),
-        statistics.median(r["times"][1] for r in results),
+        statistics.median(r[key][0] for r in results),
+        statistics.median(r[key][1] for r in results),
     )
 
 
 def _row(variant: str, results: list[dict[str, Any]], baseline: list[dict[str, Any]] | None) -> str:
     peak = max(r["peak_mib"] for r in results)
-    times = _medians(results)
-    if times is None:
-        return f"  {variant:<12} {'':>9} {'':>9}   {peak:7,.0f} MiB   (building the frames only)"
-    cold, warm = times
+    times, cpu = _medians(results), _medians(results, "cpu")
+    if times is None or cpu is None:
+        blank = " " * 40
+        return f"  {variant:<12} {blank}{peak:7,.0f} MiB   (building the frames only)"
     ratio = ""
-    base = _medians(baseline or [])
-    if base and variant in ("reference", "fast"):
-        ratio = f"{base[0] / cold:5.1f}x  {base[1] / warm:5.1f}x"
-    return f"  {variant:<12} {cold:8.2f}s {warm:8.2f}s   {peak:7,.0f} MiB   {ratio}"
+    base, base_cpu = _medians(baseline or []), _medians(baseline or [], "cpu")
+    if base and base_cpu and variant in ("reference", "fast", "both"):
+        ratio = (
+            f"{base[0] / times[0]:5.1f}x {base[1] / times[1]:5.1f}x"
+            f"  ({base_cpu[0] / cpu[0]:4.1f}x {base_cpu[1] / cpu[1]:4.1f}x)"
+        )
+    return (
+        f"  {variant:<12} {times[0]:8.2f}s {times[1]:8.2f}s   {cpu[0]:8.2f}s {cpu[1]:6.2f}s"
+        f"   {peak:7,.0f} MiB   {ratio}"
+    )
 
 
 if __name__ == "__main__":

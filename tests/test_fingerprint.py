@@ -29,7 +29,12 @@ from tests.normalised_factory import (
     shuffled,
     texts,
 )
-from transforms.fingerprint import FINGERPRINT_VERSION, customer_fingerprints
+from transforms.fast_nest import customer_document_bytes
+from transforms.fingerprint import (
+    FINGERPRINT_VERSION,
+    customer_fingerprints,
+    fingerprinted_documents,
+)
 from transforms.nest import customer_documents
 from transforms.validate import validate_extract
 
@@ -250,6 +255,16 @@ def test_inputs_are_not_mutated() -> None:
         pd.testing.assert_frame_equal(after, original)
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100_000])
+def test_documents_with_fingerprints_are_the_two_apart(chunk_rows: int) -> None:
+    inputs = household()
+
+    documents, fingerprints = fingerprinted_documents(*inputs, chunk_rows=chunk_rows)
+
+    assert documents == customer_document_bytes(*inputs)
+    pd.testing.assert_series_equal(fingerprints, customer_fingerprints(*inputs))
+
+
 # --- properties: the fingerprint follows the document, up to the order of its lists ------
 
 
@@ -270,6 +285,17 @@ def test_stable_under_any_shuffle(inputs: Frames, seed: int) -> None:
         customer_fingerprints(*shuffled(inputs, seed)).sort_index(),
         customer_fingerprints(*inputs).sort_index(),
     )
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(normalised_inputs(), st.integers(1, 3))
+def test_documents_with_fingerprints_are_the_two_apart_for_any_input(
+    inputs: Frames, chunk_rows: int
+) -> None:
+    documents, fingerprints = fingerprinted_documents(*inputs, chunk_rows=chunk_rows)
+
+    assert documents == customer_document_bytes(*inputs)
+    pd.testing.assert_series_equal(fingerprints, customer_fingerprints(*inputs))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,7 +13,7 @@ first, so the escaping work is only done for the few values that need it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -116,48 +116,89 @@ def customer_document_bytes(
     intermediate arrays (the result is the same for any chunk size).
     """
     ids = text_column(customers, "customers", "sourceCustomerId")
-    documents: list[bytes] = []
-    for chunk in _document_chunks(customers, accounts, cards, chunk_rows):
-        # through numpy: about twice as fast as Array.to_pylist for large binaries
-        documents += chunk.cast(pa.large_binary()).to_numpy(zero_copy_only=False).tolist()
-    return CustomerDocuments(customer_ids=ids.to_pylist(), documents=documents)
+    return CustomerDocuments(
+        customer_ids=ids.to_pylist(),
+        documents=document_bytes(_document_chunks(customers, accounts, cards, ids, chunk_rows)),
+    )
 
 
 def customer_document_texts(
     customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame
 ) -> pa.LargeStringArray:
     """The JSON text of each customer's document, as one Arrow array in ``customers`` order."""
-    chunks = list(_document_chunks(customers, accounts, cards, DEFAULT_CHUNK_ROWS))
+    ids = text_column(customers, "customers", "sourceCustomerId")
+    chunks = list(_document_chunks(customers, accounts, cards, ids))
     return _as_text(pa.concat_arrays(chunks) if chunks else pa.array([], _TEXT))
 
 
-def account_json(accounts: pd.DataFrame, cards: pd.DataFrame) -> pa.LargeStringArray:
-    """The JSON object of each account row, complete with its cards (in ``cards`` order)."""
-    account_ids = Keys.of(
+def _document_chunks(
+    customers: pd.DataFrame,
+    accounts: pd.DataFrame,
+    cards: pd.DataFrame,
+    customer_ids: pa.LargeStringArray,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[pa.LargeStringArray]:
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    account_ids = account_keys(accounts, cards)
+    order, sorted_keys = _group_order(account_ids.reference_keys)
+    # as cards_per_account does, but the cards' JSON in row order is let go once sorted
+    cards_joined = _joined_groups(_taken(card_json(cards), order), sorted_keys, account_ids.size)
+    accounts_json = account_json(account_fields_json(accounts), cards_joined, account_ids)
+    del cards_joined
+    return document_chunks(
+        customer_fields_json(customers),
+        accounts_json,
+        account_holdings(accounts, customer_ids),
+        chunk_rows,
+    )
+
+
+# --- the building blocks (``transforms.fingerprint`` hashes the same pieces) ----------------
+
+
+def account_keys(accounts: pd.DataFrame, cards: pd.DataFrame) -> Keys:
+    """The accounts' ids numbered, and which account each card names."""
+    return Keys.of(
         text_column(accounts, "accounts", "sourceAccountId"),
         text_column(cards, "cards", "sourceAccountId"),
     )
+
+
+def cards_per_account(cards_json: pa.Array, account_ids: Keys) -> pa.LargeStringArray:
+    """Per account key, the JSON of its cards joined by ``,`` in ``cards`` order."""
     order, sorted_keys = _group_order(account_ids.reference_keys)
-    cards_per_account = _joined_groups(
-        _taken(card_json(cards), order), sorted_keys, account_ids.size
-    )
-    return _concat(
-        account_fields_json(accounts), ',"cards":[', account_ids.per_row(cards_per_account), "]}"
-    )
+    return _joined_groups(_taken(cards_json, order), sorted_keys, account_ids.size)
 
 
-def _document_chunks(
-    customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame, chunk_rows: int
+def account_json(
+    account_fields: pa.Array, cards_joined: pa.Array, account_ids: Keys
+) -> pa.LargeStringArray:
+    """Each account row's complete JSON object: its fields, then its cards."""
+    return _concat(account_fields, ',"cards":[', account_ids.per_row(cards_joined), "]}")
+
+
+def document_chunks(
+    customer_fields: pa.LargeStringArray,
+    accounts_json: pa.LargeStringArray,
+    holdings: Holdings,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Iterator[pa.LargeStringArray]:
     """The documents' JSON, ``chunk_rows`` customers at a time (all at once if ids repeat)."""
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
-    accounts_json = account_json(accounts, cards)
-    holdings = account_holdings(accounts, text_column(customers, "customers", "sourceCustomerId"))
-    heads = customer_fields_json(customers)
+    return _chunks(customer_fields, accounts_json, holdings, chunk_rows)
+
+
+def _chunks(
+    customer_fields: pa.LargeStringArray,
+    accounts_json: pa.LargeStringArray,
+    holdings: Holdings,
+    chunk_rows: int,
+) -> Iterator[pa.LargeStringArray]:
     keys = holdings.customers
-    step = chunk_rows if keys.unique else max(len(heads), 1)  # unique: key == row
-    for start in range(0, len(heads), step):
+    step = chunk_rows if keys.unique else max(len(customer_fields), 1)  # unique: key == row
+    for start in range(0, len(customer_fields), step):
         stop = min(start + step, keys.size)
         lo, hi = np.searchsorted(holdings.customer_keys, [start, stop])
         per_key = _joined_groups(
@@ -165,10 +206,19 @@ def _document_chunks(
             holdings.customer_keys[lo:hi] - start,
             stop - start,
         )
-        rows = heads.slice(start, step)
+        rows = customer_fields.slice(start, step)
         yield _concat(
             rows, ',"accounts":[', per_key if keys.unique else keys.per_row(per_key), "]}"
         )
+
+
+def document_bytes(chunks: Iterable[pa.LargeStringArray]) -> list[bytes]:
+    """The documents of all chunks as ``bytes``, one chunk's worth of Arrow memory at a time."""
+    documents: list[bytes] = []
+    for chunk in chunks:
+        # through numpy: about twice as fast as Array.to_pylist for large binaries
+        documents += chunk.cast(pa.large_binary()).to_numpy(zero_copy_only=False).tolist()
+    return documents
 
 
 def card_json(cards: pd.DataFrame) -> pa.LargeStringArray:

@@ -21,6 +21,9 @@ together), any field of any card under them, or an account or card added or remo
 It does not change when only the order of accounts or cards changes, which the partner
 does not give meaning to.
 
+``fingerprinted_documents`` gives the documents and their fingerprints together, sharing
+the JSON pieces both are made of.
+
 Row hashes are SipHash-2-4 (``pandas.util.hash_array``) of the JSON text, with two
 keys for two independent 64-bit lanes. The keys carry ``FINGERPRINT_VERSION``: bump it
 whenever the fingerprint of an unchanged customer could change (a new field, another value
@@ -38,11 +41,19 @@ import pyarrow as pa
 
 from schemas import contract
 from transforms.fast_nest import (
+    DEFAULT_CHUNK_ROWS,
+    CustomerDocuments,
+    Holdings,
     Keys,
     account_fields_json,
     account_holdings,
+    account_json,
+    account_keys,
     card_json,
+    cards_per_account,
     customer_fields_json,
+    document_bytes,
+    document_chunks,
     text_column,
 )
 
@@ -63,28 +74,64 @@ def customer_fingerprints(
     customers: pd.DataFrame, accounts: pd.DataFrame, cards: pd.DataFrame
 ) -> pd.Series:
     """Fingerprint (32 hex characters) of each row of ``customers``, indexed by its id."""
-    account_ids = Keys.of(
-        text_column(accounts, "accounts", "sourceAccountId"),
-        text_column(cards, "cards", "sourceAccountId"),
-    )
-    cards_per_account = _group_sums(
-        _row_hashes(card_json(cards)), account_ids.reference_keys, account_ids.size
-    )
-    account_hashes = _combined(
-        _row_hashes(account_fields_json(accounts)),
-        cards_per_account[account_ids.row_keys],
-        _CARD_LEVEL,
+    ids = text_column(customers, "customers", "sourceCustomerId")
+    return _fingerprints(
+        ids,
+        card_json(cards),
+        account_fields_json(accounts),
+        customer_fields_json(customers),
+        account_keys(accounts, cards),
+        account_holdings(accounts, ids),
     )
 
+
+def fingerprinted_documents(
+    customers: pd.DataFrame,
+    accounts: pd.DataFrame,
+    cards: pd.DataFrame,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> tuple[CustomerDocuments, pd.Series]:
+    """``customer_document_bytes`` and ``customer_fingerprints`` of the same frames, at once.
+
+    Both are made of the same JSON pieces, so building them together does that work once
+    (about a third less than calling the two).
+    """
     ids = text_column(customers, "customers", "sourceCustomerId")
+    account_ids = account_keys(accounts, cards)
+    cards_json = card_json(cards)
+    account_fields = account_fields_json(accounts)
+    customer_fields = customer_fields_json(customers)
     holdings = account_holdings(accounts, ids)
-    accounts_per_customer = _group_sums(
+    fingerprints = _fingerprints(
+        ids, cards_json, account_fields, customer_fields, account_ids, holdings
+    )
+    accounts_json = account_json(
+        account_fields, cards_per_account(cards_json, account_ids), account_ids
+    )
+    del cards_json, account_fields  # no longer needed: let the documents have the memory
+    chunks = document_chunks(customer_fields, accounts_json, holdings, chunk_rows)
+    documents = CustomerDocuments(customer_ids=ids.to_pylist(), documents=document_bytes(chunks))
+    return documents, fingerprints
+
+
+def _fingerprints(
+    ids: pa.LargeStringArray,
+    cards_json: pa.Array,
+    account_fields: pa.Array,
+    customer_fields: pa.Array,
+    account_ids: Keys,
+    holdings: Holdings,
+) -> pd.Series:
+    card_sums = _group_sums(_row_hashes(cards_json), account_ids.reference_keys, account_ids.size)
+    account_hashes = _combined(
+        _row_hashes(account_fields), card_sums[account_ids.row_keys], _CARD_LEVEL
+    )
+    account_sums = _group_sums(
         account_hashes[holdings.account_rows], holdings.customer_keys, holdings.customers.size
     )
     customer_hashes = _combined(
-        _row_hashes(customer_fields_json(customers)),
-        accounts_per_customer[holdings.customers.row_keys],
-        _ACCOUNT_LEVEL,
+        _row_hashes(customer_fields), account_sums[holdings.customers.row_keys], _ACCOUNT_LEVEL
     )
     return pd.Series(
         _hex(customer_hashes),
