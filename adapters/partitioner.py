@@ -22,7 +22,9 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Executor, Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +42,10 @@ from schemas import contract
 from schemas.columns import text_series
 from schemas.records import Extract
 from transforms.routing import (
+    KEY_COLUMN,
     ChunkScope,
     Routes,
+    account_keys,
     account_partitions,
     customer_partitions,
     route_accounts_and_cards,
@@ -49,19 +53,24 @@ from transforms.routing import (
 
 DEFAULT_CHUNK_CUSTOMERS: Final = 100_000
 """Customers per chunk: about 0.4 GB of working memory per chunk being validated."""
-BLOCK_ROWS: Final = 500_000
+BLOCK_ROWS: Final = 250_000
 """Rows read from a file at a time in pass 1."""
+RAW_BLOCKS_AHEAD: Final = 8
+"""Blocks of pass 1 read ahead of the workers bucketing them (they wait on disk)."""
 OWNED: Final = "_owned"
 SHARED: Final = "_shared"
 _COUNT_BYTES: Final = 8 << 20
 
 
-def schema_of(table: str, routed: bool = False) -> pa.Schema:
-    """The spill schema of a table: its contract columns as text, ``_row``, and (after
-    routing) whether the chunk owns the row and whether other chunks hold it too."""
+def schema_of(table: str, stage: str = "raw") -> pa.Schema:
+    """The spill schema of a table: its contract columns as text and ``_row``; in pass 1
+    accounts and cards add their account id's hash (``KEY_COLUMN``); once routed they add
+    whether the chunk owns the row and whether other chunks hold it too."""
     fields = [pa.field(name, pa.large_string()) for name in contract.COLUMNS[table]]
     fields.append(pa.field(contract.ROW_COLUMN, pa.int64()))
-    if routed:
+    if stage == "spilled" and table != "customers":
+        fields.append(pa.field(KEY_COLUMN, pa.uint64()))
+    if stage == "routed":
         fields += [pa.field(OWNED, pa.bool_()), pa.field(SHARED, pa.bool_())]
     return pa.schema(fields)
 
@@ -146,10 +155,13 @@ def write_buckets(path: Path, table: pa.Table, buckets: npt.NDArray[np.int64], c
     """An IPC file whose record batch ``k`` holds the rows of ``table`` in bucket ``k``
     (in their order), for ``k`` in ``0..count-1``."""
     order = np.argsort(buckets, kind="stable")
-    ordered = table.take(pa.array(order)).combine_chunks()
-    batches = ordered.to_batches()
+    write_sorted_buckets(path, table.take(pa.array(order)), np.bincount(buckets, minlength=count))
+
+
+def write_sorted_buckets(path: Path, table: pa.Table, sizes: npt.NDArray[np.int64]) -> None:
+    """Like ``write_buckets`` for a table already in bucket order, ``sizes[k]`` rows each."""
+    batches = table.combine_chunks().to_batches()
     whole = batches[0] if batches else _empty_batch(table.schema)
-    sizes = np.bincount(buckets, minlength=count)
     sink, writer = _private_writer(path, table.schema)
     try:
         start = 0
@@ -188,11 +200,15 @@ def spill_extract(
     rename: Rename | None = None,
     storage_options: Mapping[str, Any] | None = None,
     block_rows: int = BLOCK_ROWS,
+    pool: Executor | None = None,
 ) -> SpilledExtract:
     """Pass 1: every table read in blocks and bucketed, and the customer presence index.
 
-    ``folder`` must exist (``make_work_folder``). Errors of the files are the readers'
-    (``InputError``), raised before much is written when the header is wrong.
+    Blocks are read here, written as they are, and bucketed by ``spill_block``, in
+    ``pool`` when given, so reading goes on while they are bucketed (at most
+    ``RAW_BLOCKS_AHEAD`` blocks wait, on disk). ``folder`` must exist
+    (``make_work_folder``). Errors of the files are the readers' (``InputError``), raised
+    before much is written when a header is wrong.
     """
     ignored = {}
     for table in contract.TABLES:
@@ -202,35 +218,34 @@ def spill_extract(
     blocks: dict[str, list[Path]] = {t: [] for t in contract.TABLES}
     rows_read = dict.fromkeys(contract.TABLES, 0)
     hashes: list[npt.NDArray[np.uint64]] = []
+    pending: deque[Future[npt.NDArray[np.uint64]]] = deque()
     for table in contract.TABLES:
         schema = schema_of(table)
-        for number, frame in enumerate(
-            iter_table_blocks(
-                files[table],
-                table,
-                block_rows,
-                rename=rename,
-                storage_options=storage_options,
-            )
-        ):
+        frames = iter_table_blocks(
+            files[table], table, block_rows, rename=rename, storage_options=storage_options
+        )
+        for number, frame in enumerate(frames):
             block = _arrow_block(frame, schema)
-            rows = np.asarray(block.column(contract.ROW_COLUMN), dtype=np.int64)
-            if table == "customers":
-                buckets, present = customer_partitions(
-                    block.column("sourceCustomerId"), rows, partitions
-                )
-                hashes.append(present)
-            else:
-                buckets = account_partitions(block.column("sourceAccountId"), rows, partitions)
-            path = folder / f"{table}-{number:05d}.arrow"
-            write_buckets(path, block, buckets, partitions)
-            blocks[table].append(path)
+            del frame
+            raw = folder / f"{table}-{number:05d}.raw.arrow"
+            write_sorted_buckets(raw, block, np.array([block.num_rows]))
             rows_read[table] += block.num_rows
+            del block
+            path = folder / f"{table}-{number:05d}.arrow"
+            blocks[table].append(path)
+            if pool is None:
+                hashes.append(spill_block(table, raw, path, partitions))
+                continue
+            pending.append(pool.submit(spill_block, table, raw, path, partitions))
+            while len(pending) > RAW_BLOCKS_AHEAD:
+                hashes.append(pending.popleft().result())
+    while pending:
+        hashes.append(pending.popleft().result())
+    pa.default_memory_pool().release_unused()
     index = folder / "customer-ids.npy"
     fd = os.open(index, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with open(fd, "wb") as sink:
-        merged = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
-        np.save(sink, np.unique(merged))
+        np.save(sink, distinct_sorted(hashes))
     return SpilledExtract(
         folder=folder,
         partitions=partitions,
@@ -240,6 +255,33 @@ def spill_extract(
         blocks={t: tuple(paths) for t, paths in blocks.items()},
         index=index,
     )
+
+
+def spill_block(table: str, raw: Path, path: Path, partitions: int) -> npt.NDArray[np.uint64]:
+    """Bucket one block of pass 1 (``raw``, removed once done) into ``path``; for
+    customers, return their ids' hashes."""
+    block = read_bucket((raw,), 0, schema_of(table))
+    raw.unlink()
+    rows = np.asarray(block.column(contract.ROW_COLUMN), dtype=np.int64)
+    if table == "customers":
+        buckets, present = customer_partitions(block.column("sourceCustomerId"), rows, partitions)
+        write_buckets(path, block, buckets, partitions)
+        return present
+    hashes, has_id = account_keys(block)
+    keys = pa.array(hashes, pa.uint64(), mask=~has_id)
+    block = block.append_column(KEY_COLUMN, keys)
+    write_buckets(path, block, account_partitions(hashes, has_id, rows, partitions), partitions)
+    return np.zeros(0, dtype=np.uint64)
+
+
+def distinct_sorted(parts: list[npt.NDArray[np.uint64]]) -> npt.NDArray[np.uint64]:
+    """The distinct values of all parts, sorted."""
+    values = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+    values.sort()
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    distinct: npt.NDArray[np.uint64] = values[keep]
+    return distinct
 
 
 def _arrow_block(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -256,8 +298,8 @@ def _arrow_block(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 def route_account_partition(spilled: SpilledExtract, partition: int) -> dict[str, Path]:
     """Pass 2 for one account partition: its accounts and cards, routed to the customer
     partitions (one file per table, batch ``k`` for chunk ``k``)."""
-    accounts = read_bucket(spilled.blocks["accounts"], partition, schema_of("accounts"))
-    cards = read_bucket(spilled.blocks["cards"], partition, schema_of("cards"))
+    accounts = read_bucket(spilled.blocks["accounts"], partition, schema_of("accounts", "spilled"))
+    cards = read_bucket(spilled.blocks["cards"], partition, schema_of("cards", "spilled"))
     account_routes, card_routes = route_accounts_and_cards(accounts, cards, spilled.partitions)
     written = {}
     for table, rows, routes in (
@@ -265,15 +307,18 @@ def route_account_partition(spilled: SpilledExtract, partition: int) -> dict[str
         ("cards", cards, card_routes),
     ):
         path = spilled.folder / f"routed-{table}-{partition:05d}.arrow"
-        write_buckets(path, _routed(rows, routes), routes.destinations, spilled.partitions)
+        _write_routed(path, rows, routes, spilled.partitions)
         written[table] = path
     return written
 
 
-def _routed(table: pa.Table, routes: Routes) -> pa.Table:
-    taken = table.take(pa.array(routes.rows))
-    taken = taken.append_column(OWNED, pa.array(routes.owned))
-    return taken.append_column(SHARED, pa.array(routes.shared))
+def _write_routed(path: Path, table: pa.Table, routes: Routes, partitions: int) -> None:
+    """The routed copies of ``table``'s rows, bucketed by destination, with their flags."""
+    order = np.argsort(routes.destinations, kind="stable")
+    taken = table.drop_columns([KEY_COLUMN]).take(pa.array(routes.rows[order]))
+    taken = taken.append_column(OWNED, pa.array(routes.owned[order]))
+    taken = taken.append_column(SHARED, pa.array(routes.shared[order]))
+    write_sorted_buckets(path, taken, np.bincount(routes.destinations, minlength=partitions))
 
 
 def partitioned(spilled: SpilledExtract, routed: list[dict[str, Path]]) -> PartitionedExtract:
@@ -305,7 +350,7 @@ def read_chunk(extract: PartitionedExtract, partition: int) -> tuple[Extract, Ch
     tables = {"customers": customers}
     owned, shared = {}, {}
     for table in ("accounts", "cards"):
-        rows = read_bucket(extract.routed[table], partition, schema_of(table, routed=True))
+        rows = read_bucket(extract.routed[table], partition, schema_of(table, "routed"))
         rows = rows.take(pa.array(np.argsort(np.asarray(rows.column(contract.ROW_COLUMN)))))
         owned[table] = np.asarray(rows.column(OWNED), dtype=bool)
         shared[table] = np.asarray(rows.column(SHARED), dtype=bool)

@@ -8,7 +8,8 @@ here; the guards run on the totals once every chunk is prepared.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,15 @@ import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
+from prefect.utilities.annotations import quote
 
 from adapters.ledger import SqliteLedger
-from adapters.readers import read_extract
+from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS, estimate_rows, partitions_for
+from adapters.readers import locate_tables, read_extract
 from adapters.rejects import write_rejects
 from adapters.spool import SpoolWriter
+from flows.chunks import PreparedChunk, default_workers, prepare_validation, prepared_chunks
 from schemas.records import Extract
-from transforms.fast_nest import customer_document_bytes
-from transforms.fingerprint import customer_fingerprints
 from transforms.plan import plan_customers
 from transforms.validate import Validation, validate_extract
 
@@ -124,18 +126,18 @@ class PlannedChunk:
 
 @task(name="nest-and-plan", cache_policy=NONE)
 def nest_and_plan(
-    validation: Validation,
+    chunk: PreparedChunk,
     ledger: SqliteLedger,
     spool: SpoolWriter,
     *,
     full_refresh: bool,
     mode: str,
 ) -> PlannedChunk:
-    """Build the documents, compare their fingerprints with the ledger, spool what to send."""
-    documents = customer_document_bytes(validation.customers, validation.accounts, validation.cards)
-    fingerprints = customer_fingerprints(
-        validation.customers, validation.accounts, validation.cards
-    )
+    """Compare the chunk's fingerprints with the ledger, spool the documents to send.
+
+    (The documents are built with the chunk, by ``validated_chunks``. Pass the chunk
+    wrapped in ``quote``: Prefect would otherwise walk every document.)"""
+    documents, fingerprints = chunk.documents, chunk.fingerprints
     ids = list(documents.customer_ids)
     plan = plan_customers(
         pd.DataFrame({"sourceCustomerId": ids, "fingerprint": fingerprints.loc[ids].to_numpy()}),
@@ -163,10 +165,50 @@ def nest_and_plan(
     )
 
 
-def validated_chunks(spec: SourceSpec) -> Iterator[Validation]:
-    """The extract as validated chunks; today one chunk holding the whole extract."""
-    extract = read_source(spec)
-    yield validate_source(extract)
+def validated_chunks(
+    spec: SourceSpec,
+    work_folder: Path,
+    *,
+    chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
+    workers: int | None = None,
+) -> Generator[PreparedChunk, None, None]:
+    """The extract as chunks of about ``chunk_customers`` customers, each validated, nested
+    and fingerprinted.
+
+    An extract of one chunk (the notebook case) is read, validated and nested here, whole.
+    A bigger one is split on disk under ``work_folder`` (owner-only, removed at the end)
+    and prepared by ``workers`` processes (default: one per core, at most two), with
+    memory set by the chunk size (``flows.chunks``); its validation is the same.
+    """
+    files = locate_tables(
+        spec.source, customers=spec.customers, accounts=spec.accounts, cards=spec.cards
+    )
+    partitions = partitions_for(estimate_rows(files["customers"]), chunk_customers)
+    if partitions == 1:
+        extract = read_source(spec)
+        yield prepare_validation(validate_source(extract))
+        return
+    log.info(
+        "Preparing %s in %d chunks of about %s customers",
+        spec.describe(),
+        partitions,
+        f"{chunk_customers:,}",
+    )
+    rename = dict(spec.rename) if spec.rename else None
+    chunks = prepared_chunks(
+        files, work_folder, partitions, rename=rename, workers=workers or default_workers()
+    )
+    totals = Preparation()
+    for number, chunk in enumerate(chunks, start=1):
+        totals.add_validation(chunk.validation)
+        log.info(
+            "Chunk %d of %d: %s customers so far, %s held back",
+            number,
+            partitions,
+            f"{totals.customers_read:,}",
+            f"{totals.customers_held_back:,}",
+        )
+        yield chunk
 
 
 def prepare(
@@ -177,16 +219,25 @@ def prepare(
     *,
     full_refresh: bool,
     mode: str,
+    chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
 ) -> Preparation:
     """Every chunk validated, nested and planned; rejects written; totals returned."""
     preparation = Preparation()
     rejects: list[pd.DataFrame] = []
-    with SpoolWriter(spool_path) as spool:
-        for validation in validated_chunks(spec):
+    chunks = validated_chunks(spec, spool_path.parent / "chunks", chunk_customers=chunk_customers)
+    with SpoolWriter(spool_path) as spool, closing(chunks):
+        for chunk in chunks:
+            validation = chunk.validation
             preparation.add_validation(validation)
             if len(validation.rejects):
                 rejects.append(validation.rejects)
-            planned = nest_and_plan(validation, ledger, spool, full_refresh=full_refresh, mode=mode)
+            planned = nest_and_plan(
+                quote(chunk),  # type: ignore[call-overload]  # unwrapped by Prefect
+                ledger,
+                spool,
+                full_refresh=full_refresh,
+                mode=mode,
+            )
             preparation.creates += planned.creates
             preparation.updates += planned.updates
             preparation.unchanged += planned.unchanged

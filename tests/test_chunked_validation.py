@@ -30,7 +30,6 @@ from tests.extract_factory import _customer as _factory_customer
 from transforms.routing import ChunkScope, HashCollision, id_hashes
 from transforms.validate import Validation, combine_validations, validate_extract
 
-
 Cell = str | None
 
 

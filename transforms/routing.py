@@ -96,12 +96,28 @@ def customer_partitions(ids: pa.Array, rows: Ints, partitions: int) -> tuple[Int
     return parts, hashes[~missing]
 
 
-def account_partitions(account_ids: pa.Array, rows: Ints, partitions: int) -> Ints:
+KEY_COLUMN: Final = "_key"
+"""Optional column of account and card tables: the hash of the stripped account id (null
+without one), as ``account_keys`` computes it, kept from pass 1 so pass 2 need not redo it."""
+
+
+def account_keys(table: pa.Table) -> tuple[Hashes, Bools]:
+    """Per account or card row: the hash of its account id, and whether it has one."""
+    if KEY_COLUMN in table.column_names:
+        column = table.column(KEY_COLUMN).combine_chunks()
+        present = np.asarray(column.is_valid(), dtype=bool)
+        return np.asarray(column.fill_null(0), dtype=np.uint64), present
+    stripped = stripped_ids(table.column("sourceAccountId"))
+    present = np.asarray(stripped.is_valid(), dtype=bool)
+    hashes = id_hashes(stripped)
+    hashes[~present] = 0
+    return hashes, present
+
+
+def account_partitions(hashes: Hashes, present: Bools, rows: Ints, partitions: int) -> Ints:
     """Per account or card row: its account partition (by account id; ``_row`` without)."""
-    stripped = stripped_ids(account_ids)
-    parts = partitions_of(id_hashes(stripped), partitions)
-    missing = np.asarray(stripped.is_null(), dtype=bool)
-    parts[missing] = rows[missing] % partitions
+    parts = partitions_of(hashes, partitions)
+    parts[~present] = rows[~present] % partitions
     return parts
 
 
@@ -117,10 +133,6 @@ class Routes:
     shared: Bools
     """The row goes to more than one partition."""
 
-    def order(self) -> Ints:
-        """The entries sorted by destination (stable: rows keep their order)."""
-        return np.argsort(self.destinations, kind="stable")
-
 
 def route_accounts_and_cards(
     accounts: pa.Table, cards: pa.Table, partitions: int
@@ -129,44 +141,62 @@ def route_accounts_and_cards(
 
     ``accounts`` needs raw ``sourceAccountId``, ``sourceCustomerIds``,
     ``primarySourceCustomerId`` and ``_row``; ``cards`` raw ``sourceAccountId``,
-    ``sourceCustomerId`` and ``_row``. Every row of an account id, and every card naming
-    it, must be in this call (they are: they share the account partition).
+    ``sourceCustomerId`` and ``_row`` (both may carry ``KEY_COLUMN``). Every row of an
+    account id, and every card naming it, must be in this call (they are: they share the
+    account partition).
+
+    Accounts are grouped by the hash of their id. Two ids with one hash would form one
+    group whose rows all go to the union of both routing sets: more chunks see them, each
+    decides about them exactly as the others do, and their owner is still one chunk. So a
+    collision costs work, never correctness.
     """
-    account_rows = _rows(accounts)
-    card_rows = _rows(cards)
-    account_key = stripped_ids(accounts.column("sourceAccountId"))
-    card_key = stripped_ids(cards.column("sourceAccountId"))
+    account_rows, card_rows = _rows(accounts), _rows(cards)
+    account_hash, has_id = account_keys(accounts)
+    card_hash, card_has_id = account_keys(cards)
 
-    # groups: one per distinct account id, and one per account row without an id
-    encoded = pc.dictionary_encode(account_key)
-    named = len(encoded.dictionary)
-    group = np.asarray(encoded.indices.fill_null(-1), dtype=np.int64)
-    nameless = np.flatnonzero(group < 0)
-    group[nameless] = named + np.arange(len(nameless), dtype=np.int64)
-    groups = named + len(nameless)
+    # groups: one per distinct account id hash, one per account row without an id
+    named = np.flatnonzero(has_id)
+    order = named[np.argsort(account_hash[named], kind="stable")]
+    distinct = np.ones(len(order), dtype=bool)
+    distinct[1:] = account_hash[order[1:]] != account_hash[order[:-1]]
+    group = np.full(len(account_rows), -1, dtype=np.int64)
+    group[order] = np.cumsum(distinct) - 1
+    keys = account_hash[order[distinct]]  # sorted: group g has hash keys[g]
+    representative = order[distinct]  # the group's first row, by hash order
+    nameless = np.flatnonzero(~has_id)
+    group[nameless] = len(keys) + np.arange(len(nameless), dtype=np.int64)
+    representative = np.concatenate([representative, nameless])
+    groups = len(representative)
     # a card joins the group of its account id, when the extract has that account
-    card_group = np.asarray(
-        pc.index_in(card_key, value_set=encoded.dictionary, skip_nulls=True).fill_null(-1),
-        dtype=np.int64,
-    )
+    card_group = np.full(len(card_rows), -1, dtype=np.int64)
+    if len(keys):
+        at = np.minimum(np.searchsorted(keys, card_hash), len(keys) - 1)
+        found = card_has_id & (keys[at] == card_hash)
+        card_group[found] = at[found]
 
-    # the people of each group: listed holders, primaries, and its cards' holders
-    holders = pc.split_pattern(
-        accounts.column("sourceCustomerIds").combine_chunks().fill_null(""),
-        contract.LIST_SEPARATOR,
-    )
-    holder_group = group[np.asarray(pc.list_parent_indices(holders), dtype=np.int64)]
+    # the people of each group: every primary, every listed holder, every card's holder;
+    # most holders and card holders are the primary, so only the others are hashed again
     primaries = stripped_ids(accounts.column("primarySourceCustomerId"))
+    cells = accounts.column("sourceCustomerIds").combine_chunks().fill_null("")
+    listed = pc.split_pattern(cells, contract.LIST_SEPARATOR)
+    holders = stripped_ids(pc.list_flatten(listed))
+    holder_row = np.asarray(pc.list_parent_indices(listed), dtype=np.int64)
+    other_holder = _differs(holders, primaries.take(pa.array(holder_row)))
     card_holders = stripped_ids(cards.column("sourceCustomerId"))
-    linked = card_group >= 0
+    linked = np.flatnonzero(card_group >= 0)
+    linked_holders = card_holders.take(pa.array(linked))
+    group_primary = primaries.take(pa.array(representative[card_group[linked]]))
+    other_card_holder = _differs(linked_holders, group_primary)
     people = pa.concat_arrays(
         [
-            stripped_ids(pc.list_flatten(holders)),
             primaries,
-            card_holders.filter(pa.array(linked)),
+            holders.filter(pa.array(other_holder)),
+            linked_holders.filter(pa.array(other_card_holder)),
         ]
     )
-    people_group = np.concatenate([holder_group, group, card_group[linked]])
+    people_group = np.concatenate(
+        [group, group[holder_row[other_holder]], card_group[linked[other_card_holder]]]
+    )
     known = np.asarray(people.is_valid(), dtype=bool)
     people_part = partitions_of(id_hashes(people.filter(pa.array(known))), partitions)
     people_group = people_group[known]
@@ -174,16 +204,19 @@ def route_accounts_and_cards(
     # a group nobody is routed by: its account id's partition, or its row's
     alone = np.ones(groups, dtype=bool)
     alone[people_group] = False
-    fallback = np.zeros(groups, dtype=np.int64)
-    if named:
-        fallback[:named] = partitions_of(id_hashes(encoded.dictionary), partitions)
-    fallback[named:] = account_rows[nameless] % partitions
     lonely = np.flatnonzero(alone)
-    pair_group = np.concatenate([people_group, lonely])
-    pair_part = np.concatenate([people_part, fallback[lonely]])
-
+    fallback = np.where(
+        lonely < len(keys),
+        partitions_of(account_hash[representative[lonely]], partitions),
+        account_rows[representative[lonely]] % partitions,
+    )
+    pairs = np.concatenate([people_group, lonely]) * partitions
+    pairs += np.concatenate([people_part, fallback])
     # distinct (group, partition) pairs, sorted: each group's partitions ascending
-    pairs = np.unique(pair_group * partitions + pair_part)
+    pairs.sort()
+    keep = np.ones(len(pairs), dtype=bool)
+    keep[1:] = pairs[1:] != pairs[:-1]
+    pairs = pairs[keep]
     pair_group, pair_part = pairs // partitions, pairs % partitions
     count = np.bincount(pair_group, minlength=groups).astype(np.int64)
     start = np.zeros(groups, dtype=np.int64)
@@ -191,11 +224,19 @@ def route_accounts_and_cards(
 
     account_routes = _explode(group, start, count, pair_part)
     # cards of an account in the extract follow it; the others go to their holder
-    holder_part = partitions_of(id_hashes(card_holders), partitions)
-    no_holder = np.asarray(card_holders.is_null(), dtype=bool)
-    holder_part[no_holder] = card_rows[no_holder] % partitions
+    holder_part = card_rows % partitions  # without a holder either: its own row's
+    unlinked = np.flatnonzero((card_group < 0) & np.asarray(card_holders.is_valid(), dtype=bool))
+    holder_part[unlinked] = partitions_of(
+        id_hashes(card_holders.take(pa.array(unlinked))), partitions
+    )
     card_routes = _explode(card_group, start, count, pair_part, alone_part=holder_part)
     return account_routes, card_routes
+
+
+def _differs(values: pa.Array, others: pa.Array) -> Bools:
+    """Per item: not the same text as ``others`` (a null on either side differs)."""
+    same = pc.equal(values, others).fill_null(False)
+    return ~np.asarray(same, dtype=bool)
 
 
 def _explode(

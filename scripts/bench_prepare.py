@@ -1,0 +1,194 @@
+"""Benchmark: validate + nest + fingerprint a generated extract, whole vs in chunks.
+
+Each path runs in a fresh subprocess, so its memory is its own:
+
+* ``whole``    read_extract, validate_extract, customer_document_bytes and
+               customer_fingerprints over the whole extract, in one process;
+* ``chunked``  ``flows.chunks.prepared_chunks``: pass 1 (read and bucket) here, passes 2
+               and 3 (route; validate, nest, fingerprint each chunk) in a pool of worker
+               processes; the parent turns each chunk's documents into an Arrow array, as
+               the spool does, and drops them.
+
+Reported per path: wall time of each stage, CPU seconds of the whole process tree, and
+peak memory: ``ru_maxrss`` of the benchmark process and of its largest worker, and the
+largest **sum** of the RSS of the process and its workers, sampled every 50 ms (what the
+machine must hold at once).
+
+The extract is generated once and kept under ``./bench-data/`` (same folders as
+``bench_validate.py``). Usage::
+
+    uv run --locked python scripts/bench_prepare.py --customers 1000000
+    uv run --locked python scripts/bench_prepare.py --customers 5000000 --paths chunked
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class TreeMemory:
+    """Samples the RSS of this process plus its descendants; keeps the largest sum."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+        self._interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for process in [self._me, *self._me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += process.memory_info().rss
+            self.peak = max(self.peak, total)
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _whole(folder: str) -> dict[str, Any]:
+    from adapters.readers import read_extract
+    from transforms.fast_nest import customer_document_bytes
+    from transforms.fingerprint import customer_fingerprints
+    from transforms.validate import validate_extract
+
+    stages: dict[str, float] = {}
+    start = time.perf_counter()
+    extract = read_extract(folder)
+    stages["read"] = time.perf_counter() - start
+    mark = time.perf_counter()
+    validation = validate_extract(extract)
+    del extract
+    stages["validate"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    documents = customer_document_bytes(validation.customers, validation.accounts, validation.cards)
+    stages["nest"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    customer_fingerprints(validation.customers, validation.accounts, validation.cards)
+    stages["fingerprint"] = time.perf_counter() - mark
+    return {"stages": stages, "documents": len(documents), "valid": validation.customers_valid}
+
+
+def _chunked(folder: str, chunk_customers: int, workers: int) -> dict[str, Any]:
+    import pyarrow as pa
+
+    from adapters.partitioner import estimate_rows, partitions_for
+    from adapters.readers import locate_tables
+    from flows.chunks import prepared_chunks
+
+    stages: dict[str, float] = {}
+    start = time.perf_counter()
+    files = locate_tables(folder)
+    partitions = partitions_for(estimate_rows(files["customers"]), chunk_customers)
+    stages["estimate"] = time.perf_counter() - start
+    documents = valid = 0
+    first = None
+    with tempfile.TemporaryDirectory(dir=ROOT / "bench-data") as work:
+        chunks = prepared_chunks(files, Path(work) / "chunks", partitions, workers=workers)
+        for chunk in chunks:
+            if first is None:
+                first = time.perf_counter()
+            pa.array(chunk.documents.documents, pa.binary())  # what the spool does with them
+            documents += len(chunk.documents)
+            valid += chunk.validation.customers_valid
+    stages["first chunk"] = (first or time.perf_counter()) - start
+    return {
+        "stages": stages,
+        "documents": documents,
+        "valid": valid,
+        "partitions": partitions,
+    }
+
+
+def _child(path: str, folder: str, chunk_customers: int, workers: int) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    start, cpu = time.perf_counter(), _cpu_seconds()
+    with TreeMemory() as memory:
+        result = _whole(folder) if path == "whole" else _chunked(folder, chunk_customers, workers)
+    result["total_s"] = time.perf_counter() - start
+    result["cpu_s"] = _cpu_seconds() - cpu
+    result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["worker_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    result["tree_rss_mib"] = memory.peak / 2**20
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--paths", default="whole,chunked", help="comma-separated")
+    parser.add_argument("--chunk-customers", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS
+
+    chunk_customers = args.chunk_customers or DEFAULT_CHUNK_CUSTOMERS
+    if args.child:
+        print(json.dumps(_child(args.child, args.folder, chunk_customers, args.workers)))
+        return 0
+
+    folder = ROOT / "bench-data" / f"{args.format}-{args.customers}-seed{args.seed}"
+    if not all(
+        (folder / f"{t}.{args.format}").exists() for t in ("customers", "accounts", "cards")
+    ):
+        from adapters.synthetic import write_synthetic_extract
+
+        start = time.perf_counter()
+        write_synthetic_extract(folder, args.customers, args.format, seed=args.seed)
+        print(f"generated {folder} in {time.perf_counter() - start:.1f} s")
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20
+    print(f"extract: {folder} ({size:,.0f} MiB, {args.format})")
+    print(f"chunked: {chunk_customers:,} customers a chunk, {args.workers} workers")
+    for path in args.paths.split(","):
+        command = [sys.executable, __file__, "--child", path, "--folder", str(folder)]
+        command += ["--chunk-customers", str(chunk_customers), "--workers", str(args.workers)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        stages = ", ".join(f"{name} {seconds:.1f}" for name, seconds in r["stages"].items())
+        print(
+            f"{path:<8} total {r['total_s']:6.1f} s  CPU {r['cpu_s']:6.1f} s  "
+            f"peak RSS: process {r['rss_mib']:,.0f} MiB, worker {r['worker_rss_mib']:,.0f} MiB, "
+            f"all at once {r['tree_rss_mib']:,.0f} MiB"
+        )
+        extra = f", {r['partitions']} chunks" if "partitions" in r else ""
+        print(f"         stages (s): {stages}; documents {r['documents']:,}{extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
