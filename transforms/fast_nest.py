@@ -31,10 +31,6 @@ _TEXT: Final = pa.large_string()
 _NULL: Final = pa.scalar("null", _TEXT)
 _EMPTY: Final = pa.scalar("", _TEXT)
 _SHORT_ESCAPES: Final = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
-# bytes that make a value need escaping: the control characters, '"' and '\'
-_NEEDS_ESCAPE: Final = np.zeros(256, dtype=bool)
-_NEEDS_ESCAPE[:0x20] = True
-_NEEDS_ESCAPE[[ord('"'), ord("\\")]] = True
 
 Indices = npt.NDArray[np.int64]
 
@@ -357,7 +353,7 @@ def _value_json(frame: pd.DataFrame, table: str, name: str) -> list[pa.Array | s
 
 def _escaped(values: pa.LargeStringArray) -> pa.LargeStringArray:
     """JSON string contents (without quotes), escaped exactly as orjson escapes them."""
-    if not _NEEDS_ESCAPE[_value_bytes(values)].any():
+    if not _may_need_escaping(_value_bytes(values)):
         return values
     mask = pc.fill_null(pc.match_substring_regex(values, r'[\x00-\x1f"\\]'), False)
     escaped = _as_text(values.filter(mask))
@@ -368,6 +364,14 @@ def _escaped(values: pa.LargeStringArray) -> pa.LargeStringArray:
         replacement = _SHORT_ESCAPES.get(code, f"\\u{code:04x}")
         escaped = pc.replace_substring(escaped, chr(code), replacement)
     return _as_text(pc.replace_with_mask(values, mask, escaped))
+
+
+def _may_need_escaping(data: npt.NDArray[np.uint8]) -> bool:
+    """Whether any byte is a control character, '"' or '\\' (three cheap vectorised scans, the
+    cheapest first: a few times faster than a lookup table over the bytes)."""
+    return bool(
+        len(data) and (data.min() < 0x20 or (data == ord('"')).any() or (data == ord("\\")).any())
+    )
 
 
 def _value_bytes(values: pa.LargeStringArray) -> npt.NDArray[np.uint8]:

@@ -95,7 +95,7 @@ def fingerprinted_documents(
     """``customer_document_bytes`` and ``customer_fingerprints`` of the same frames, at once.
 
     Both are made of the same JSON pieces, so building them together does that work once
-    (about a third less than calling the two).
+    (measured at 1M customers: 10-25% less CPU than calling the two).
     """
     ids = text_column(customers, "customers", "sourceCustomerId")
     account_ids = account_keys(accounts, cards)
