@@ -1,8 +1,8 @@
 """An extract too big for memory, split on disk into chunks of customers (the I/O side of
 ``transforms.routing``).
 
-* **pass 1** (``spill_extract``) streams each file in blocks: customer rows are bucketed
-  by customer partition, account and card rows by account partition (of their account id),
+* **pass 1** (``spill_table``) streams a file in blocks: customer rows are bucketed by
+  customer partition, account and card rows by account partition (of their account id),
   and the hashes of all customer ids are kept as a sorted presence index;
 * **pass 2** (``route_account_partition``, one call per account partition, independent, so
   they can run in parallel) routes the account and card rows of one account partition to
@@ -10,6 +10,9 @@
 * **pass 3** (``read_chunk``) reads one customer partition: its customers and every
   account and card routed to it, with their original ``_row`` numbers, as an ``Extract``
   with the ``ChunkScope`` that ``transforms.validate.validate_extract`` needs.
+
+``partition_extract`` runs passes 1 and 2: accounts and cards are read first, so they are
+routed in the pool while the customers are read.
 
 Spill files are Arrow IPC files in which record batch ``k`` holds the rows of bucket ``k``
 (so no writer per partition is kept open, and a bucket is read zero-copy from a memory
@@ -51,12 +54,16 @@ from transforms.routing import (
     route_accounts_and_cards,
 )
 
-DEFAULT_CHUNK_CUSTOMERS: Final = 100_000
+DEFAULT_CHUNK_CUSTOMERS: Final = 50_000
 """Customers per chunk: about 0.4 GB of working memory per chunk being validated."""
 BLOCK_ROWS: Final = 250_000
-"""Rows read from a file at a time in pass 1."""
-RAW_BLOCKS_AHEAD: Final = 8
-"""Blocks of pass 1 read ahead of the workers bucketing them (they wait on disk)."""
+"""Rows per block of pass 1 (each is bucketed on its own, into one file)."""
+READ_ROWS: Final = 25_000
+"""Rows read from a file at a time: the CSV reader's read-ahead grows with it (about
+200 MB at 25k rows, 700 MB at 100k)."""
+RAW_BLOCKS_AHEAD: Final = 16
+"""Blocks of pass 1 read ahead of the workers bucketing them (they wait on disk, not in
+memory; workers still starting up must not hold the reading back)."""
 OWNED: Final = "_owned"
 SHARED: Final = "_shared"
 _COUNT_BYTES: Final = 8 << 20
@@ -76,32 +83,29 @@ def schema_of(table: str, stage: str = "raw") -> pa.Schema:
 
 
 @dataclass(frozen=True)
-class SpilledExtract:
-    """Pass 1's result: where the bucketed rows are, and what was read."""
+class Spill:
+    """One table after pass 1: its files (batch ``k`` of each holds bucket ``k``)."""
+
+    table: str
+    paths: tuple[Path, ...]
+    rows: int
+
+
+@dataclass(frozen=True)
+class PartitionedExtract:
+    """Passes 1 and 2 done: everything a chunk needs, on disk."""
 
     folder: Path
     partitions: int
     files: dict[str, str]
     ignored_columns: dict[str, tuple[str, ...]]
     rows_read: dict[str, int]
-    blocks: dict[str, tuple[Path, ...]]
-    """Per table, its pass-1 files (customers: by customer partition; accounts and cards:
-    by account partition)."""
+    customers: tuple[Path, ...]
+    """Pass-1 files of the customers (batch ``k``: chunk ``k``)."""
+    routed: dict[str, tuple[Path, ...]]
+    """Accounts and cards: one file per account partition (batch ``k``: chunk ``k``)."""
     index: Path
     """Sorted distinct uint64 hashes of every customer id (``.npy``)."""
-
-
-@dataclass(frozen=True)
-class PartitionedExtract:
-    """Pass 2's result: everything a chunk needs, on disk."""
-
-    spilled: SpilledExtract
-    routed: dict[str, tuple[Path, ...]]
-    """Accounts and cards: one file per account partition, batch ``k`` routed to chunk ``k``."""
-
-    @property
-    def partitions(self) -> int:
-        return self.spilled.partitions
 
 
 # --- how many chunks ------------------------------------------------------------------------
@@ -146,8 +150,10 @@ def remove_work_folder(folder: Path) -> None:
 
 
 def _private_writer(path: Path, schema: pa.Schema) -> tuple[Any, pa.ipc.RecordBatchFileWriter]:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    sink = open(fd, "wb")  # noqa: SIM115 - closed by the caller
+    """An IPC file writer on a new file, created 0600 (then written by Arrow itself: a
+    Python file object in between is four times slower)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    sink = pa.OSFile(str(path), "wb")
     return sink, pa.ipc.new_file(sink, schema)
 
 
@@ -189,10 +195,10 @@ def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
     return pa.record_batch([pa.array([], type=f.type) for f in schema], schema=schema)
 
 
-# --- pass 1 ---------------------------------------------------------------------------------
+# --- passes 1 and 2 ---------------------------------------------------------------------------
 
 
-def spill_extract(
+def partition_extract(
     files: Mapping[str, str],
     folder: Path,
     partitions: int,
@@ -201,66 +207,137 @@ def spill_extract(
     storage_options: Mapping[str, Any] | None = None,
     block_rows: int = BLOCK_ROWS,
     pool: Executor | None = None,
-) -> SpilledExtract:
-    """Pass 1: every table read in blocks and bucketed, and the customer presence index.
+) -> PartitionedExtract:
+    """Passes 1 and 2 into ``folder`` (which must exist: ``make_work_folder``).
 
-    Blocks are read here, written as they are, and bucketed by ``spill_block``, in
-    ``pool`` when given, so reading goes on while they are bucketed (at most
-    ``RAW_BLOCKS_AHEAD`` blocks wait, on disk). ``folder`` must exist
-    (``make_work_folder``). Errors of the files are the readers' (``InputError``), raised
-    before much is written when a header is wrong.
+    Every header is checked first, so a file that cannot be used fails before the others
+    are read (``InputError``, from the readers). With ``pool``, blocks are bucketed and
+    account partitions routed in its workers while this process reads on.
     """
     ignored = {}
     for table in contract.TABLES:
         extra = ignored_columns(files[table], table, rename, storage_options)
         if extra:
             ignored[table] = extra
-    blocks: dict[str, list[Path]] = {t: [] for t in contract.TABLES}
-    rows_read = dict.fromkeys(contract.TABLES, 0)
-    hashes: list[npt.NDArray[np.uint64]] = []
-    pending: deque[Future[npt.NDArray[np.uint64]]] = deque()
-    for table in contract.TABLES:
-        schema = schema_of(table)
-        frames = iter_table_blocks(
-            files[table], table, block_rows, rename=rename, storage_options=storage_options
+
+    def spill(table: str) -> tuple[Spill, npt.NDArray[np.uint64]]:
+        return spill_table(
+            files[table],
+            table,
+            folder,
+            partitions,
+            rename=rename,
+            storage_options=storage_options,
+            block_rows=block_rows,
+            pool=pool,
         )
-        for number, frame in enumerate(frames):
-            block = _arrow_block(frame, schema)
-            del frame
-            raw = folder / f"{table}-{number:05d}.raw.arrow"
-            write_sorted_buckets(raw, block, np.array([block.num_rows]))
-            rows_read[table] += block.num_rows
-            del block
-            path = folder / f"{table}-{number:05d}.arrow"
-            blocks[table].append(path)
-            if pool is None:
-                hashes.append(spill_block(table, raw, path, partitions))
-                continue
-            pending.append(pool.submit(spill_block, table, raw, path, partitions))
-            while len(pending) > RAW_BLOCKS_AHEAD:
-                hashes.append(pending.popleft().result())
-    while pending:
-        hashes.append(pending.popleft().result())
-    pa.default_memory_pool().release_unused()
-    index = folder / "customer-ids.npy"
-    fd = os.open(index, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with open(fd, "wb") as sink:
-        np.save(sink, distinct_sorted(hashes))
-    return SpilledExtract(
+
+    spills = {table: spill(table)[0] for table in ("accounts", "cards")}
+    routing: list[Future[dict[str, Path]]] = []
+    if pool is not None:  # routed by the workers while the customers are read
+        routing = [
+            pool.submit(route_account_partition, spills, folder, partitions, q)
+            for q in range(partitions)
+        ]
+    customers, hashes = spill("customers")
+    if pool is None:
+        routed = [route_account_partition(spills, folder, partitions, q) for q in range(partitions)]
+    else:
+        routed = [future.result() for future in routing]
+    for done in spills.values():
+        for path in done.paths:
+            path.unlink()  # their routed copies hold the rows now: half the disk
+    spills["customers"] = customers
+    return PartitionedExtract(
         folder=folder,
         partitions=partitions,
         files=dict(files),
         ignored_columns=ignored,
-        rows_read=rows_read,
-        blocks={t: tuple(paths) for t, paths in blocks.items()},
-        index=index,
+        rows_read={t: spills[t].rows for t in contract.TABLES},
+        customers=customers.paths,
+        routed={t: tuple(r[t] for r in routed) for t in ("accounts", "cards")},
+        index=write_index(folder / "customer-ids.npy", hashes),
     )
 
 
+def spill_table(
+    path: str,
+    table: str,
+    folder: Path,
+    partitions: int,
+    *,
+    rename: Rename | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    block_rows: int = BLOCK_ROWS,
+    pool: Executor | None = None,
+) -> tuple[Spill, npt.NDArray[np.uint64]]:
+    """Pass 1 of one table; for customers, also the sorted distinct hashes of their ids.
+
+    The file is read ``READ_ROWS`` rows at a time (the CSV reader reads ahead, and holds
+    more the bigger its blocks), and written as it comes into raw blocks of about
+    ``block_rows`` rows, each then bucketed by ``spill_block``: in ``pool`` when given, so
+    reading goes on meanwhile (at most ``RAW_BLOCKS_AHEAD`` raw blocks wait, on disk).
+    """
+    schema = schema_of(table)
+    paths: list[Path] = []
+    rows = 0
+    hashes: list[npt.NDArray[np.uint64]] = []
+    pending: deque[Future[npt.NDArray[np.uint64]]] = deque()
+
+    def bucket(raw: Path) -> None:
+        paths.append(folder / f"{table}-{len(paths):05d}.arrow")
+        if pool is None:
+            hashes.append(spill_block(table, raw, paths[-1], partitions))
+            return
+        pending.append(pool.submit(spill_block, table, raw, paths[-1], partitions))
+        while len(pending) > RAW_BLOCKS_AHEAD:
+            hashes.append(pending.popleft().result())
+
+    frames = iter_table_blocks(
+        path, table, min(READ_ROWS, block_rows), rename=rename, storage_options=storage_options
+    )
+    raw: Path | None = None
+    sink: Any = None
+    writer: Any = None
+    held = 0
+    try:
+        for frame in frames:
+            block = _arrow_block(frame, schema)
+            del frame
+            if writer is None:
+                raw = folder / f"{table}-{len(paths):05d}.raw.arrow"
+                sink, writer = _private_writer(raw, schema)
+            writer.write_table(block)
+            held += block.num_rows
+            rows += block.num_rows
+            if held >= block_rows:
+                writer.close()
+                sink.close()
+                writer = None
+                held = 0
+                assert raw is not None
+                bucket(raw)
+        if writer is not None:
+            writer.close()
+            sink.close()
+            writer = None
+            assert raw is not None
+            bucket(raw)
+    finally:
+        if writer is not None:
+            writer.close()
+            sink.close()
+    while pending:
+        hashes.append(pending.popleft().result())
+    pa.default_memory_pool().release_unused()
+    return Spill(table, tuple(paths), rows), distinct_sorted(hashes)
+
+
 def spill_block(table: str, raw: Path, path: Path, partitions: int) -> npt.NDArray[np.uint64]:
-    """Bucket one block of pass 1 (``raw``, removed once done) into ``path``; for
-    customers, return their ids' hashes."""
-    block = read_bucket((raw,), 0, schema_of(table))
+    """Bucket one raw block of pass 1 (removed once done) into ``path``; for customers,
+    return their ids' hashes."""
+    with pa.memory_map(str(raw), "r") as source:
+        block = pa.ipc.open_file(source).read_all()
     raw.unlink()
     rows = np.asarray(block.column(contract.ROW_COLUMN), dtype=np.int64)
     if table == "customers":
@@ -284,6 +361,14 @@ def distinct_sorted(parts: list[npt.NDArray[np.uint64]]) -> npt.NDArray[np.uint6
     return distinct
 
 
+def write_index(path: Path, hashes: npt.NDArray[np.uint64]) -> Path:
+    """The presence index (sorted distinct hashes) as an owner-only ``.npy`` file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "wb") as sink:
+        np.save(sink, hashes)
+    return path
+
+
 def _arrow_block(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     """A raw text frame as an Arrow table of the spill schema."""
     columns = [pa.array(frame[f.name], from_pandas=True) for f in schema]
@@ -292,22 +377,21 @@ def _arrow_block(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     )
 
 
-# --- pass 2 ---------------------------------------------------------------------------------
-
-
-def route_account_partition(spilled: SpilledExtract, partition: int) -> dict[str, Path]:
-    """Pass 2 for one account partition: its accounts and cards, routed to the customer
-    partitions (one file per table, batch ``k`` for chunk ``k``)."""
-    accounts = read_bucket(spilled.blocks["accounts"], partition, schema_of("accounts", "spilled"))
-    cards = read_bucket(spilled.blocks["cards"], partition, schema_of("cards", "spilled"))
-    account_routes, card_routes = route_accounts_and_cards(accounts, cards, spilled.partitions)
+def route_account_partition(
+    spills: Mapping[str, Spill], folder: Path, partitions: int, partition: int
+) -> dict[str, Path]:
+    """Pass 2 for one account partition: its accounts and cards (``spills``), routed to
+    the customer partitions (one file per table, batch ``k`` for chunk ``k``)."""
+    accounts = read_bucket(spills["accounts"].paths, partition, schema_of("accounts", "spilled"))
+    cards = read_bucket(spills["cards"].paths, partition, schema_of("cards", "spilled"))
+    account_routes, card_routes = route_accounts_and_cards(accounts, cards, partitions)
     written = {}
     for table, rows, routes in (
         ("accounts", accounts, account_routes),
         ("cards", cards, card_routes),
     ):
-        path = spilled.folder / f"routed-{table}-{partition:05d}.arrow"
-        _write_routed(path, rows, routes, spilled.partitions)
+        path = folder / f"routed-{table}-{partition:05d}.arrow"
+        _write_routed(path, rows, routes, partitions)
         written[table] = path
     return written
 
@@ -319,14 +403,6 @@ def _write_routed(path: Path, table: pa.Table, routes: Routes, partitions: int) 
     taken = taken.append_column(OWNED, pa.array(routes.owned[order]))
     taken = taken.append_column(SHARED, pa.array(routes.shared[order]))
     write_sorted_buckets(path, taken, np.bincount(routes.destinations, minlength=partitions))
-
-
-def partitioned(spilled: SpilledExtract, routed: list[dict[str, Path]]) -> PartitionedExtract:
-    """Pass 2's files in account-partition order."""
-    return PartitionedExtract(
-        spilled=spilled,
-        routed={t: tuple(r[t] for r in routed) for t in ("accounts", "cards")},
-    )
 
 
 # --- pass 3 ---------------------------------------------------------------------------------
@@ -345,8 +421,7 @@ def customer_index(path: Path) -> npt.NDArray[np.uint64]:
 
 def read_chunk(extract: PartitionedExtract, partition: int) -> tuple[Extract, ChunkScope]:
     """Pass 3: one chunk of customers with every account and card routed to it."""
-    spilled = extract.spilled
-    customers = read_bucket(spilled.blocks["customers"], partition, schema_of("customers"))
+    customers = read_bucket(extract.customers, partition, schema_of("customers"))
     tables = {"customers": customers}
     owned, shared = {}, {}
     for table in ("accounts", "cards"):
@@ -358,8 +433,8 @@ def read_chunk(extract: PartitionedExtract, partition: int) -> tuple[Extract, Ch
     frames = {t: _raw_frame(tables[t], t) for t in contract.TABLES}
     scope = ChunkScope(
         partition=partition,
-        partitions=spilled.partitions,
-        customer_hashes=customer_index(spilled.index),
+        partitions=extract.partitions,
+        customer_hashes=customer_index(extract.index),
         owned=owned,
         shared=shared,
     )
@@ -367,8 +442,8 @@ def read_chunk(extract: PartitionedExtract, partition: int) -> tuple[Extract, Ch
         customers=frames["customers"],
         accounts=frames["accounts"],
         cards=frames["cards"],
-        files=dict(spilled.files),
-        ignored_columns=dict(spilled.ignored_columns),
+        files=dict(extract.files),
+        ignored_columns=dict(extract.ignored_columns),
     )
     return chunk, scope
 

@@ -199,16 +199,17 @@ def validated_chunks(
         files, work_folder, partitions, rename=rename, workers=workers or default_workers()
     )
     totals = Preparation()
-    for number, chunk in enumerate(chunks, start=1):
-        totals.add_validation(chunk.validation)
-        log.info(
-            "Chunk %d of %d: %s customers so far, %s held back",
-            number,
-            partitions,
-            f"{totals.customers_read:,}",
-            f"{totals.customers_held_back:,}",
-        )
-        yield chunk
+    with closing(chunks):  # spill files and worker processes go when this stops, too
+        for number, chunk in enumerate(chunks, start=1):
+            totals.add_validation(chunk.validation)
+            log.info(
+                "Chunk %d of %d: %s customers so far, %s held back",
+                number,
+                partitions,
+                f"{totals.customers_read:,}",
+                f"{totals.customers_held_back:,}",
+            )
+            yield chunk
 
 
 def prepare(

@@ -2,8 +2,8 @@
 
 Each path runs in a fresh subprocess, so its memory is its own:
 
-* ``whole``    read_extract, validate_extract, customer_document_bytes and
-               customer_fingerprints over the whole extract, in one process;
+* ``whole``    read_extract, validate_extract and fingerprinted_documents (the documents
+               as bytes and their fingerprints) over the whole extract, in one process;
 * ``chunked``  ``flows.chunks.prepared_chunks``: pass 1 (read and bucket) here, passes 2
                and 3 (route; validate, nest, fingerprint each chunk) in a pool of worker
                processes; the parent turns each chunk's documents into an Arrow array, as
@@ -78,8 +78,7 @@ def _cpu_seconds() -> float:
 
 def _whole(folder: str) -> dict[str, Any]:
     from adapters.readers import read_extract
-    from transforms.fast_nest import customer_document_bytes
-    from transforms.fingerprint import customer_fingerprints
+    from transforms.fingerprint import fingerprinted_documents
     from transforms.validate import validate_extract
 
     stages: dict[str, float] = {}
@@ -91,11 +90,10 @@ def _whole(folder: str) -> dict[str, Any]:
     del extract
     stages["validate"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    documents = customer_document_bytes(validation.customers, validation.accounts, validation.cards)
-    stages["nest"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    customer_fingerprints(validation.customers, validation.accounts, validation.cards)
-    stages["fingerprint"] = time.perf_counter() - mark
+    documents, _ = fingerprinted_documents(
+        validation.customers, validation.accounts, validation.cards
+    )
+    stages["nest+fingerprint"] = time.perf_counter() - mark
     return {"stages": stages, "documents": len(documents), "valid": validation.customers_valid}
 
 

@@ -14,12 +14,10 @@ import pytest
 from adapters.partitioner import (
     estimate_rows,
     make_work_folder,
-    partitioned,
+    partition_extract,
     partitions_for,
     read_chunk,
     remove_work_folder,
-    route_account_partition,
-    spill_extract,
 )
 from adapters.readers import locate_tables, read_extract
 from flows.chunks import prepared_chunks
@@ -43,9 +41,8 @@ def test_chunks_from_files_validate_like_the_whole_extract(
     files = _files(tmp_path / "in")
     whole = validate_extract(read_extract(tmp_path / "in"))
     work = make_work_folder(tmp_path / "state" / "work")
-    spilled = spill_extract(files, work, partitions, block_rows=block_rows)
-    assert spilled.rows_read == whole.rows_read
-    extract = partitioned(spilled, [route_account_partition(spilled, q) for q in range(partitions)])
+    extract = partition_extract(files, work, partitions, block_rows=block_rows)
+    assert extract.rows_read == whole.rows_read
     parts = [validate_extract(*read_chunk(extract, k)) for k in range(partitions)]
     combined = combine_validations(parts)
     assert_same_validation(whole, combined)  # row numbers and file names included
@@ -57,8 +54,7 @@ def test_chunks_from_files_validate_like_the_whole_extract(
 def test_spill_files_are_owner_only(tmp_path: Path) -> None:
     write_files(messy_rows(), tmp_path / "in", "csv")
     work = make_work_folder(tmp_path / "state" / "work")
-    spilled = spill_extract(_files(tmp_path / "in"), work, 3, block_rows=4)
-    route_account_partition(spilled, 0)
+    partition_extract(_files(tmp_path / "in"), work, 3, block_rows=4)
     assert stat.S_IMODE(work.stat().st_mode) == 0o700
     written = list(work.iterdir())
     assert written and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in written)

@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas import contract
+from schemas.errors import CustomerSyncError
 
 HASH_KEY: Final = "customer-sync-01"
 """SipHash key of id hashes (16 characters); partitions and the presence index use it."""
@@ -56,7 +57,7 @@ Presence = Callable[[pa.Array, Bools], Bools]
 """``(ids, found_here) -> in another chunk``: where each id is a customer of another chunk."""
 
 
-class HashCollision(RuntimeError):
+class HashCollision(CustomerSyncError):
     """Two customer ids share a 64-bit hash, so chunked validation could be wrong."""
 
 
@@ -293,24 +294,24 @@ class ChunkScope:
     def present_elsewhere(self, ids: pa.Array, found_here: Bools) -> Bools:
         """Per id (normalised, not null): a customer with this id is in another chunk.
 
-        ``found_here``: the id is a customer of this chunk. Ids of this chunk's own
-        partition are checked against the index, so a hash collision is caught.
+        ``found_here``: the id is a customer of this chunk (so it is in no other). The
+        others are looked up in the index; those of this chunk's own partition must then
+        be absent from it, else a hash collision is caught.
         """
-        hashes = id_hashes(ids)
-        if len(hashes) == 0:
-            return np.zeros(0, dtype=bool)
+        elsewhere = np.zeros(len(ids), dtype=bool)
+        unknown = np.flatnonzero(~found_here)
+        if len(unknown) == 0 or len(self.customer_hashes) == 0:
+            return elsewhere
+        hashes = id_hashes(ids.take(pa.array(unknown)))
         position = np.searchsorted(self.customer_hashes, hashes)
-        position = np.minimum(position, max(len(self.customer_hashes) - 1, 0))
-        indexed = (
-            self.customer_hashes[position] == hashes
-            if len(self.customer_hashes)
-            else np.zeros(len(hashes), dtype=bool)
-        )
+        position = np.minimum(position, len(self.customer_hashes) - 1)
+        indexed = self.customer_hashes[position] == hashes
         mine = partitions_of(hashes, self.partitions) == self.partition
-        if np.any(mine & (indexed != found_here)):
+        if np.any(mine & indexed):
             raise HashCollision(
-                "a customer id shares its 64-bit hash with another id, so the extract "
-                "cannot be validated in chunks; validate it in one chunk"
+                "two customer ids of this extract share a 64-bit hash (a one in billions "
+                "chance), so it cannot be checked in chunks exactly; nothing was sent. Run it "
+                "in one chunk (a chunk size above its number of customers)"
             )
-        elsewhere: Bools = indexed & ~mine
+        elsewhere[unknown] = indexed & ~mine
         return elsewhere
