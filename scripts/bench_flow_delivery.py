@@ -26,19 +26,19 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bench-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-import aiohttp  # noqa: E402
-from prefect import flow, task  # noqa: E402
-from prefect.cache_policies import NONE  # noqa: E402
-from prefect.utilities.annotations import quote  # noqa: E402
+import aiohttp
+from prefect import flow, task
+from prefect.cache_policies import NONE
+from prefect.utilities.annotations import quote
 
-from adapters.delivery import RetryPolicy  # noqa: E402
-from adapters.ledger import SqliteLedger  # noqa: E402
-from adapters.partner_client import PartnerClient, PartnerSettings  # noqa: E402
-from adapters.spool import SpoolWriter  # noqa: E402
-from adapters.stub_server import StubFaults, serve_stub_in_subprocess  # noqa: E402
-from flows.deliver import deliver_spool  # noqa: E402
-from schemas import contract  # noqa: E402
-from scripts.bench_delivery import BATCH, POOL, Workload, _token, plain_aiohttp  # noqa: E402
+from adapters.delivery import RetryPolicy
+from adapters.ledger import SqliteLedger
+from adapters.partner_client import PartnerClient, PartnerSettings
+from adapters.spool import SpoolWriter
+from adapters.stub_server import StubFaults, serve_stub_in_subprocess
+from flows.deliver import deliver_spool
+from schemas import contract
+from scripts.bench_delivery import BATCH, POOL, Workload, _token, plain_aiohttp
 
 
 def write_spool(path: Path, work: Workload, batches: int) -> None:
@@ -124,7 +124,9 @@ def main() -> None:
     ours: list[float] = []
     bare: list[float] = []
     naive: list[float] = []
-    print(f"delivery: {n:,} batches of {BATCH}, concurrency {c}, no latency, {args.repeats} repeats")
+    print(f"delivery: {n:,} batches of {BATCH}, concurrency {c}, no latency, {args.repeats} runs")
+        f"delivery: {n:,} batches of {BATCH}, concurrency {c}, no latency, {args.repeats} repeats"
+    )
     with serve_stub_in_subprocess(StubFaults(), validate=False) as stub:
         asyncio.run(plain_aiohttp(stub.url, work, 200, c))  # warm the server
         for repeat in range(args.repeats):
