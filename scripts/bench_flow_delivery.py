@@ -125,8 +125,6 @@ def main() -> None:
     bare: list[float] = []
     naive: list[float] = []
     print(f"delivery: {n:,} batches of {BATCH}, concurrency {c}, no latency, {args.repeats} runs")
-        f"delivery: {n:,} batches of {BATCH}, concurrency {c}, no latency, {args.repeats} repeats"
-    )
     with serve_stub_in_subprocess(StubFaults(), validate=False) as stub:
         asyncio.run(plain_aiohttp(stub.url, work, 200, c))  # warm the server
         for repeat in range(args.repeats):
