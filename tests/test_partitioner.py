@@ -6,6 +6,8 @@ owner-only and removed; the pool's documents and fingerprints equal the whole ex
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -145,3 +147,27 @@ def test_prepare_spools_the_same_plan_in_chunks_as_whole(tmp_path: Path) -> None
     pd.testing.assert_frame_equal(
         rejects[0].reset_index(drop=True), rejects[1].reset_index(drop=True)
     )
+
+
+def test_workers_do_not_run_an_unguarded_calling_script_again(tmp_path: Path) -> None:
+    # spawn re-imports the caller's main script in each worker, unless told otherwise: a
+    # script without `if __name__ == "__main__":` would run again there (another sync!)
+    write_files(messy_rows(), tmp_path / "in", "csv")
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from pathlib import Path\n"
+        "from adapters.readers import locate_tables\n"
+        "from flows.chunks import prepared_chunks\n"
+        "print('script ran', flush=True)\n"
+        f"files = {{t: str(p) for t, p in locate_tables({str(tmp_path / 'in')!r}).items()}}\n"
+        f"chunks = list(prepared_chunks(files, Path({str(tmp_path / 'work')!r}), 3, workers=2))\n"
+        "print('customers', sum(c.validation.customers_read for c in chunks))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("script ran") == 1
+    assert f"customers {len(messy_rows()['customers'])}" in done.stdout
