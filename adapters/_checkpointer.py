@@ -3,7 +3,8 @@
 With SQLite's automatic checkpoint, every thousandth page or so a commit also copies the
 WAL into the database and fsyncs it: tens of milliseconds, on the event loop that delivers.
 The ledger turns that off and asks this thread for a PASSIVE checkpoint (it never waits for
-readers or writers) every ``every`` commits.
+readers or writers) every ``every`` writes. Writes, not commits: a group commit holds many
+batches' writes (and pages), so counting commits would let the WAL grow with the group size.
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ class Checkpointer:
         self._path = path
         self._every = every
         self._busy_timeout_ms = busy_timeout_ms
-        self._commits = 0
+        self._writes = 0
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def committed(self) -> None:
-        """Count a commit; every ``every`` commits, wake the checkpoint thread."""
-        self._commits += 1
-        if self._commits < self._every:
+    def committed(self, writes: int = 1) -> None:
+        """Count a commit of ``writes`` writes; every ``every`` writes, wake the thread."""
+        self._writes += writes
+        if self._writes < self._every:
             return
-        self._commits = 0
+        self._writes = 0
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._run, name=f"ledger-checkpoint-{self._path.name}", daemon=True

@@ -113,6 +113,7 @@ ACKNOWLEDGED_FINGERPRINTS: Final = (
     "SELECT a.source_customer_id, a.fingerprint FROM json_each(?) AS j "
     "JOIN acknowledged AS a ON a.source_customer_id = j.value"
 )
+# sent_at last: the writer binds the transaction's time (see adapters/_ledger_writer.py)
 MARK_SENDING: Final = (
     "INSERT INTO batches (run_id, batch_id, method, customer_ids, customers, state, attempts, "
     "sent_at) VALUES (?, ?, ?, ?, ?, 'sending', 0, ?) "
@@ -130,19 +131,25 @@ RECORD_BATCH: Final = (
     "request_ids = excluded.request_ids, acknowledged = excluded.acknowledged, "
     "rejected = excluded.rejected, failed = excluded.failed, finished_at = excluded.finished_at"
 )
-BATCH_KEY: Final = "SELECT batch_key FROM batches WHERE run_id = ? AND batch_id = ?"
+# a batch's acknowledged customers as one JSON object {sourceCustomerId: fingerprint}: one
+# statement (one step, the GIL released throughout) instead of one per customer; the
+# batch's key comes from a constant subquery (evaluated once, no round trip of its own)
 ACKNOWLEDGE: Final = (
-    "INSERT INTO acknowledged (source_customer_id, fingerprint, batch_key) VALUES (?, ?, ?) "
+    "INSERT INTO acknowledged (source_customer_id, fingerprint, batch_key) "
+    "SELECT key, value, (SELECT batch_key FROM batches WHERE run_id = ? AND batch_id = ?) "
+    "FROM json_each(?) WHERE true "
     "ON CONFLICT (source_customer_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
     "batch_key = excluded.batch_key"
 )
+ANY_DEAD_LETTER: Final = "SELECT EXISTS (SELECT 1 FROM dead_letters)"
 CLEAR_DEAD_LETTERS: Final = (
-    "DELETE FROM dead_letters WHERE source_customer_id IN (SELECT value FROM json_each(?))"
+    "DELETE FROM dead_letters WHERE source_customer_id IN (SELECT key FROM json_each(?))"
 )
+# ?11 is the transaction's time (first and last failure of a new dead letter)
 DEAD_LETTER: Final = (
     "INSERT INTO dead_letters (source_customer_id, fingerprint, method, document, kind, "
     "http_status, request_id, answer, first_failed_at, last_failed_at, failures, run_id, "
-    "batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
+    "batch_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?11, ?11, 1, ?9, ?10) "
     "ON CONFLICT (source_customer_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
     "method = excluded.method, document = excluded.document, kind = excluded.kind, "
     "http_status = excluded.http_status, request_id = excluded.request_id, "

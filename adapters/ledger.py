@@ -31,6 +31,8 @@ import orjson
 
 from adapters import _ledger_sql as sql
 from adapters._checkpointer import Checkpointer
+from adapters._ledger_writer import GroupWriter
+from adapters._ledger_writer import LedgerWriteError as LedgerWriteError
 from adapters._run_locks import RunLocks
 from schemas.errors import ConfigError
 from schemas.records import Batch, BatchOutcome, Method
@@ -38,7 +40,7 @@ from schemas.records import Batch, BatchOutcome, Method
 LEDGER_FILE: Final = "ledger.sqlite3"
 LOCK_FOLDER: Final = "locks"
 BUSY_TIMEOUT_MS: Final = 10_000
-CHECKPOINT_EVERY: Final = 200  # commits between background WAL checkpoints
+CHECKPOINT_EVERY: Final = 200  # writes (a batch: 2) between background WAL checkpoints
 CACHE_KIB: Final = 65_536  # page cache: the acknowledged index of millions stays warm
 
 BatchState = Literal["sending", "acknowledged", "rejected", "failed", "interrupted"]
@@ -115,9 +117,11 @@ class DeadLetter:
 class Ledger(Protocol):
     """What the pipeline needs from a ledger; a shared database can implement it too.
 
-    Every write is one transaction. ``mark_sending`` is called before a request goes out
+    Every write is transactional. ``mark_sending`` is called before a request goes out
     and ``record_outcome`` after its retries, so a crash leaves at most the in-flight
-    batches in ``sending``.
+    batches in ``sending``. The event loop uses their group-commit forms: ``await
+    amark_sending`` (committed when it returns), ``queue_outcome`` (committed soon after,
+    and before any later mark) and ``await aflush``.
     """
 
     def start_run(self, parameters: Mapping[str, object]) -> str: ...
@@ -137,6 +141,18 @@ class Ledger(Protocol):
         fingerprints: Mapping[str, str],
         documents: Mapping[str, bytes],
     ) -> None: ...
+
+    async def amark_sending(self, run_id: str, batch: Batch) -> None: ...
+
+    def queue_outcome(
+        self,
+        run_id: str,
+        outcome: BatchOutcome,
+        fingerprints: Mapping[str, str],
+        documents: Mapping[str, bytes],
+    ) -> None: ...
+
+    async def aflush(self) -> None: ...
 
     def dead_letters(self) -> list[DeadLetter]: ...
 
@@ -205,6 +221,9 @@ class SqliteLedger:
         self._lock = threading.RLock()
         self._runs = RunLocks(state_dir / LOCK_FOLDER, writable=not read_only)
         self._checkpoints = Checkpointer(state_dir / LEDGER_FILE, CHECKPOINT_EVERY, BUSY_TIMEOUT_MS)
+        self._writer: GroupWriter[_Mark | _Outcome] = GroupWriter(
+            self._commit, name=f"ledger-writer-{LEDGER_FILE}"
+        )
 
     # --- opening and closing -------------------------------------------------------------
     @classmethod
@@ -244,7 +263,8 @@ class SqliteLedger:
         return cls(db, state_dir, read_only)
 
     def close(self) -> None:
-        """Close the database; a run not finished by then counts as stopped."""
+        """Commit the queued writes and close; a run not finished by then counts as stopped."""
+        self._writer.close()
         with self._lock:
             self._checkpoints.close()
             self._runs.release_all()
@@ -266,18 +286,26 @@ class SqliteLedger:
         return self._state_dir / LEDGER_FILE
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; IMMEDIATE takes the write lock up front (no deadlock)."""
+    def _write(self, writes: int = 1) -> Iterator[sqlite3.Connection]:
+        """One write transaction (of ``writes`` writes, for the checkpoints); IMMEDIATE
+        takes the write lock up front (no deadlock)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
                 self._db.execute("COMMIT")
-                self._checkpoints.committed()
+                self._checkpoints.committed(writes)
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+
+    def _commit(self, writes: Sequence[_Mark | _Outcome]) -> None:
+        """Apply ``writes`` in one transaction, stamped with one time (the commit's)."""
+        with self._write(len(writes)) as db:
+            transaction = _Transaction(db, _now())
+            for write in writes:
+                write.apply(transaction)
 
     def _read(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -289,6 +317,7 @@ class SqliteLedger:
         if self._read_only:
             raise sqlite3.OperationalError("the ledger was opened read-only")
         run_id = _new_run_id()
+        self._writer.drain()
         with self._lock:
             self._runs.acquire(run_id)
             try:
@@ -309,7 +338,11 @@ class SqliteLedger:
         return run_id
 
     def finish_run(self, run_id: str, status: str, counts: Mapping[str, int]) -> None:
-        """Close a run with its final status and the counts of its report."""
+        """Close a run with its final status and the counts of its report.
+
+        The writes queued before it (``queue_outcome``) are committed first.
+        """
+        self._writer.drain()
         with self._lock:
             with self._write() as db:
                 updated = db.execute(
@@ -359,19 +392,12 @@ class SqliteLedger:
 
     # --- delivery ------------------------------------------------------------------------
     def mark_sending(self, run_id: str, batch: Batch) -> None:
-        """Record that ``batch`` is about to go out (before the request, so a crash shows)."""
-        with self._write() as db:
-            db.execute(
-                sql.MARK_SENDING,
-                (
-                    run_id,
-                    batch.batch_id,
-                    batch.method,
-                    orjson.dumps(batch.customer_ids).decode(),
-                    len(batch.customer_ids),
-                    _now(),
-                ),
-            )
+        """Record that ``batch`` is about to go out (before the request, so a crash shows).
+
+        Its own transaction, committed when this returns (after any queued writes).
+        """
+        self._writer.drain()
+        self._commit([_mark(run_id, batch)])
 
     def record_outcome(
         self,
@@ -380,66 +406,47 @@ class SqliteLedger:
         fingerprints: Mapping[str, str],
         documents: Mapping[str, bytes],
     ) -> None:
-        """Record a batch's outcome in one transaction.
+        """Record a batch's outcome in one transaction, committed when this returns.
 
         What became of each customer is read by ``customer_results``. Acknowledged
         customers get their fingerprint and leave the dead letters; rejected and failed ones
         become (or refresh) dead letters carrying ``documents[id]`` and the partner's answer.
         """
-        now = _now()
-        acked: list[tuple[str, str]] = []
-        dead: list[tuple[object, ...]] = []
-        # rows are built before the transaction: a missing fingerprint or document fails
-        # here, with nothing written
-        for cid, (result, answer) in customer_results(outcome).items():
-            if result == "acknowledged":
-                acked.append((cid, fingerprints[cid]))
-                continue
-            dead.append(
-                (
-                    cid,
-                    fingerprints[cid],
-                    outcome.method,
-                    documents[cid],
-                    result,
-                    outcome.http_status,
-                    outcome.request_id,
-                    answer,
-                    now,
-                    now,
-                    run_id,
-                    outcome.batch_id,
-                )
-            )
-        with self._write() as db:
-            db.execute(
-                sql.RECORD_BATCH,
-                (
-                    run_id,
-                    outcome.batch_id,
-                    outcome.method,
-                    orjson.dumps(outcome.customer_ids).decode(),
-                    len(outcome.customer_ids),
-                    outcome.status,
-                    outcome.attempts,
-                    outcome.http_status,
-                    outcome.request_id,
-                    outcome.error,
-                    orjson.dumps(_request_ids(outcome)).decode(),
-                    len(acked),
-                    sum(1 for row in dead if row[4] == "rejected"),
-                    sum(1 for row in dead if row[4] == "failed"),
-                    now,
-                    now,
-                ),
-            )
-            if acked:
-                (batch_key,) = db.execute(sql.BATCH_KEY, (run_id, outcome.batch_id)).fetchone()
-                db.executemany(sql.ACKNOWLEDGE, [(cid, fp, batch_key) for cid, fp in acked])
-                cleared = orjson.dumps([cid for cid, _ in acked]).decode()
-                db.execute(sql.CLEAR_DEAD_LETTERS, (cleared,))
-            if dead:
-                db.executemany(sql.DEAD_LETTER, dead)
+        write = _outcome(run_id, outcome, fingerprints, documents)
+        self._writer.drain()
+        self._commit([write])
+
+    async def amark_sending(self, run_id: str, batch: Batch) -> None:
+        """``mark_sending`` for the event loop: returns once the mark is committed.
+
+        The commit is the writer thread's (see ``adapters/_ledger_writer.py``): it shares a
+        transaction with the other writes queued meanwhile, and it comes after every
+        outcome queued before this call. Raises ``LedgerWriteError`` if an outcome queued
+        earlier could not be recorded: then nothing more may be sent.
+        """
+        await self._writer.commit_and_wait(_mark(run_id, batch))
+
+    def queue_outcome(
+        self,
+        run_id: str,
+        outcome: BatchOutcome,
+        fingerprints: Mapping[str, str],
+        documents: Mapping[str, bytes],
+    ) -> None:
+        """``record_outcome`` for the event loop: queued, committed by the writer thread.
+
+        Returns at once. Until it is committed (with the next group: the writer starts on
+        it at once, and every later ``amark_sending`` waits for it) the batch counts as in
+        flight. A missing fingerprint or document raises here, with nothing queued.
+        """
+        self._writer.submit(_outcome(run_id, outcome, fingerprints, documents))
+
+    async def aflush(self) -> None:
+        """Return once every write queued before this call is committed.
+
+        Raises ``LedgerWriteError`` if a queued outcome could not be recorded.
+        """
+        await self._writer.commit_and_wait(None)
 
     # --- crashed runs --------------------------------------------------------------------
     def _stopped_runs(self) -> list[str]:
@@ -469,6 +476,7 @@ class SqliteLedger:
         Called by a new run (``run_id``) before planning, so each interruption is reported
         once; returns the batches it settled.
         """
+        self._writer.drain()
         with self._lock:
             stopped = self._stopped_runs()
             batches = self.interrupted_batches()
@@ -550,6 +558,124 @@ class SqliteLedger:
                 os.unlink(tmp)
             raise
         return written
+
+
+class _Transaction:
+    """The group's transaction as its writes see it: the connection and one time."""
+
+    __slots__ = ("_dead_letters", "db", "now")
+
+    def __init__(self, db: sqlite3.Connection, now: str) -> None:
+        self.db = db
+        self.now = now
+        self._dead_letters: bool | None = None
+
+    def may_hold_dead_letters(self) -> bool:
+        """Whether there are dead letters to clear (asked once per transaction, not per
+        batch: a night without failures never runs the DELETE)."""
+        if self._dead_letters is None:
+            self._dead_letters = bool(self.db.execute(sql.ANY_DEAD_LETTER).fetchone()[0])
+        return self._dead_letters
+
+    def added_dead_letters(self) -> None:
+        self._dead_letters = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """A batch's ``sending`` mark: MARK_SENDING's parameters but the time."""
+
+    row: tuple[object, ...]
+
+    def apply(self, transaction: _Transaction) -> None:
+        transaction.db.execute(sql.MARK_SENDING, (*self.row, transaction.now))
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """A batch's outcome, ready to write: its row, its acknowledged customers as a JSON
+    object ``{id: fingerprint}``, its dead letters (DEAD_LETTER's parameters but the time)."""
+
+    batch: tuple[object, ...]
+    acknowledged: str | None
+    dead: tuple[tuple[object, ...], ...]
+
+    def apply(self, transaction: _Transaction) -> None:
+        db, now = transaction.db, transaction.now
+        db.execute(sql.RECORD_BATCH, (*self.batch, now, now))
+        if self.acknowledged is not None:
+            db.execute(sql.ACKNOWLEDGE, (*self.batch[:2], self.acknowledged))
+            if transaction.may_hold_dead_letters():
+                db.execute(sql.CLEAR_DEAD_LETTERS, (self.acknowledged,))
+        if self.dead:
+            db.executemany(sql.DEAD_LETTER, [(*row, now) for row in self.dead])
+            transaction.added_dead_letters()
+
+
+def _mark(run_id: str, batch: Batch) -> _Mark:
+    ids = batch.customer_ids
+    return _Mark((run_id, batch.batch_id, batch.method, orjson.dumps(ids).decode(), len(ids)))
+
+
+def _outcome(
+    run_id: str,
+    outcome: BatchOutcome,
+    fingerprints: Mapping[str, str],
+    documents: Mapping[str, bytes],
+) -> _Outcome:
+    """The rows of an outcome; a missing fingerprint or document raises here, before any
+    transaction."""
+    ids = outcome.customer_ids
+    listed: Sequence[str] | None = getattr(outcome, "acknowledged", None)
+    acked: dict[str, str]
+    dead: list[tuple[object, ...]] = []
+    rejected = failed = 0
+    if outcome.status == "acknowledged" and not outcome.rejected and listed in (None, ids):
+        acked = {cid: fingerprints[cid] for cid in ids}  # the common case: everyone
+    else:
+        acked = {}
+        for cid, (result, answer) in customer_results(outcome).items():
+            if result == "acknowledged":
+                acked[cid] = fingerprints[cid]
+                continue
+            if result == "rejected":
+                rejected += 1
+            else:
+                failed += 1
+            dead.append(
+                (
+                    cid,
+                    fingerprints[cid],
+                    outcome.method,
+                    documents[cid],
+                    result,
+                    outcome.http_status,
+                    outcome.request_id,
+                    answer,
+                    run_id,
+                    outcome.batch_id,
+                )
+            )
+    return _Outcome(
+        (
+            run_id,
+            outcome.batch_id,
+            outcome.method,
+            orjson.dumps(ids).decode(),
+            len(ids),
+            outcome.status,
+            outcome.attempts,
+            outcome.http_status,
+            outcome.request_id,
+            outcome.error,
+            orjson.dumps(_request_ids(outcome)).decode(),
+            len(acked),
+            rejected,
+            failed,
+        ),
+        orjson.dumps(acked).decode() if acked else None,
+        tuple(dead),
+    )
 
 
 def customer_results(outcome: BatchOutcome) -> dict[str, tuple[CustomerResult, str | None]]:

@@ -3,8 +3,9 @@
 One task run per batch would cost about 4.7 ms each and drop Prefect events at tens of
 thousands of batches (see DESIGN.md). So a task run delivers a *group* of batches; each
 batch inside it is still retried on its own (adapters.delivery), every retry is logged to
-the task run, and every outcome is written to the ledger before the next batch of the
-group is started. Groups overlap so that concurrency never drains at a group's end.
+the task run, and every outcome is committed to the ledger before any later batch is sent
+and before the task run ends. Groups overlap so that concurrency never drains at a group's
+end.
 """
 
 from __future__ import annotations
@@ -99,13 +100,17 @@ async def deliver_group(
     async def _one(planned: PlannedBatch) -> BatchOutcome:
         async with limiter:
             if ledger is not None:
-                ledger.mark_sending(run_id, planned.batch)
+                # committed before the request goes out, together with every outcome
+                # queued before it (group commit on the ledger's writer thread)
+                await ledger.amark_sending(run_id, planned.batch)
             outcome = await deliver_batch(client, planned.batch, policy, on_retry=_log_retry)
             if ledger is not None:
                 documents = dict(
                     zip(planned.batch.customer_ids, planned.batch.documents, strict=True)
                 )
-                ledger.record_outcome(run_id, outcome, planned.fingerprints, documents)
+                # queued while this batch still holds its slot: the next batch's mark waits
+                # for it, so at most `concurrency` batches are ever in flight in the ledger
+                ledger.queue_outcome(run_id, outcome, planned.fingerprints, documents)
         if outcome.status != "acknowledged":
             run_log.warning(
                 "Batch %s %s after %d attempts (HTTP %s): %s",
@@ -120,6 +125,8 @@ async def deliver_group(
         return outcome
 
     outcomes = await asyncio.gather(*(_one(planned) for planned in group))
+    if ledger is not None:
+        await ledger.aflush()  # a finished task run's outcomes are all committed
     run_log.info(
         "Delivered %d batches (%d customers): %d acknowledged",
         len(outcomes),

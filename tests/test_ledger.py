@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
@@ -24,7 +26,7 @@ import pytest
 from adapters import ledger as ledger_module
 from adapters._ledger_sql import SCHEMA_VERSION
 from adapters.delivery import DeliveryOutcome
-from adapters.ledger import LEDGER_FILE, Ledger, SqliteLedger
+from adapters.ledger import LEDGER_FILE, Ledger, LedgerWriteError, SqliteLedger
 from schemas.errors import ConfigError
 from schemas.records import Batch, BatchOutcome, Method
 from transforms.plan import plan_customers
@@ -568,6 +570,158 @@ def test_threads_can_share_one_ledger(ledger: SqliteLedger) -> None:
     assert ledger.known_customer_count() == 4 * 25 * 4
 
 
+# --- group commit: the event loop's writes ----------------------------------------------
+def _queue(ledger: SqliteLedger, run_id: str, batch: Batch, status: str = "acknowledged") -> None:
+    ledger.queue_outcome(run_id, _outcome(batch, status), _fingerprints(batch), _documents(batch))
+
+
+async def _held_writer(ledger: SqliteLedger, run_id: str) -> asyncio.Future[None]:
+    """Hold the writer thread (the caller holds ``ledger._lock``): it takes a mark of batch
+    ``held`` and waits for the lock, so everything queued next is committed together."""
+    held = asyncio.ensure_future(ledger.amark_sending(run_id, _batch("held", _ids("h", 1))))
+    await asyncio.sleep(0.05)
+    return held
+
+
+async def test_a_mark_is_committed_when_amark_sending_returns(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a"))
+
+    await ledger.amark_sending(run_id, batch)
+    assert _query(state, "SELECT batch_id, state FROM batches") == [("b1", "sending")]
+
+    _queue(ledger, run_id, batch)
+    await ledger.aflush()
+    assert _query(state, "SELECT state, customers, acknowledged FROM batches") == [
+        ("acknowledged", 3, 3)
+    ]
+    assert ledger.acknowledged_fingerprints(batch.customer_ids) == _fingerprints(batch)
+
+
+async def test_a_queued_outcome_is_committed_before_any_later_mark(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    run_id = ledger.start_run({})
+    first, second = _batch("b1", _ids("a")), _batch("b2", _ids("b"))
+    await ledger.amark_sending(run_id, first)
+
+    _queue(ledger, run_id, first, "failed")
+    await ledger.amark_sending(run_id, second)
+
+    assert _query(state, "SELECT batch_id, state FROM batches ORDER BY batch_key") == [
+        ("b1", "failed"),
+        ("b2", "sending"),
+    ]
+    assert ledger.dead_letter_ids() == set(first.customer_ids)
+
+
+async def test_a_queued_outcome_with_no_mark_after_it_is_committed_soon(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a"))
+    await ledger.amark_sending(run_id, batch)
+
+    queued = time.monotonic()
+    _queue(ledger, run_id, batch)  # no mark, no flush follows: LINGER (5 ms) bounds the wait
+    while _query(state, "SELECT state FROM batches") != [("acknowledged",)]:
+        assert time.monotonic() - queued < 1.0  # generous: a busy machine stalls threads
+        await asyncio.sleep(0.001)
+
+
+async def test_writes_queued_meanwhile_share_one_transaction(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    run_id = ledger.start_run({})
+    batches = [_batch(f"b{n}", _ids(f"c{n}")) for n in range(20)]
+    commits: list[str] = []
+    ledger._db.set_trace_callback(lambda s: commits.append(s) if s == "COMMIT" else None)
+
+    with ledger._lock:
+        held = await _held_writer(ledger, run_id)
+        marks = [asyncio.ensure_future(ledger.amark_sending(run_id, b)) for b in batches]
+        await asyncio.sleep(0.05)
+    await asyncio.gather(held, *marks)
+    with ledger._lock:
+        held = await _held_writer(ledger, run_id)
+        for batch in batches:
+            _queue(ledger, run_id, batch)
+    await held
+    await ledger.aflush()
+
+    assert len(commits) <= 4  # 20 marks and 20 outcomes (and twice the held mark)
+    assert ledger.known_customer_count() == 20 * 3
+    assert _query(state, "SELECT count(*) FROM batches WHERE state = 'acknowledged'") == [(20,)]
+
+
+async def test_an_outcome_that_cannot_be_recorded_fails_alone_and_stops_the_sending(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    run_id = ledger.start_run({})
+    good, bad = _batch("b1", _ids("a")), _batch("b2", _ids("b"))
+    for batch in (good, bad):
+        await ledger.amark_sending(run_id, batch)
+    with sqlite3.connect(state / LEDGER_FILE) as db:
+        db.execute(
+            "CREATE TRIGGER boom BEFORE INSERT ON dead_letters "
+            "WHEN NEW.source_customer_id = 'b-1' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+    with pytest.raises(KeyError, match="a-0"):  # checked when queued: nothing is queued
+        ledger.queue_outcome(run_id, _outcome(good, "failed"), _fingerprints(good), {})
+
+    with ledger._lock:  # both outcomes in one transaction, which fails
+        held = await _held_writer(ledger, run_id)
+        _queue(ledger, run_id, bad, "failed")
+        _queue(ledger, run_id, good)
+    await held
+
+    with pytest.raises(LedgerWriteError, match="disk says no"):
+        await ledger.aflush()
+    # the group was rolled back and its writes tried one by one: only the bad one failed
+    assert _query(state, "SELECT batch_id, state FROM batches ORDER BY batch_key") == [
+        ("b1", "acknowledged"),
+        ("b2", "sending"),
+        ("held", "sending"),
+    ]
+    assert ledger.dead_letter_ids() == set()
+    # nothing more goes out once an outcome could not be recorded
+    with pytest.raises(LedgerWriteError):
+        await ledger.amark_sending(run_id, _batch("b3", _ids("c")))
+    with pytest.raises(LedgerWriteError):
+        _queue(ledger, run_id, good)
+    assert _query(state, "SELECT count(*) FROM batches WHERE batch_id = 'b3'") == [(0,)]
+    ledger.finish_run(run_id, "failed", {})  # the run can still be closed
+
+
+async def test_queued_outcomes_are_committed_before_finish_run_and_close(state: Path) -> None:
+    with SqliteLedger.open(state) as ledger:
+        run_id = ledger.start_run({})
+        first, second = _batch("b1", _ids("a")), _batch("b2", _ids("b"))
+        for batch in (first, second):
+            await ledger.amark_sending(run_id, batch)
+        _queue(ledger, run_id, first)
+        ledger.finish_run(run_id, "succeeded", {})
+        assert _query(state, "SELECT state FROM batches WHERE batch_id = 'b1'") == [
+            ("acknowledged",)
+        ]
+        _queue(ledger, run_id, second)
+    assert _query(state, "SELECT count(*) FROM acknowledged") == [(6,)]
+    assert not [t for t in threading.enumerate() if t.name.startswith("ledger-writer")]
+
+
+def test_awkward_ids_round_trip_through_the_acknowledged_json(ledger: SqliteLedger) -> None:
+    run_id = ledger.start_run({})
+    ids = ('q"uote', "back\\slash", "ctl\x01\n\t", "ünï€😀", "C 1", "[1]", "{}")
+    batch = _batch("b1", ids)
+    _send(ledger, run_id, batch, "failed")
+    _send(ledger, run_id, batch)  # acknowledged now: leaves the dead letters
+
+    assert ledger.acknowledged_fingerprints(ids) == _fingerprints(batch)
+    assert ledger.dead_letter_ids() == set()
+
+
 # --- crashed runs ------------------------------------------------------------------------
 def test_a_live_runs_batches_in_flight_are_not_interrupted(ledger: SqliteLedger) -> None:
     run_id = ledger.start_run({})
@@ -765,7 +919,135 @@ def test_a_kill_at_any_statement_leaves_a_committed_state(tmp_path: Path) -> Non
     # order of the commits
     assert states == sorted(states, key=["before", "sending", "recorded"].index)
     assert {"before", "sending"} <= set(states)
-    assert len(states) > 10
+    # the mark's BEGIN, INSERT, COMMIT; the outcome's BEGIN, batch row, acknowledgements,
+    # dead-letter check, clearing, dead letter, COMMIT
+    assert len(states) >= 10
+
+
+def _group_then_die_at_statement(state: Path, statement: int) -> None:
+    """In a forked child: the third batch's outcome and the fourth's mark are committed in
+    one group transaction; SIGKILL just before its ``statement``-th SQL statement."""
+
+    async def work() -> None:
+        with SqliteLedger.open(state) as ledger:
+            run_id = ledger.start_run({})
+            _send(ledger, run_id, _batch("b1", _ids("a", 4)))
+            _send(ledger, run_id, _batch("b2", _ids("z", 3)), "failed")
+            retry = _batch("b3", (*_ids("z", 3), "n-0"), "PUT")  # clears two dead letters
+            await ledger.amark_sending(run_id, retry)
+            seen = 0
+
+            def die_at(_: str) -> None:
+                nonlocal seen
+                seen += 1
+                if seen == statement:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            ledger._db.set_trace_callback(die_at)  # runs on the writer thread
+            with ledger._lock:
+                held = await _held_writer(ledger, run_id)
+                ledger.queue_outcome(
+                    run_id,
+                    _outcome(retry, rejected={"z-2": "bad"}),
+                    _fingerprints(retry),
+                    _documents(retry),
+                )
+                following = asyncio.ensure_future(
+                    ledger.amark_sending(run_id, _batch("b4", _ids("m", 2)))
+                )
+                await asyncio.sleep(0.05)
+            await asyncio.gather(held, following)
+
+    asyncio.run(work())
+
+
+@pytest.mark.slow
+def test_a_kill_at_any_statement_of_a_group_commit_leaves_a_committed_state(
+    tmp_path: Path,
+) -> None:
+    states: list[str] = []
+    for statement in range(1, 200):
+        state = tmp_path / f"kill-{statement}"
+        child = _fork.Process(target=_child, args=(_group_then_die_at_statement, state, statement))
+        child.start()
+        child.join()
+        if child.exitcode == 0:
+            assert _committed_state(state) == "recorded"
+            break
+        assert child.exitcode == -signal.SIGKILL
+        states.append(_committed_state(state))
+        batches = dict(_query(state, "SELECT batch_id, state FROM batches"))
+        # the outcome of b3 and the mark of b4 are one transaction: both or neither
+        assert ("b4" in batches) == (states[-1] == "recorded")
+        with SqliteLedger.open(state) as reopened:
+            interrupted = {b.batch_id for b in reopened.interrupted_batches()}
+        assert interrupted == {b for b, s in batches.items() if s == "sending"}
+        assert ("b3" in interrupted) == (states[-1] == "sending")
+    # killed at every statement up to the group's COMMIT (the held mark's transaction, then
+    # BEGIN, the outcome's five statements, the mark, COMMIT): it was all or nothing
+    assert states == ["sending"] * len(states)
+    assert len(states) >= 8
+
+
+DELIVERY_CONCURRENCY = 4
+
+
+def _deliver_concurrently(state: Path, sent_log: Path) -> None:
+    """In a forked child: deliver 400 batches as flows.deliver does (a slot each: mark
+    awaited, request, outcome queued before the slot is given back), logging each batch
+    once its request is out; every ninth batch fails."""
+
+    async def work() -> None:
+        log = os.open(sent_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        limiter = asyncio.Semaphore(DELIVERY_CONCURRENCY)
+        with SqliteLedger.open(state) as ledger:
+            run_id = ledger.start_run({})
+
+            async def one(b: int) -> None:
+                batch = _batch(f"b{b}", _ids(f"c{b}", 50))
+                async with limiter:
+                    await ledger.amark_sending(run_id, batch)
+                    os.write(log, f"{batch.batch_id}\n".encode())  # the request is out
+                    await asyncio.sleep(0.001 * (b % 3))
+                    _queue(ledger, run_id, batch, "failed" if b % 9 == 0 else "acknowledged")
+
+            for group in range(0, 400, 100):
+                await asyncio.gather(*(one(b) for b in range(group, group + 100)))
+                await ledger.aflush()
+            ledger.finish_run(run_id, "succeeded", {})
+
+    asyncio.run(work())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sent_before_kill", [1, 37, 150, 333, 399])
+def test_a_delivery_killed_at_any_moment_leaves_at_most_its_concurrency_in_flight(
+    tmp_path: Path, sent_before_kill: int
+) -> None:
+    state, sent_log = tmp_path / "state", tmp_path / "sent"
+    child = _fork.Process(target=_child, args=(_deliver_concurrently, state, sent_log))
+    child.start()
+    deadline = time.monotonic() + 60
+    while not sent_log.exists() or len(sent_log.read_bytes().split()) < sent_before_kill:
+        assert child.is_alive() and time.monotonic() < deadline
+        time.sleep(0.0005)
+    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    child.join()
+    assert child.exitcode == -signal.SIGKILL
+
+    sent = set(sent_log.read_text().split())
+    _invariants(state, writers=DELIVERY_CONCURRENCY)  # at most `concurrency` batches sending
+    batches = dict(_query(state, "SELECT batch_id, state FROM batches"))
+    recorded = {b for b, s in batches.items() if s != "sending"}
+    # every request that went out was marked first; what is not recorded is in flight
+    assert sent <= batches.keys()
+    assert recorded <= sent
+    with SqliteLedger.open(state) as ledger:
+        interrupted = {b.batch_id for b in ledger.interrupted_batches()}
+        assert interrupted == batches.keys() - recorded
+        assert len(interrupted) <= DELIVERY_CONCURRENCY
+        acked = _query(state, "SELECT count(*) FROM acknowledged")[0][0]
+        assert acked == 50 * len({b for b in recorded if batches[b] == "acknowledged"})
 
 
 @pytest.mark.slow
