@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FULL = {
     "nest": ["scripts/bench_nest.py", "--customers", "1000000"],
     "validate": ["scripts/bench_validate.py", "--customers", "1000000"],
-    "prepare": ["scripts/bench_prepare.py", "--customers", "1000000", "5000000"],
+    "prepare": ["scripts/bench_prepare.py", "--customers", "1000000"],
+    "prepare-5m": ["scripts/bench_prepare.py", "--customers", "5000000", "--paths", "chunked"],
     "delivery": ["scripts/bench_delivery.py", "--batches", "20000"],
     "flow-delivery": ["scripts/bench_flow_delivery.py", "--batches", "20000"],
     "end-to-end": ["scripts/bench_end_to_end.py", "--customers", "1000000"],
@@ -32,6 +33,7 @@ QUICK = {
     "nest": ["scripts/bench_nest.py", "--customers", "100000", "--repeat", "1"],
     "validate": ["scripts/bench_validate.py", "--customers", "100000", "--repeat", "1"],
     "prepare": ["scripts/bench_prepare.py", "--customers", "100000"],
+    "prepare-5m": ["scripts/bench_prepare.py", "--customers", "200000", "--paths", "chunked"],
     "delivery": ["scripts/bench_delivery.py", "--batches", "2000", "--repeats", "1"],
     "flow-delivery": ["scripts/bench_flow_delivery.py", "--batches", "2000", "--repeats", "1",
                       "--naive-batches", "300"],
