@@ -25,8 +25,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -213,38 +212,47 @@ def partition_extract(
 
     Every header is checked first, so a file that cannot be used fails before the others
     are read (``InputError``, from the readers). With ``pool``, blocks are bucketed and
-    account partitions routed in its workers while this process reads on.
+    account partitions routed in its workers while this process reads on: accounts and
+    cards are read first, and routed as soon as they are bucketed, while the customers
+    are read.
     """
     ignored = {}
     for table in contract.TABLES:
         extra = ignored_columns(files[table], table, rename, storage_options)
         if extra:
             ignored[table] = extra
+    bucketing = _Bucketing(pool, partitions)
+    routing: list[Future[dict[str, Path]]] = []
+    accounts_and_cards = ("accounts", "cards")
 
-    def spill(table: str) -> tuple[Spill, npt.NDArray[np.uint64]]:
+    def route_when_bucketed() -> None:
+        if pool is not None and not routing and bucketing.done(accounts_and_cards):
+            routing.extend(
+                pool.submit(route_account_partition, spills, folder, partitions, q)
+                for q in range(partitions)
+            )
+
+    def spill(table: str) -> Spill:
         return spill_table(
             files[table],
             table,
             folder,
-            partitions,
+            bucketing,
             rename=rename,
             storage_options=storage_options,
             block_rows=block_rows,
-            pool=pool,
+            on_block=route_when_bucketed if table == "customers" else None,
         )
 
-    spills = {table: spill(table)[0] for table in ("accounts", "cards")}
-    routing: list[Future[dict[str, Path]]] = []
-    if pool is not None:  # routed by the workers while the customers are read
-        routing = [
-            pool.submit(route_account_partition, spills, folder, partitions, q)
-            for q in range(partitions)
-        ]
-    customers, hashes = spill("customers")
+    spills = {table: spill(table) for table in accounts_and_cards}
+    customers = spill("customers")
     if pool is None:
         routed = [route_account_partition(spills, folder, partitions, q) for q in range(partitions)]
     else:
+        bucketing.wait(accounts_and_cards)
+        route_when_bucketed()
         routed = [future.result() for future in routing]
+    hashes = bucketing.finish()
     for done in spills.values():
         for path in done.paths:
             path.unlink()  # their routed copies hold the rows now: half the disk
@@ -256,51 +264,89 @@ def partition_extract(
         ignored_columns=ignored,
         rows_read={t: spills[t].rows for t in contract.TABLES},
         customers=customers.paths,
-        routed={t: tuple(r[t] for r in routed) for t in ("accounts", "cards")},
+        routed={t: tuple(r[t] for r in routed) for t in accounts_and_cards},
         index=write_index(folder / "customer-ids.npy", hashes),
     )
+
+
+class _Bucketing:
+    """Raw blocks of pass 1 bucketed by ``spill_block``: here, or in the pool (at most
+    ``RAW_BLOCKS_AHEAD`` waiting, on disk); keeps the customers' id hashes."""
+
+    def __init__(self, pool: Executor | None, partitions: int) -> None:
+        self.pool = pool
+        self.partitions = partitions
+        self.pending: list[tuple[str, Future[npt.NDArray[np.uint64]]]] = []
+        self.hashes: list[npt.NDArray[np.uint64]] = []
+
+    def add(self, table: str, raw: Path, path: Path) -> None:
+        if self.pool is None:
+            self.hashes.append(spill_block(table, raw, path, self.partitions))
+            return
+        self.pending.append(
+            (table, self.pool.submit(spill_block, table, raw, path, self.partitions))
+        )
+        waiting = []
+        for _, future in self.pending:
+            if not future.done():
+                waiting.append(future)
+            elif future.exception() is not None:
+                future.result()  # a worker failed: stop reading now
+        if len(waiting) > RAW_BLOCKS_AHEAD:
+            waiting[0].result()
+
+    def done(self, tables: tuple[str, ...]) -> bool:
+        return all(future.done() for table, future in self.pending if table in tables)
+
+    def wait(self, tables: tuple[str, ...]) -> None:
+        for table, future in self.pending:
+            if table in tables:
+                future.result()  # raises what the worker raised
+
+    def finish(self) -> npt.NDArray[np.uint64]:
+        """The sorted distinct hashes of every customer id, once every block is done."""
+        self.hashes += [future.result() for _, future in self.pending]
+        self.pending = []
+        return distinct_sorted(self.hashes)
 
 
 def spill_table(
     path: str,
     table: str,
     folder: Path,
-    partitions: int,
+    bucketing: _Bucketing,
     *,
     rename: Rename | None = None,
     storage_options: Mapping[str, Any] | None = None,
     block_rows: int = BLOCK_ROWS,
-    pool: Executor | None = None,
-) -> tuple[Spill, npt.NDArray[np.uint64]]:
-    """Pass 1 of one table; for customers, also the sorted distinct hashes of their ids.
+    on_block: Callable[[], None] | None = None,
+) -> Spill:
+    """Pass 1 of one table: read, and handed to ``bucketing`` in raw blocks.
 
     The file is read ``READ_ROWS`` rows at a time (the CSV reader reads ahead, and holds
-    more the bigger its blocks), and written as it comes into raw blocks of about
-    ``block_rows`` rows, each then bucketed by ``spill_block``: in ``pool`` when given, so
-    reading goes on meanwhile (at most ``RAW_BLOCKS_AHEAD`` raw blocks wait, on disk).
+    more the bigger its blocks) and written as it comes into raw blocks of about
+    ``block_rows`` rows. ``on_block`` is called after each read.
     """
     schema = schema_of(table)
     paths: list[Path] = []
     rows = 0
-    hashes: list[npt.NDArray[np.uint64]] = []
-    pending: deque[Future[npt.NDArray[np.uint64]]] = deque()
-
-    def bucket(raw: Path) -> None:
-        paths.append(folder / f"{table}-{len(paths):05d}.arrow")
-        if pool is None:
-            hashes.append(spill_block(table, raw, paths[-1], partitions))
-            return
-        pending.append(pool.submit(spill_block, table, raw, paths[-1], partitions))
-        while len(pending) > RAW_BLOCKS_AHEAD:
-            hashes.append(pending.popleft().result())
-
-    frames = iter_table_blocks(
-        path, table, min(READ_ROWS, block_rows), rename=rename, storage_options=storage_options
-    )
     raw: Path | None = None
     sink: Any = None
     writer: Any = None
     held = 0
+
+    def close() -> None:
+        nonlocal writer, held
+        writer.close()
+        sink.close()
+        writer, held = None, 0
+        assert raw is not None
+        paths.append(folder / f"{table}-{len(paths):05d}.arrow")
+        bucketing.add(table, raw, paths[-1])
+
+    frames = iter_table_blocks(
+        path, table, min(READ_ROWS, block_rows), rename=rename, storage_options=storage_options
+    )
     try:
         for frame in frames:
             block = _arrow_block(frame, schema)
@@ -312,26 +358,17 @@ def spill_table(
             held += block.num_rows
             rows += block.num_rows
             if held >= block_rows:
-                writer.close()
-                sink.close()
-                writer = None
-                held = 0
-                assert raw is not None
-                bucket(raw)
+                close()
+            if on_block is not None:
+                on_block()
         if writer is not None:
-            writer.close()
-            sink.close()
-            writer = None
-            assert raw is not None
-            bucket(raw)
+            close()
     finally:
         if writer is not None:
             writer.close()
             sink.close()
-    while pending:
-        hashes.append(pending.popleft().result())
     pa.default_memory_pool().release_unused()
-    return Spill(table, tuple(paths), rows), distinct_sorted(hashes)
+    return Spill(table, tuple(paths), rows)
 
 
 def spill_block(table: str, raw: Path, path: Path, partitions: int) -> npt.NDArray[np.uint64]:

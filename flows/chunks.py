@@ -48,6 +48,10 @@ from transforms.validate import Validation, validate_extract
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS: Final = 2
+WHOLE_CUSTOMERS: Final = 150_000
+"""Extracts up to this many customers are prepared whole, in the calling process: as fast
+as in chunks or faster (no worker start-up, no spill files), and in no more memory (about
+1.2 GB at 150k; in chunks all processes together take 1.1 to 1.5 GB)."""
 NEST_ROWS: Final = 25_000
 """Customers whose documents are joined at a time: at 100k a chunk's peak is 150 MB lower
 than in one go, for the same time."""

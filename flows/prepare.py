@@ -25,7 +25,13 @@ from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS, estimate_rows, partiti
 from adapters.readers import locate_tables, read_extract
 from adapters.rejects import write_rejects
 from adapters.spool import SpoolWriter
-from flows.chunks import PreparedChunk, default_workers, prepare_validation, prepared_chunks
+from flows.chunks import (
+    WHOLE_CUSTOMERS,
+    PreparedChunk,
+    default_workers,
+    prepare_validation,
+    prepared_chunks,
+)
 from schemas.records import Extract
 from transforms.plan import plan_customers
 from transforms.validate import Validation, validate_extract
@@ -170,21 +176,24 @@ def validated_chunks(
     work_folder: Path,
     *,
     chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
+    whole_customers: int = WHOLE_CUSTOMERS,
     workers: int | None = None,
 ) -> Generator[PreparedChunk, None, None]:
     """The extract as chunks of about ``chunk_customers`` customers, each validated, nested
     and fingerprinted.
 
-    An extract of one chunk (the notebook case) is read, validated and nested here, whole.
-    A bigger one is split on disk under ``work_folder`` (owner-only, removed at the end)
-    and prepared by ``workers`` processes (default: one per core, at most two), with
-    memory set by the chunk size (``flows.chunks``); its validation is the same.
+    An extract of at most ``whole_customers`` customers (the notebook case) is read,
+    validated and nested here, whole: one chunk. A bigger one is split on disk under
+    ``work_folder`` (owner-only, removed at the end) and prepared by ``workers`` processes
+    (default: one per core, at most two), with memory set by the chunk size
+    (``flows.chunks``); its validation is the same.
     """
     files = locate_tables(
         spec.source, customers=spec.customers, accounts=spec.accounts, cards=spec.cards
     )
-    partitions = partitions_for(estimate_rows(files["customers"]), chunk_customers)
-    if partitions == 1:
+    customers = estimate_rows(files["customers"])
+    partitions = partitions_for(customers, chunk_customers)
+    if customers <= whole_customers or partitions == 1:
         extract = read_source(spec)
         yield prepare_validation(validate_source(extract))
         return
@@ -221,11 +230,17 @@ def prepare(
     full_refresh: bool,
     mode: str,
     chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
+    whole_customers: int = WHOLE_CUSTOMERS,
 ) -> Preparation:
     """Every chunk validated, nested and planned; rejects written; totals returned."""
     preparation = Preparation()
     rejects: list[pd.DataFrame] = []
-    chunks = validated_chunks(spec, spool_path.parent / "chunks", chunk_customers=chunk_customers)
+    chunks = validated_chunks(
+        spec,
+        spool_path.parent / "chunks",
+        chunk_customers=chunk_customers,
+        whole_customers=whole_customers,
+    )
     with SpoolWriter(spool_path) as spool, closing(chunks):
         for chunk in chunks:
             validation = chunk.validation

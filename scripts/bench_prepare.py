@@ -76,6 +76,16 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _checksum(fingerprints: Any) -> int:
+    """An order-free checksum of (customer id, fingerprint) pairs: both paths must agree."""
+    import numpy as np
+    import pandas as pd
+
+    pairs = pd.Series(fingerprints.index.astype(str) + ":" + fingerprints.astype(str))
+    hashed = pd.util.hash_pandas_object(pairs, index=False).to_numpy()
+    return int(np.bitwise_xor.reduce(hashed)) if len(hashed) else 0
+
+
 def _whole(folder: str) -> dict[str, Any]:
     from adapters.readers import read_extract
     from transforms.fingerprint import fingerprinted_documents
@@ -90,11 +100,16 @@ def _whole(folder: str) -> dict[str, Any]:
     del extract
     stages["validate"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    documents, _ = fingerprinted_documents(
+    documents, fingerprints = fingerprinted_documents(
         validation.customers, validation.accounts, validation.cards
     )
     stages["nest+fingerprint"] = time.perf_counter() - mark
-    return {"stages": stages, "documents": len(documents), "valid": validation.customers_valid}
+    return {
+        "stages": stages,
+        "documents": len(documents),
+        "valid": validation.customers_valid,
+        "checksum": _checksum(fingerprints),
+    }
 
 
 def _chunked(folder: str, chunk_customers: int, workers: int) -> dict[str, Any]:
@@ -109,7 +124,7 @@ def _chunked(folder: str, chunk_customers: int, workers: int) -> dict[str, Any]:
     files = locate_tables(folder)
     partitions = partitions_for(estimate_rows(files["customers"]), chunk_customers)
     stages["estimate"] = time.perf_counter() - start
-    documents = valid = 0
+    documents = valid = checksum = 0
     first = None
     with tempfile.TemporaryDirectory(dir=ROOT / "bench-data") as work:
         chunks = prepared_chunks(files, Path(work) / "chunks", partitions, workers=workers)
@@ -119,11 +134,13 @@ def _chunked(folder: str, chunk_customers: int, workers: int) -> dict[str, Any]:
             pa.array(chunk.documents.documents, pa.binary())  # what the spool does with them
             documents += len(chunk.documents)
             valid += chunk.validation.customers_valid
+            checksum ^= _checksum(chunk.fingerprints)
     stages["first chunk"] = (first or time.perf_counter()) - start
     return {
         "stages": stages,
         "documents": documents,
         "valid": valid,
+        "checksum": checksum,
         "partitions": partitions,
     }
 
@@ -172,6 +189,7 @@ def main() -> int:
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20
     print(f"extract: {folder} ({size:,.0f} MiB, {args.format})")
     print(f"chunked: {chunk_customers:,} customers a chunk, {args.workers} workers")
+    checksums = set()
     for path in args.paths.split(","):
         command = [sys.executable, __file__, "--child", path, "--folder", str(folder)]
         command += ["--chunk-customers", str(chunk_customers), "--workers", str(args.workers)]
@@ -185,6 +203,9 @@ def main() -> int:
         )
         extra = f", {r['partitions']} chunks" if "partitions" in r else ""
         print(f"         stages (s): {stages}; documents {r['documents']:,}{extra}")
+        checksums.add(r["checksum"])
+    if len(args.paths.split(",")) > 1:
+        print("same documents and fingerprints:", "yes" if len(checksums) == 1 else "NO")
     return 0
 
 

@@ -134,6 +134,7 @@ def test_prepare_spools_the_same_plan_in_chunks_as_whole(tmp_path: Path) -> None
                 full_refresh=False,
                 mode="sync",
                 chunk_customers=chunk_customers,
+                whole_customers=0 if name == "chunked" else 1_000,
             )
         rows = [r for b in read_spool(run / "spool.arrow") for r in b.to_pylist()]
         spooled.append(sorted(rows, key=lambda r: r["customer_id"]))
@@ -171,3 +172,12 @@ def test_workers_do_not_run_an_unguarded_calling_script_again(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("script ran") == 1
     assert f"customers {len(messy_rows()['customers'])}" in done.stdout
+
+
+def test_a_table_with_no_rows_is_split_too(tmp_path: Path) -> None:
+    rows = messy_rows()
+    rows["cards"] = []
+    write_files(rows, tmp_path / "in", "csv")
+    whole = validate_extract(read_extract(tmp_path / "in"))
+    chunks = list(prepared_chunks(_files(tmp_path / "in"), tmp_path / "work", 3, workers=1))
+    assert combine_validations([c.validation for c in chunks]).summary() == whole.summary()
