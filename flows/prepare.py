@@ -207,16 +207,17 @@ def validated_chunks(
     chunks = prepared_chunks(
         files, work_folder, partitions, rename=rename, workers=workers or default_workers()
     )
-    totals = Preparation()
+    read = held_back = 0
     with closing(chunks):  # spill files and worker processes go when this stops, too
         for number, chunk in enumerate(chunks, start=1):
-            totals.add_validation(chunk.validation)
+            read += chunk.validation.customers_read
+            held_back += chunk.validation.customers_held_back
             log.info(
                 "Chunk %d of %d: %s customers so far, %s held back",
                 number,
                 partitions,
-                f"{totals.customers_read:,}",
-                f"{totals.customers_held_back:,}",
+                f"{read:,}",
+                f"{held_back:,}",
             )
             yield chunk
 
