@@ -15,11 +15,11 @@ from prefect import flow
 
 from adapters.delivery import RetryPolicy
 from adapters.ledger import SqliteLedger
-from adapters.partner_client import PartnerClient, PartnerSettings
+from adapters.partner_client import PartnerClient
 from adapters.spool import SpoolWriter
 from flows.deliver import deliver_spool, write_dry_run
 from flows.report import SyncResult, summary_lines, write_report
-from flows.sync import apply_outcomes, state_folder
+from flows.sync import apply_outcomes, export_dead_letters_of, partner_settings, state_folder
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ async def replay_dead_letters(
             write_dry_run(spool_path, Path(dry_run), batch_size, run_id)
             result.dry_run_dir = dry_run
         elif letters:
-            settings = PartnerSettings.from_environment(api_url=api_url)
+            settings = await partner_settings(api_url)
             async with PartnerClient(settings) as client:
                 outcomes = await deliver_spool(
                     spool_path,
@@ -70,10 +70,7 @@ async def replay_dead_letters(
                     policy=retry_policy or RetryPolicy(),
                 )
             apply_outcomes(result, outcomes)
-            if result.customers_failed:
-                exported = run_dir / "dead-letters.jsonl"
-                ledger.export_dead_letters(exported)
-                result.dead_letters = str(exported)
+            export_dead_letters_of(result, ledger, run_dir)
     finally:
         spool_path.unlink(missing_ok=True)
         ledger.finish_run(

@@ -88,6 +88,25 @@ def apply_outcomes(result: SyncResult, outcomes: list[BatchOutcome]) -> None:
             result.customers_updated += delivered
 
 
+async def partner_settings(api_url: str | None, *, look_up_block: bool = True) -> PartnerSettings:
+    """``CUSTOMER_SYNC_*`` settings; without a token there, the Secret block's (if any)."""
+    settings = PartnerSettings.from_environment(api_url=api_url)
+    if settings.api_token is None and look_up_block:
+        # the environment wins; a scheduled run may keep the token in a Secret block
+        token = await apartner_token_from_block()
+        if token is not None:
+            settings = PartnerSettings.from_environment(api_url=api_url, api_token=token)
+    return settings
+
+
+def export_dead_letters_of(result: SyncResult, ledger: SqliteLedger, run_dir: Path) -> None:
+    """When customers failed, export the dead letters beside the run's report (owner-only)."""
+    if result.customers_failed:
+        exported = run_dir / "dead-letters.jsonl"
+        ledger.export_dead_letters(exported)
+        result.dead_letters = str(exported)
+
+
 def acknowledged_ids(outcome: BatchOutcome) -> tuple[str, ...]:
     """The customers of a batch the partner acknowledged (a failed batch may be partial)."""
     if isinstance(outcome, DeliveryOutcome):
@@ -186,12 +205,7 @@ async def _sync(
         raise ValueError(f"batch_size must be between 1 and 50, not {batch_size}")
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
-    settings = PartnerSettings.from_environment(api_url=api_url)
-    if settings.api_token is None and dry_run is None:
-        # the environment wins; a scheduled run may keep the token in a Secret block
-        token = await apartner_token_from_block()
-        if token is not None:
-            settings = PartnerSettings.from_environment(api_url=api_url, api_token=token)
+    settings = await partner_settings(api_url, look_up_block=dry_run is None)
     state = state_folder(state_dir)
     result = SyncResult(dry_run=dry_run is not None)
     ledger = SqliteLedger.open(state)
@@ -269,10 +283,7 @@ async def _sync(
                     )
             await tracker.finish()
             apply_outcomes(result, outcomes)
-            if result.customers_failed:
-                exported = run_dir / "dead-letters.jsonl"
-                ledger.export_dead_letters(exported)
-                result.dead_letters = str(exported)
+            export_dead_letters_of(result, ledger, run_dir)
     except GuardTripped as tripped:
         result.aborted = str(tripped)
         raise
