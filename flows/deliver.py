@@ -26,6 +26,7 @@ from adapters.delivery import RetryEvent, RetryPolicy, deliver_batch
 from adapters.ledger import SqliteLedger
 from adapters.partner_client import PartnerClient
 from adapters.spool import read_spool
+from flows.report import BatchOutcomes
 from schemas.records import Batch, BatchOutcome
 from transforms.batching import make_batches
 
@@ -84,7 +85,7 @@ async def deliver_group(
     run_id: str,
     policy: RetryPolicy,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
-) -> list[BatchOutcome]:
+) -> BatchOutcomes:
     """Deliver a group of batches, each with its own retries; record each in the ledger."""
     run_log = get_run_logger()
 
@@ -133,7 +134,8 @@ async def deliver_group(
         sum(len(o.customer_ids) for o in outcomes),
         sum(1 for o in outcomes if o.status == "acknowledged"),
     )
-    return list(outcomes)
+    # not a list: Prefect links every item of a returned list to the task run (a leaf here)
+    return BatchOutcomes(outcomes)
 
 
 async def deliver_spool(
@@ -147,11 +149,11 @@ async def deliver_spool(
     policy: RetryPolicy,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     batches_per_task_run: int = BATCHES_PER_TASK_RUN,
-) -> list[BatchOutcome]:
+) -> BatchOutcomes:
     """Every spooled document delivered (or failed) once; outcomes in completion order."""
     limiter = asyncio.Semaphore(concurrency)
-    outcomes: list[BatchOutcome] = []
-    in_flight: set[asyncio.Future[list[BatchOutcome]]] = set()
+    outcomes = BatchOutcomes()
+    in_flight: set[asyncio.Future[BatchOutcomes]] = set()
     groups = _groups(planned_batches(spool_path, batch_size, run_id), batches_per_task_run)
     for number, group in enumerate(groups):
         named = deliver_group.with_options(task_run_name=f"deliver-batches-{number:05d}")

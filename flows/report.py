@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -20,6 +21,51 @@ from schemas.records import BatchOutcome
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 EXIT_ABORTED = 2
+
+
+class BatchOutcomes(Sequence[BatchOutcome]):
+    """A run's batch outcomes: a read-only sequence that Prefect does not walk into.
+
+    Prefect walks a flow's return value, and a task run's, looking for futures
+    (``visit_collection``) through every list, tuple, dict and dataclass. A 1M-customer
+    run has 20,000 outcomes of 50 customer ids each: walked as a list, that took about
+    3.5 s of CPU after the flow's last line. A ``Sequence`` that is not a ``list`` is a
+    leaf to Prefect, and reads like a list to everyone else (``len``, indexing, slicing,
+    iteration, ``==`` with a list).
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[BatchOutcome] = ()) -> None:
+        self._items: list[BatchOutcome] = list(items)
+
+    @overload
+    def __getitem__(self, index: int) -> BatchOutcome: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[BatchOutcome]: ...
+    def __getitem__(self, index: int | slice) -> BatchOutcome | list[BatchOutcome]:
+        return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[BatchOutcome]:
+        return iter(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BatchOutcomes):
+            return self._items == other._items
+        if isinstance(other, list):
+            return self._items == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable through extend(), like a list
+
+    def __repr__(self) -> str:
+        return f"BatchOutcomes({len(self._items)} outcomes)"
+
+    def extend(self, outcomes: Iterable[BatchOutcome]) -> None:
+        self._items.extend(outcomes)
 
 
 @dataclass
@@ -45,13 +91,17 @@ class SyncResult:
     customers_sent: int = 0
     customers_failed: int = 0
     customers_rejected: int = 0
-    batches: list[BatchOutcome] = field(default_factory=list)
+    batches: BatchOutcomes = field(default_factory=BatchOutcomes)
     rejects: str | None = None
     dry_run_dir: str | None = None
     dead_letters: str | None = None
     interrupted_batches_resumed: int = 0
     seconds_by_stage: dict[str, float] = field(default_factory=dict)
     aborted: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batches, BatchOutcomes):  # a list given by hand
+            self.batches = BatchOutcomes(self.batches)
 
     @property
     def reconciles(self) -> bool:

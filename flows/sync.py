@@ -10,7 +10,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +25,7 @@ from flows.artifacts import ProgressArtifact, publish_run_artifacts
 from flows.deliver import deliver_spool, write_dry_run
 from flows.prepare import Preparation, SourceSpec, prepare
 from flows.progress import DeliveryProgress
-from flows.report import SyncResult, summary_lines, write_report
+from flows.report import BatchOutcomes, SyncResult, summary_lines, write_report
 from flows.run_retries import (
     RUN_RETRIES,
     RUN_RETRY_DELAY_SECONDS,
@@ -74,8 +74,9 @@ def _apply_preparation(result: SyncResult, preparation: Preparation) -> None:
         result.customers_updated = preparation.updates
 
 
-def apply_outcomes(result: SyncResult, outcomes: list[BatchOutcome]) -> None:
-    result.batches = outcomes
+def apply_outcomes(result: SyncResult, outcomes: Sequence[BatchOutcome]) -> None:
+    # kept as BatchOutcomes: Prefect walks the flow's return value, but not into that
+    result.batches = outcomes if isinstance(outcomes, BatchOutcomes) else BatchOutcomes(outcomes)
     for outcome in outcomes:
         delivered = len(acknowledged_ids(outcome))
         failed = len(outcome.customer_ids) - delivered
