@@ -38,19 +38,21 @@ class SpoolWriter:
 
     def write(
         self,
-        customer_ids: Sequence[str],
-        methods: Sequence[str],
-        fingerprints: Sequence[str],
-        documents: Sequence[bytes],
+        customer_ids: Sequence[str] | pa.Array,
+        methods: Sequence[str] | pa.Array,
+        fingerprints: Sequence[str] | pa.Array,
+        documents: Sequence[bytes] | pa.Array,
     ) -> None:
-        if not customer_ids:
+        """Append one record batch; columns may be Python sequences or Arrow arrays (an
+        Arrow column is cast, not copied value by value)."""
+        if not len(customer_ids):
             return
         batch = pa.record_batch(
             [
-                pa.array(customer_ids, pa.string()),
-                pa.array(methods, pa.string()),
-                pa.array(fingerprints, pa.string()),
-                pa.array(documents, pa.binary()),
+                _column(values, field.type)
+                for values, field in zip(
+                    (customer_ids, methods, fingerprints, documents), SPOOL_SCHEMA, strict=True
+                )
             ],
             schema=SPOOL_SCHEMA,
         )
@@ -71,6 +73,14 @@ class SpoolWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _column(values: Sequence[object] | pa.Array, field_type: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values if values.type == field_type else values.cast(field_type)
+    return pa.array(values, field_type)
 
 
 def read_spool(path: Path) -> Iterator[pa.RecordBatch]:

@@ -30,7 +30,6 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 from pathlib import Path
 from typing import Any, Final
 
-import pandas as pd
 import pyarrow as pa
 
 from adapters.partitioner import (
@@ -41,8 +40,8 @@ from adapters.partitioner import (
     remove_work_folder,
 )
 from adapters.readers import Rename
-from transforms.fast_nest import CustomerDocuments
-from transforms.fingerprint import fingerprinted_documents
+from transforms.fast_nest import DocumentArrays
+from transforms.fingerprint import fingerprinted_document_arrays
 from transforms.validate import Validation, validate_extract
 
 log = logging.getLogger(__name__)
@@ -62,18 +61,20 @@ class PreparedChunk:
     """One chunk, validated, nested and fingerprinted.
 
     ``validation`` keeps its counts, rejects and held-back customers; its valid frames are
-    left empty (the documents are built from them already).
+    left empty (the documents are built from them already). The documents and their
+    fingerprints stay Arrow arrays all the way to the spool: a worker sends them back as
+    a few buffers, not a million Python objects.
     """
 
     validation: Validation
-    documents: CustomerDocuments
-    fingerprints: pd.Series
-    """Fingerprint per valid customer id (``transforms.fingerprint``)."""
+    documents: DocumentArrays
+    fingerprints: pa.StringArray
+    """The fingerprint of each document (``transforms.fingerprint``), aligned with it."""
 
 
 def prepare_validation(validation: Validation) -> PreparedChunk:
     """The documents and fingerprints of a validated chunk (the worker's share of the work)."""
-    documents, fingerprints = fingerprinted_documents(
+    documents, fingerprints = fingerprinted_document_arrays(
         validation.customers, validation.accounts, validation.cards, chunk_rows=NEST_ROWS
     )
     return PreparedChunk(_light(validation), documents, fingerprints)

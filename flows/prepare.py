@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
@@ -143,10 +144,12 @@ def nest_and_plan(
 
     (The documents are built with the chunk, by ``validated_chunks``. Pass the chunk
     wrapped in ``quote``: Prefect would otherwise walk every document.)"""
-    documents, fingerprints = chunk.documents, chunk.fingerprints
-    ids = list(documents.customer_ids)
+    documents = chunk.documents
+    ids = documents.customer_ids.to_pylist()
     plan = plan_customers(
-        pd.DataFrame({"sourceCustomerId": ids, "fingerprint": fingerprints.loc[ids].to_numpy()}),
+        pd.DataFrame(
+            {"sourceCustomerId": ids, "fingerprint": chunk.fingerprints.to_pylist()}, dtype=object
+        ),
         acknowledged=ledger.acknowledged_fingerprints(ids),
         dead_lettered=ledger.dead_letter_ids(ids),
         full_refresh=full_refresh,
@@ -154,14 +157,14 @@ def nest_and_plan(
     )
     send = plan.frame[plan.frame["action"] != "unchanged"]
     # plan rows keep the documents' order, so their index is each document's position
-    positions = send.index.to_numpy()
     methods = send["method"].to_numpy(dtype=object)
     order = np.argsort(methods == "PUT", kind="stable")  # POSTs, then PUTs, in input order
+    positions = pa.array(send.index.to_numpy()[order])
     spool.write(
-        send["sourceCustomerId"].to_numpy(dtype=object)[order].tolist(),
+        documents.customer_ids.take(positions),
         methods[order].tolist(),
-        send["fingerprint"].to_numpy(dtype=object)[order].tolist(),
-        [documents.documents[p] for p in positions[order].tolist()],
+        chunk.fingerprints.take(positions),
+        documents.documents.take(positions),
     )
     return PlannedChunk(
         creates=plan.creates,

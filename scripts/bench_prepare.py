@@ -2,12 +2,17 @@
 
 Each path runs in a fresh subprocess, so its memory is its own:
 
-* ``whole``    read_extract, validate_extract and fingerprinted_documents (the documents
-               as bytes and their fingerprints) over the whole extract, in one process;
+* ``baseline`` the same read_extract and validate_extract, then the straightforward dict
+               approach to the documents (``bench_nest.baseline_documents``: rows as
+               dicts, orjson per customer); ratios against it are printed (the issue's
+               target: 5x); about 10 GB at 1M customers, so not in the default paths;
+* ``whole``    read_extract, validate_extract and fingerprinted_document_arrays (the
+               documents as Arrow bytes and their fingerprints) over the whole extract,
+               in one process;
 * ``chunked``  ``flows.chunks.prepared_chunks``: pass 1 (read and bucket) here, passes 2
                and 3 (route; validate, nest, fingerprint each chunk) in a pool of worker
-               processes; the parent turns each chunk's documents into an Arrow array, as
-               the spool does, and drops them.
+               processes; the parent casts each chunk's documents to the spool's Arrow type,
+               as the spool does, and drops them.
 
 Reported per path: wall time of each stage, CPU seconds of the whole process tree, and
 peak memory: ``ru_maxrss`` of the benchmark process and of its largest worker, and the
@@ -18,6 +23,7 @@ The extract is generated once and kept under ``./bench-data/`` (same folders as
 ``bench_validate.py``). Usage::
 
     uv run --locked python scripts/bench_prepare.py --customers 1000000
+    uv run --locked python scripts/bench_prepare.py --customers 1000000 --paths baseline,chunked
     uv run --locked python scripts/bench_prepare.py --customers 5000000 --paths chunked
 """
 
@@ -76,19 +82,27 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _checksum(fingerprints: Any) -> int:
+def _checksum(ids: Any, fingerprints: Any) -> int:
     """An order-free checksum of (customer id, fingerprint) pairs: both paths must agree."""
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    pairs = pd.Series(fingerprints.index.astype(str) + ":" + fingerprints.astype(str))
-    hashed = pd.util.hash_pandas_object(pairs, index=False).to_numpy()
+    text = pa.large_string()
+    pairs = pc.binary_join_element_wise(
+        pa.array(ids).cast(text), pa.array(fingerprints).cast(text), pa.scalar(":", text)
+    )
+    hashed = pd.util.hash_array(pairs.to_numpy(zero_copy_only=False), categorize=False)
     return int(np.bitwise_xor.reduce(hashed)) if len(hashed) else 0
 
 
-def _whole(folder: str) -> dict[str, Any]:
+def _baseline(folder: str) -> dict[str, Any]:
+    """The straightforward way: the same read and validation, then documents built as
+    Python dicts and serialised with orjson one customer at a time (``bench_nest``'s
+    baseline, the approach DESIGN.md measured at about 60 s and 4.4 GB)."""
     from adapters.readers import read_extract
-    from transforms.fingerprint import fingerprinted_documents
+    from scripts.bench_nest import baseline_documents
     from transforms.validate import validate_extract
 
     stages: dict[str, float] = {}
@@ -100,7 +114,31 @@ def _whole(folder: str) -> dict[str, Any]:
     del extract
     stages["validate"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    documents, fingerprints = fingerprinted_documents(
+    documents = baseline_documents(validation.customers, validation.accounts, validation.cards)
+    stages["dict nest+serialise"] = time.perf_counter() - mark
+    return {
+        "stages": stages,
+        "documents": len(documents),
+        "valid": validation.customers_valid,
+        "checksum": None,
+    }
+
+
+def _whole(folder: str) -> dict[str, Any]:
+    from adapters.readers import read_extract
+    from transforms.fingerprint import fingerprinted_document_arrays
+    from transforms.validate import validate_extract
+
+    stages: dict[str, float] = {}
+    start = time.perf_counter()
+    extract = read_extract(folder)
+    stages["read"] = time.perf_counter() - start
+    mark = time.perf_counter()
+    validation = validate_extract(extract)
+    del extract
+    stages["validate"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    documents, fingerprints = fingerprinted_document_arrays(
         validation.customers, validation.accounts, validation.cards
     )
     stages["nest+fingerprint"] = time.perf_counter() - mark
@@ -108,7 +146,7 @@ def _whole(folder: str) -> dict[str, Any]:
         "stages": stages,
         "documents": len(documents),
         "valid": validation.customers_valid,
-        "checksum": _checksum(fingerprints),
+        "checksum": _checksum(documents.customer_ids, fingerprints),
     }
 
 
@@ -131,10 +169,10 @@ def _chunked(folder: str, chunk_customers: int, workers: int) -> dict[str, Any]:
         for chunk in chunks:
             if first is None:
                 first = time.perf_counter()
-            pa.array(chunk.documents.documents, pa.binary())  # what the spool does with them
+            chunk.documents.documents.cast(pa.binary())  # what the spool does with them
             documents += len(chunk.documents)
             valid += chunk.validation.customers_valid
-            checksum ^= _checksum(chunk.fingerprints)
+            checksum ^= _checksum(chunk.documents.customer_ids, chunk.fingerprints)
     stages["first chunk"] = (first or time.perf_counter()) - start
     return {
         "stages": stages,
@@ -149,7 +187,12 @@ def _child(path: str, folder: str, chunk_customers: int, workers: int) -> dict[s
     sys.path.insert(0, str(ROOT))
     start, cpu = time.perf_counter(), _cpu_seconds()
     with TreeMemory() as memory:
-        result = _whole(folder) if path == "whole" else _chunked(folder, chunk_customers, workers)
+        if path == "baseline":
+            result = _baseline(folder)
+        elif path == "whole":
+            result = _whole(folder)
+        else:
+            result = _chunked(folder, chunk_customers, workers)
     result["total_s"] = time.perf_counter() - start
     result["cpu_s"] = _cpu_seconds() - cpu
     result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -190,6 +233,7 @@ def main() -> int:
     print(f"extract: {folder} ({size:,.0f} MiB, {args.format})")
     print(f"chunked: {chunk_customers:,} customers a chunk, {args.workers} workers")
     checksums = set()
+    totals: dict[str, float] = {}
     for path in args.paths.split(","):
         command = [sys.executable, __file__, "--child", path, "--folder", str(folder)]
         command += ["--chunk-customers", str(chunk_customers), "--workers", str(args.workers)]
@@ -203,9 +247,22 @@ def main() -> int:
         )
         extra = f", {r['partitions']} chunks" if "partitions" in r else ""
         print(f"         stages (s): {stages}; documents {r['documents']:,}{extra}")
-        checksums.add(r["checksum"])
-    if len(args.paths.split(",")) > 1:
+        totals[path] = r["total_s"]
+        if r["checksum"] is not None:
+            checksums.add(r["checksum"])
+        else:
+            nest_only = r["stages"]["dict nest+serialise"]
+    if len(checksums) > 1 or len(totals) - ("baseline" in totals) > 1:
         print("same documents and fingerprints:", "yes" if len(checksums) == 1 else "NO")
+    if "baseline" in totals:
+        for path, total in totals.items():
+            if path != "baseline":
+                print(
+                    f"{path}: {totals['baseline'] / total:.1f}x faster than the baseline's "
+                    f"read + validate + dict nest ({totals['baseline']:.1f} s), "
+                    f"{nest_only / total:.1f}x its dict nest alone ({nest_only:.1f} s) "
+                    "(target: 5x)"
+                )
     return 0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,27 @@ class CustomerDocuments:
 
     def __len__(self) -> int:
         return len(self.documents)
+
+
+@dataclass(frozen=True)
+class DocumentArrays:
+    """The serialised Customer documents as Arrow arrays: ``documents[i]`` (UTF-8 JSON
+    bytes) is the document of ``customer_ids[i]``.
+
+    What a prepared chunk carries from a worker to the spool: two buffers each, not a
+    Python object per document, so sending it between processes and writing it to the
+    spool are memory copies.
+    """
+
+    customer_ids: pa.LargeStringArray
+    documents: pa.LargeBinaryArray
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def to_documents(self) -> CustomerDocuments:
+        """As Python ``str`` ids and ``bytes`` documents."""
+        return CustomerDocuments(self.customer_ids.to_pylist(), self.documents.to_pylist())
 
 
 @dataclass(frozen=True)
@@ -206,6 +227,13 @@ def _chunks(
         yield _concat(
             rows, ',"accounts":[', per_key if keys.unique else keys.per_row(per_key), "]}"
         )
+
+
+def document_array(chunks: Iterable[pa.LargeStringArray]) -> pa.LargeBinaryArray:
+    """The documents of all chunks as one Arrow array of JSON bytes."""
+    parts = [chunk.cast(pa.large_binary()) for chunk in chunks]
+    joined = pa.concat_arrays(parts) if parts else pa.array([], pa.large_binary())
+    return cast(pa.LargeBinaryArray, joined)
 
 
 def document_bytes(chunks: Iterable[pa.LargeStringArray]) -> list[bytes]:

@@ -32,7 +32,7 @@ rule, another hash), and the ledger will see every customer as changed once.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +43,7 @@ from schemas import contract
 from transforms.fast_nest import (
     DEFAULT_CHUNK_ROWS,
     CustomerDocuments,
+    DocumentArrays,
     Holdings,
     Keys,
     account_fields_json,
@@ -52,7 +53,7 @@ from transforms.fast_nest import (
     card_json,
     cards_per_account,
     customer_fields_json,
-    document_bytes,
+    document_array,
     document_chunks,
     text_column,
 )
@@ -97,22 +98,38 @@ def fingerprinted_documents(
     Both are made of the same JSON pieces, so building them together does that work once
     (measured at 1M customers: 10-25% less CPU than calling the two).
     """
+    arrays, fingerprints = fingerprinted_document_arrays(
+        customers, accounts, cards, chunk_rows=chunk_rows
+    )
+    documents = CustomerDocuments(
+        customer_ids=arrays.customer_ids.to_pylist(),
+        documents=arrays.documents.to_numpy(zero_copy_only=False).tolist(),
+    )
+    return documents, _fingerprint_series(arrays.customer_ids, fingerprints)
+
+
+def fingerprinted_document_arrays(
+    customers: pd.DataFrame,
+    accounts: pd.DataFrame,
+    cards: pd.DataFrame,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> tuple[DocumentArrays, pa.StringArray]:
+    """``fingerprinted_documents`` as Arrow arrays, aligned with ``customers``' rows: the
+    documents (JSON bytes) and each one's fingerprint. No Python object per customer."""
     ids = text_column(customers, "customers", "sourceCustomerId")
     account_ids = account_keys(accounts, cards)
     cards_json = card_json(cards)
     account_fields = account_fields_json(accounts)
     customer_fields = customer_fields_json(customers)
     holdings = account_holdings(accounts, ids)
-    fingerprints = _fingerprints(
-        ids, cards_json, account_fields, customer_fields, account_ids, holdings
-    )
+    hashes = _fingerprint_hashes(cards_json, account_fields, customer_fields, account_ids, holdings)
     accounts_json = account_json(
         account_fields, cards_per_account(cards_json, account_ids), account_ids
     )
     del cards_json, account_fields  # no longer needed: let the documents have the memory
     chunks = document_chunks(customer_fields, accounts_json, holdings, chunk_rows)
-    documents = CustomerDocuments(customer_ids=ids.to_pylist(), documents=document_bytes(chunks))
-    return documents, fingerprints
+    return DocumentArrays(ids, document_array(chunks)), _hex_array(hashes)
 
 
 def _fingerprints(
@@ -123,6 +140,26 @@ def _fingerprints(
     account_ids: Keys,
     holdings: Holdings,
 ) -> pd.Series:
+    hashes = _fingerprint_hashes(cards_json, account_fields, customer_fields, account_ids, holdings)
+    return _fingerprint_series(ids, _hex_array(hashes))
+
+
+def _fingerprint_series(ids: pa.LargeStringArray, fingerprints: pa.StringArray) -> pd.Series:
+    return pd.Series(
+        fingerprints.to_numpy(zero_copy_only=False).astype(str),
+        index=pd.Index(ids.to_pandas(), name=contract.ID_COLUMNS["customers"][0]),
+        name="fingerprint",
+        dtype="str",
+    )
+
+
+def _fingerprint_hashes(
+    cards_json: pa.Array,
+    account_fields: pa.Array,
+    customer_fields: pa.Array,
+    account_ids: Keys,
+    holdings: Holdings,
+) -> Hashes:
     card_sums = _group_sums(_row_hashes(cards_json), account_ids.reference_keys, account_ids.size)
     account_hashes = _combined(
         _row_hashes(account_fields), card_sums[account_ids.row_keys], _CARD_LEVEL
@@ -130,14 +167,8 @@ def _fingerprints(
     account_sums = _group_sums(
         account_hashes[holdings.account_rows], holdings.customer_keys, holdings.customers.size
     )
-    customer_hashes = _combined(
+    return _combined(
         _row_hashes(customer_fields), account_sums[holdings.customers.row_keys], _ACCOUNT_LEVEL
-    )
-    return pd.Series(
-        _hex(customer_hashes),
-        index=pd.Index(ids.to_pandas(), name=contract.ID_COLUMNS["customers"][0]),
-        name="fingerprint",
-        dtype="str",
     )
 
 
@@ -174,11 +205,16 @@ def _splitmix64(values: Hashes) -> Hashes:
     return mixed
 
 
-def _hex(hashes: Hashes) -> npt.NDArray[np.str_]:
-    """Each row's two lanes as 32 lower-case hex characters (lane a first, big-endian)."""
-    raw = np.ascontiguousarray(hashes.astype(">u8")).view(np.uint8).reshape(len(hashes), 16)
-    digits = np.empty((len(hashes), 32), dtype=np.uint8)
+def _hex_array(hashes: Hashes) -> pa.StringArray:
+    """Each row's two lanes as 32 lower-case hex characters (lane a first, big-endian),
+    written straight into an Arrow string array's buffers."""
+    rows = len(hashes)
+    raw = np.ascontiguousarray(hashes.astype(">u8")).view(np.uint8).reshape(rows, 16)
+    digits = np.empty((rows, 32), dtype=np.uint8)
     digits[:, 0::2] = _HEX_DIGITS[raw >> 4]
     digits[:, 1::2] = _HEX_DIGITS[raw & 0x0F]
-    text: npt.NDArray[np.str_] = digits.view("S32").ravel().astype(str)
-    return text
+    offsets = np.arange(0, 32 * rows + 1, 32, dtype=np.int32)
+    return cast(
+        pa.StringArray,
+        pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(digits)),
+    )
