@@ -91,9 +91,14 @@ def test_prepared_chunks_give_the_whole_extracts_documents(tmp_path: Path, worke
     chunks = list(prepared_chunks(_files(tmp_path / "in"), work, 4, workers=workers))
     assert len(chunks) == 4
     documents = {
-        cid: (doc, str(chunk.fingerprints.loc[cid]))
+        cid: (doc, fingerprint)
         for chunk in chunks
-        for cid, doc in zip(chunk.documents.customer_ids, chunk.documents.documents, strict=True)
+        for cid, doc, fingerprint in zip(
+            chunk.documents.customer_ids.to_pylist(),
+            chunk.documents.documents.to_pylist(),
+            chunk.fingerprints.to_pylist(),
+            strict=True,
+        )
     }
     assert documents == documents_of(whole)
     combined = combine_validations([c.validation for c in chunks])
