@@ -67,7 +67,7 @@ def normalised_datetimes(values: pd.Series) -> pa.Array:
         parts.append((where, midnight))
     if others.any():
         where = np.flatnonzero(others)
-        seconds, ok = iso_instants(pd.Series(cells.take(pa.array(where)).to_pandas(), dtype="str"))
+        seconds, ok = _instants(cells.take(pa.array(where)))
         parts.append((where[ok], utc_text(seconds[ok]).cast(pa.large_string())))
     parts = [(where, text) for where, text in parts if len(where)]
     if not parts:
@@ -94,15 +94,34 @@ def iso_instants(values: pd.Series) -> tuple[npt.NDArray[np.int64], npt.NDArray[
     """Seconds since the epoch (UTC) of each cell, and where the cell is a real instant.
 
     DECISION: a date-time without an offset, and a bare date, are taken as UTC.
+
+    Cells of an accepted shape whose every part is plainly in range are computed from their
+    digits (``_plain_instants``, about 6x cheaper than pandas' parser); the rest (bare dates
+    here, out-of-range parts) go through pandas, which has the last word on what is real.
     """
-    size = len(values)
-    seconds = np.zeros(size, dtype=np.int64)
-    shaped = np.asarray(
-        pc.match_substring_regex(as_arrow(values), ISO_SHAPE).fill_null(False), dtype=bool
-    )
+    return _instants(as_arrow(values))
+
+
+def _instants(cells: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    seconds = np.zeros(len(cells), dtype=np.int64)
+    shaped = np.asarray(pc.match_substring_regex(cells, ISO_SHAPE).fill_null(False), dtype=bool)
     if not shaped.any():
         return seconds, shaped
-    candidates = as_arrow(values).filter(pa.array(shaped))
+    where = np.flatnonzero(shaped)
+    candidates = cells.take(pa.array(where))
+    plain_seconds, plain = _plain_instants(candidates)
+    seconds[where[plain]] = plain_seconds[plain]
+    ok = shaped.copy()
+    if not plain.all():
+        rest = np.flatnonzero(~plain)
+        rest_seconds, rest_ok = _parsed_instants(candidates.take(pa.array(rest)))
+        ok[where[rest]] = rest_ok
+        seconds[where[rest[rest_ok]]] = rest_seconds[rest_ok]
+    return seconds, ok
+
+
+def _parsed_instants(candidates: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Seconds and validity of ISO_SHAPE cells, by pandas' ISO-8601 parser."""
     # fractions are truncated anyway; dropping them first keeps pandas at microsecond
     # resolution (7+ digits, as .NET writes 9999-12-31T23:59:59.9999999, would make it
     # nanoseconds, which end in 2262). The date has no "." or ",", so only a fraction does.
@@ -113,11 +132,90 @@ def iso_instants(values: pd.Series) -> tuple[npt.NDArray[np.int64], npt.NDArray[
     parsed = pd.to_datetime(
         pd.Series(candidates.to_pandas(), dtype="str"), format="ISO8601", utc=True, errors="coerce"
     )
-    ok = shaped.copy()
-    ok[shaped] = parsed.notna().to_numpy()
+    ok = parsed.notna().to_numpy()
+    seconds = np.zeros(len(candidates), dtype=np.int64)
     instants = parsed.dropna().dt.tz_localize(None).to_numpy().astype("datetime64[s]")
     seconds[ok] = instants.astype(np.int64)
     return seconds, ok
+
+
+_MONTH_DAYS: Final = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+_PLUS, _MINUS, _COLON, _ZERO = ord("+"), ord("-"), ord(":"), ord("0")
+
+
+def _plain_instants(cells: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Seconds of ISO_SHAPE date-times read from their bytes, and which cells were plain.
+
+    Plain: a time is given (not a bare date), month 1-12, a day the month has (leap years
+    included), hour <= 23, minute and second <= 59, offset hours <= 23 and minutes <= 59:
+    pandas accepts exactly these as the same instant (checked in tests). The layout is fixed
+    up to the minutes (``YYYY-MM-DDTHH:MM``); seconds are ``:SS`` at 16, and the offset is
+    read from the end (``±HH:MM``, ``±HHMM``, ``±HH``; ``Z`` or nothing is UTC). Only valid
+    for cells that match ISO_SHAPE: nothing here checks that a byte is a digit.
+    """
+    size = len(cells)
+    _, offset_buffer, data_buffer = cells.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[cells.offset : cells.offset + size + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    last = len(data) - 1
+    start, end = offsets[:-1], offsets[1:]
+    length = end - start
+
+    def byte(position: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        # clipped: a short last cell must not read past the buffer (its value is masked)
+        return data[np.minimum(position, last)].astype(np.int64)
+
+    def number(position: npt.NDArray[np.int64], digits: int) -> npt.NDArray[np.int64]:
+        value = byte(position) - _ZERO
+        for k in range(1, digits):
+            value = value * 10 + byte(position + k) - _ZERO
+        return value
+
+    year, month, day = number(start, 4), number(start + 5, 2), number(start + 8, 2)
+    hour, minute = number(start + 11, 2), number(start + 14, 2)
+    with_seconds = (length >= 19) & (byte(start + 16) == _COLON)
+    second = np.where(with_seconds, number(start + 17, 2), 0)
+    # the offset's sign is 6, 5 or 3 bytes from the end; no other sign can be there
+    at6, at5, at3 = byte(end - 6), byte(end - 5), byte(end - 3)
+    long_zone = (at6 == _PLUS) | (at6 == _MINUS)
+    compact_zone = ~long_zone & ((at5 == _PLUS) | (at5 == _MINUS))
+    hours_zone = ~long_zone & ~compact_zone & ((at3 == _PLUS) | (at3 == _MINUS))
+    zoned = long_zone | compact_zone | hours_zone
+    sign_at = np.where(long_zone, end - 6, np.where(compact_zone, end - 5, end - 3))
+    zone_hours = np.where(zoned, number(sign_at + 1, 2), 0)
+    zone_minutes = np.where(long_zone | compact_zone, number(end - 2, 2), 0)
+    west = zoned & (byte(sign_at) == _MINUS)
+    zone = np.where(west, -1, 1) * (zone_hours * 3600 + zone_minutes * 60)
+
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = _MONTH_DAYS[np.clip(month - 1, 0, 11)] + (leap & (month == 2))
+    plain = (
+        (length >= 16)
+        & (month >= 1)
+        & (month <= 12)
+        & (day >= 1)
+        & (day <= month_days)
+        & (hour <= 23)
+        & (minute <= 59)
+        & (second <= 59)
+        & (zone_hours <= 23)
+        & (zone_minutes <= 59)
+    )
+    days = _days_from_civil(year, month, day)
+    return days * 86400 + hour * 3600 + minute * 60 + second - zone, plain
+
+
+def _days_from_civil(
+    year: npt.NDArray[np.int64], month: npt.NDArray[np.int64], day: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm)."""
+    year = year - (month <= 2)
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    days: npt.NDArray[np.int64] = era * 146097 + day_of_era - 719468
+    return days
 
 
 def utc_text(seconds: npt.NDArray[np.int64]) -> pa.Array:
