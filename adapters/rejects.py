@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from types import TracebackType
+from typing import TextIO
 
 import pandas as pd
 
@@ -32,3 +34,59 @@ def write_rejects(rejects: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return target
+
+
+class RejectsWriter:
+    """The rejects file written a chunk at a time, so a run's rejects are never all in
+    memory: created 0600 beside ``path``, moved into place by ``close`` (atomic, as
+    ``write_rejects``), removed if the run fails first. Rows keep the order they are
+    written in (chunk by chunk); each names its table and row.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.rows = 0
+        self._temporary: str | None = None
+        self._stream: TextIO | None = None
+
+    def write(self, rejects: pd.DataFrame) -> None:
+        if not len(rejects):
+            return
+        if self._stream is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, self._temporary = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", dir=self.path.parent
+            )
+            self._stream = os.fdopen(handle, "w", encoding="utf-8", newline="")
+        rejects.to_csv(self._stream, index=False, header=self.rows == 0, lineterminator="\n")
+        self.rows += len(rejects)
+
+    def close(self) -> Path | None:
+        """Put the file in place; ``None`` when there was nothing to reject."""
+        if self._stream is None or self._temporary is None:
+            return None
+        self._stream.close()
+        os.chmod(self._temporary, FILE_MODE)
+        os.replace(self._temporary, self.path)
+        self._stream = self._temporary = None
+        return self.path
+
+    def discard(self) -> None:
+        if self._stream is not None and self._temporary is not None:
+            self._stream.close()
+            Path(self._temporary).unlink(missing_ok=True)
+            self._stream = self._temporary = None
+
+    def __enter__(self) -> RejectsWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()

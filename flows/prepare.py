@@ -24,7 +24,7 @@ from prefect.utilities.annotations import quote
 from adapters.ledger import SqliteLedger
 from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS, estimate_rows, partitions_for
 from adapters.readers import locate_tables, read_extract
-from adapters.rejects import write_rejects
+from adapters.rejects import RejectsWriter
 from adapters.spool import SpoolWriter
 from flows.chunks import (
     WHOLE_CUSTOMERS,
@@ -56,6 +56,10 @@ class SourceSpec:
         return ", ".join(p for p in (self.customers, self.accounts, self.cards) if p)
 
 
+HELD_BACK_KEPT = 1000
+"""Held-back rows kept in memory for the run's artifact table."""
+
+
 @dataclass
 class Preparation:
     """Totals of the prepared run; the planned documents themselves are in the spool."""
@@ -72,6 +76,8 @@ class Preparation:
     rejects_path: str | None = None
     ignored_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     held_back: list[pd.DataFrame] = field(default_factory=list)
+    """The first ``HELD_BACK_KEPT`` held-back rows (for the run's artifact; all of them
+    are in the rejects file)."""
 
     @property
     def planned(self) -> int:
@@ -85,8 +91,9 @@ class Preparation:
         self.customers_held_back += validation.customers_held_back
         for reason, count in validation.held_back_by_reason.items():
             self.held_back_by_reason[reason] = self.held_back_by_reason.get(reason, 0) + count
-        if len(validation.held_back):
-            self.held_back.append(validation.held_back)
+        kept = sum(len(frame) for frame in self.held_back)
+        if len(validation.held_back) and kept < HELD_BACK_KEPT:
+            self.held_back.append(validation.held_back.head(HELD_BACK_KEPT - kept))
 
 
 @task(name="read-extract", cache_policy=NONE)
@@ -238,19 +245,18 @@ def prepare(
 ) -> Preparation:
     """Every chunk validated, nested and planned; rejects written; totals returned."""
     preparation = Preparation()
-    rejects: list[pd.DataFrame] = []
     chunks = validated_chunks(
         spec,
         spool_path.parent / "chunks",
         chunk_customers=chunk_customers,
         whole_customers=whole_customers,
     )
-    with SpoolWriter(spool_path) as spool, closing(chunks):
+    rejects = RejectsWriter(rejects_path)
+    with SpoolWriter(spool_path) as spool, rejects, closing(chunks):
         for chunk in chunks:
             validation = chunk.validation
             preparation.add_validation(validation)
-            if len(validation.rejects):
-                rejects.append(validation.rejects)
+            rejects.write(validation.rejects)
             planned = nest_and_plan(
                 quote(chunk),  # type: ignore[call-overload]  # unwrapped by Prefect
                 ledger,
@@ -262,6 +268,6 @@ def prepare(
             preparation.updates += planned.updates
             preparation.unchanged += planned.unchanged
             preparation.changed += planned.changed
-    if rejects:
-        preparation.rejects_path = str(write_rejects(pd.concat(rejects), rejects_path))
+    if rejects.rows:
+        preparation.rejects_path = str(rejects.path)
     return preparation
