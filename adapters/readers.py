@@ -181,9 +181,40 @@ def iter_table_blocks(
     ``_row`` continues across blocks, so a block's rows keep their file row numbers.
     Memory is bounded by the block size. A header-only file yields no blocks.
     """
+    layout = _open_layout(os.fspath(path), table, rename, storage_options)
+    for block, first_row in _blocks(layout, block_rows, storage_options):
+        yield _raw_frame(block, layout, first_row)
+
+
+def iter_text_tables(
+    path: str | os.PathLike[str],
+    table: str,
+    block_rows: int,
+    *,
+    rename: Rename | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Iterator[pa.Table]:
+    """Like ``iter_table_blocks``, as Arrow tables (``text_table_schema``): for code that
+    writes the rows on (the spill of ``adapters.partitioner``), a pandas frame in between
+    would be built only to be taken apart again."""
+    layout = _open_layout(os.fspath(path), table, rename, storage_options)
+    schema = text_table_schema(table)
+    for block, first_row in _blocks(layout, block_rows, storage_options):
+        yield _text_table(block, layout, first_row, schema)
+
+
+def text_table_schema(table: str) -> pa.Schema:
+    """A raw table in Arrow: every contract column as (large) text, then ``_row``."""
+    fields = [pa.field(name, pa.large_string()) for name in contract.COLUMNS[table]]
+    return pa.schema([*fields, pa.field(contract.ROW_COLUMN, pa.int64())])
+
+
+def _blocks(
+    layout: _Layout, block_rows: int, storage_options: Mapping[str, Any] | None
+) -> Iterator[tuple[pa.Table, int]]:
+    """The file's kept columns in tables of ``block_rows`` rows, with the first one's _row."""
     if block_rows < 1:
         raise ValueError("block_rows must be at least 1")
-    layout = _open_layout(os.fspath(path), table, rename, storage_options)
     keep = list(layout.sources.values())
     if layout.fmt == "csv":
         batches = csv_text_batches(
@@ -193,7 +224,7 @@ def iter_table_blocks(
         batches = parquet_batches(layout.path, keep, storage_options, block_rows)
     next_row = 1
     for block in _rebatch(batches, block_rows):
-        yield _raw_frame(block, layout, next_row)
+        yield block, next_row
         next_row += block.num_rows
 
 
@@ -363,3 +394,18 @@ def _raw_frame(table: pa.Table, layout: _Layout, first_row: int) -> pd.DataFrame
     frame = pd.DataFrame(columns, index=index)
     frame[contract.ROW_COLUMN] = np.arange(first_row, first_row + rows, dtype=np.int64)
     return frame
+
+
+def _text_table(table: pa.Table, layout: _Layout, first_row: int, schema: pa.Schema) -> pa.Table:
+    """What ``_raw_frame`` holds, in Arrow: the same text, missing cells null."""
+    rows = table.num_rows
+    columns: list[pa.Array | pa.ChunkedArray] = []
+    for name in contract.COLUMNS[layout.table]:
+        source = layout.sources.get(name)
+        if source is None:
+            columns.append(pa.nulls(rows, pa.large_string()))
+        else:
+            text = text_column(table.column(source), layout.path, source)
+            columns.append(text.cast(pa.large_string()))
+    columns.append(pa.array(np.arange(first_row, first_row + rows, dtype=np.int64)))
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -60,7 +60,10 @@ def test_spill_files_are_owner_only(tmp_path: Path) -> None:
     assert stat.S_IMODE(work.stat().st_mode) == 0o700
     written = list(work.iterdir())
     assert written and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in written)
-    assert not [p for p in written if p.name.endswith(".raw.arrow")]  # pass 1's blocks gone
+    # raw blocks, routing keys and routes are gone: only what the chunks are read from
+    kinds = {p.name.split("-")[0] for p in written if p.suffix == ".arrow"}
+    assert kinds == {"customers", "accounts", "cards"}
+    assert not [p for p in written if p.name.endswith((".block.arrow", ".keys.arrow"))]
 
 
 def test_the_work_folder_must_be_new(tmp_path: Path) -> None:
