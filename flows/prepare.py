@@ -254,20 +254,36 @@ def prepare(
     rejects = RejectsWriter(rejects_path)
     with SpoolWriter(spool_path) as spool, rejects, closing(chunks):
         for chunk in chunks:
-            validation = chunk.validation
-            preparation.add_validation(validation)
-            rejects.write(validation.rejects)
-            planned = nest_and_plan(
-                quote(chunk),  # type: ignore[call-overload]  # unwrapped by Prefect
-                ledger,
-                spool,
-                full_refresh=full_refresh,
-                mode=mode,
+            plan_chunk(
+                chunk, ledger, spool, rejects, preparation, full_refresh=full_refresh, mode=mode
             )
-            preparation.creates += planned.creates
-            preparation.updates += planned.updates
-            preparation.unchanged += planned.unchanged
-            preparation.changed += planned.changed
     if rejects.rows:
         preparation.rejects_path = str(rejects.path)
     return preparation
+
+
+def plan_chunk(
+    chunk: PreparedChunk,
+    ledger: SqliteLedger,
+    spool: SpoolWriter,
+    rejects: RejectsWriter,
+    preparation: Preparation,
+    *,
+    full_refresh: bool,
+    mode: str,
+) -> None:
+    """One prepared chunk planned into ``spool``; its rejects written, its counts added."""
+    validation = chunk.validation
+    preparation.add_validation(validation)
+    rejects.write(validation.rejects)
+    planned = nest_and_plan(
+        quote(chunk),  # type: ignore[call-overload]  # unwrapped by Prefect
+        ledger,
+        spool,
+        full_refresh=full_refresh,
+        mode=mode,
+    )
+    preparation.creates += planned.creates
+    preparation.updates += planned.updates
+    preparation.unchanged += planned.unchanged
+    preparation.changed += planned.changed
