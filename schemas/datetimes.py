@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.columns import as_arrow
+from schemas.columns import as_arrow, cell_lengths, fixed_width_bytes
 
 ISO_SHAPE: Final = (
     r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}"
@@ -227,5 +227,47 @@ def utc_text(seconds: npt.NDArray[np.int64]) -> pa.Array:
 
 def is_utc_datetime(values: pd.Series) -> pd.Series:
     """True where a cell is a real instant written as ``YYYY-MM-DDTHH:MM:SSZ`` (missing: False)."""
-    ok = pc.match_substring_regex(as_arrow(values), UTC_PATTERN).fill_null(False)
-    return pd.Series(np.asarray(ok, dtype=bool), index=values.index)
+    cells = as_arrow(values)
+    rows = fixed_width_bytes(cells, len("YYYY-MM-DDTHH:MM:SSZ"))
+    if rows is None:  # some cell of another length: only the regex can say
+        ok = pc.match_substring_regex(cells, UTC_PATTERN).fill_null(False)
+        return pd.Series(np.asarray(ok, dtype=bool), index=values.index)
+    # a normalised column: every present cell is 20 bytes, compared column by column
+    result = np.zeros(len(cells), dtype=bool)
+    result[cell_lengths(cells) == 20] = _utc_rows(rows)
+    return pd.Series(result, index=values.index)
+
+
+_UTC_DIGITS: Final = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_UTC_MARKS: Final = np.array([4, 7, 10, 13, 16, 19])
+_UTC_MARK_BYTES: Final = np.frombuffer(b"--T::Z", dtype=np.uint8)
+
+
+def _utc_rows(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    """Which 20-byte rows match UTC_PATTERN: the same rule as the regex, on byte columns."""
+    digits = rows[:, _UTC_DIGITS] - np.uint8(_ZERO)  # a non-digit wraps to >= 10
+    ok = (digits < 10).all(axis=1) & (rows[:, _UTC_MARKS] == _UTC_MARK_BYTES).all(axis=1)
+    value = digits.astype(np.int64)
+
+    def number(first: int, count: int) -> npt.NDArray[np.int64]:
+        result = value[:, first]
+        for k in range(first + 1, first + count):
+            result = result * 10 + value[:, k]
+        return result
+
+    year, month, day = number(0, 4), number(4, 2), number(6, 2)
+    hour, minute, second = number(8, 2), number(10, 2), number(12, 2)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = _MONTH_DAYS[np.clip(month - 1, 0, 11)] + (leap & (month == 2))
+    valid: npt.NDArray[np.bool_] = (
+        ok
+        & (year >= 1000)
+        & (month >= 1)
+        & (month <= 12)
+        & (day >= 1)
+        & (day <= month_days)
+        & (hour <= 23)
+        & (minute <= 59)
+        & (second <= 59)
+    )
+    return valid

@@ -10,7 +10,15 @@ import pytest
 
 from schemas import contract
 from schemas.countries import COUNTRY_CODES
-from schemas.extracts import MODELS, RULES, AccountExtract, CardExtract, CustomerExtract, rule_name
+from schemas.extracts import (
+    CARD_KEY_CHECK,
+    MODELS,
+    RULES,
+    AccountExtract,
+    CardExtract,
+    CustomerExtract,
+    rule_name,
+)
 from tests.extract_factory import normalised
 
 SchemaErrors = pa.errors.SchemaErrors
@@ -92,6 +100,7 @@ FAILING = [
     ("accounts", {"primarySourceCustomerId": "C" * 121}, "str_length"),
     ("accounts", {"sourcePortfolioId": "P" * 21}, "str_length"),
     ("accounts", {"sourceCustomerIds": "C001|" + "C" * 121}, "holder_ids_length"),
+    ("accounts", {"sourceCustomerIds": "C" * 121}, "holder_ids_length"),  # one holder
     ("cards", {"sourceAccountId": "A" * 121}, "str_length"),
     ("cards", {"sourceCustomerId": "C" * 121}, "str_length"),
     # dates parseable (normalised text that is not a real UTC instant)
@@ -147,19 +156,20 @@ def test_each_rule_fails_on_its_bad_value(table: str, cells: dict[str, object], 
 )
 def test_duplicate_ids_fail_on_every_copy(table: str, column: str, duplicate_of: str) -> None:
     frame = _frame(table, **{column: duplicate_of})
-    with pytest.raises(SchemaErrors, match="field_uniqueness") as caught:
+    with pytest.raises(SchemaErrors, match="unique") as caught:
         MODELS[table].validate(frame, lazy=True)
     copies = set(frame.index[frame[column] == duplicate_of])
-    assert _failing_indexes(caught.value, "field_uniqueness") == copies
+    assert _failing_indexes(caught.value, "unique") == copies
     assert len(copies) == 2
 
 
 def test_cards_are_unique_on_account_holder_and_last4() -> None:
     frame = normalised("cards")
     frame.loc[2, ["sourceCustomerId", "last4"]] = ["C001", "1234"]  # same as row 1
-    with pytest.raises(SchemaErrors, match="multiple_fields_uniqueness") as caught:
+    with pytest.raises(SchemaErrors, match=CARD_KEY_CHECK) as caught:
         CardExtract.validate(frame, lazy=True)
-    assert _failing_indexes(caught.value, "multiple_fields_uniqueness") == {1, 2}
+    assert _failing_indexes(caught.value, CARD_KEY_CHECK) == {1, 2}
+    assert rule_name(CARD_KEY_CHECK) == "unique"
 
 
 def test_same_last4_on_another_holder_or_account_is_unique() -> None:
@@ -190,6 +200,10 @@ def test_same_last4_on_another_holder_or_account_is_unique() -> None:
         ("accounts", {"status": "CLOSED", "accountCloseDate": "2019-03-05T09:00:00Z"}),
         ("cards", {"status": "CLOSED", "closeDate": "2019-03-06T10:00:00Z"}),
         ("accounts", {"sourceCustomerIds": "C001|C002|C003", "primarySourceCustomerId": "C003"}),
+        ("accounts", {"sourceCustomerIds": "C" * 120, "primarySourceCustomerId": "C" * 120}),
+        # not as normalising writes them, but the rule is only about the statuses
+        ("customers", {"alertOptInStatus": "NEW|ALL"}),
+        ("customers", {"alertOptInStatus": "NEW|NEW"}),
     ],
 )
 def test_boundary_values_pass(table: str, cells: dict[str, object]) -> None:
@@ -225,6 +239,16 @@ def test_every_official_country_code_passes() -> None:
     frame["sourceCustomerId"] = [f"C{n}" for n in range(len(frame))]
     frame["country"] = pd.Series(sorted(COUNTRY_CODES), dtype="str")
     CustomerExtract.validate(frame, lazy=True)
+
+
+@pytest.mark.parametrize("table", contract.TABLES)
+def test_text_columns_must_have_the_text_dtype(table: str) -> None:
+    frame = normalised(table)
+    column = contract.ID_COLUMNS[table][0]
+    frame[column] = frame[column].astype(object)  # the same strings, another dtype
+    with pytest.raises(SchemaErrors, match="dtype") as caught:
+        MODELS[table].validate(frame, lazy=True)
+    assert set(caught.value.failure_cases["column"]) == {column}
 
 
 def test_models_are_strict_about_unknown_columns() -> None:

@@ -18,6 +18,8 @@ from schemas import contract
 from schemas.columns import TEXT_DTYPE
 from schemas.extracts import (
     ALLOWED_VALUES,
+    CARD_KEY,
+    CARD_KEY_CHECK,
     MODELS,
     ROW_RULE_COLUMNS,
     RULES,
@@ -27,8 +29,6 @@ from schemas.extracts import (
 from transforms.normalise import NormalisedTable, quoted
 
 FAILURE_COLUMNS: Final = ("table", "index", "column", "rule", "reason")
-_CARD_KEY: Final = ("sourceAccountId", "sourceCustomerId", "last4")
-"""The unique key of cards (``CardExtract.Config.unique``)."""
 _SHOWN_RULES: Final = frozenset(
     {"allowed_values", "unique", "utc_datetime", "country_code", "alert_statuses"}
 )
@@ -105,7 +105,7 @@ def schema_failures(table: str, frame: pd.DataFrame, cases: pd.DataFrame) -> pd.
     )
     row_rules = ROW_RULE_COLUMNS[table]
     is_row_rule = cases["rule"].isin(list(row_rules)).to_numpy()
-    is_card_key = (cases["check"].astype(str) == "multiple_fields_uniqueness").to_numpy()
+    is_card_key = (cases["check"].astype(str) == CARD_KEY_CHECK).to_numpy()
     parts = [
         _column_failures(table, cases[~is_row_rule & ~is_card_key]),
         _row_failures(table, frame, cases[is_row_rule]),
@@ -181,12 +181,12 @@ def _card_key_failures(table: str, frame: pd.DataFrame, cases: pd.DataFrame) -> 
     if cases.empty:
         return empty_failures()
     index = np.unique(cases["index"].to_numpy())
-    complete = frame[list(_CARD_KEY)].iloc[index].notna().all(axis=1).to_numpy()
+    complete = frame[list(CARD_KEY)].iloc[index].notna().all(axis=1).to_numpy()
     index = index[complete]
     return failures_frame(
         table,
         index,
-        "+".join(_CARD_KEY),
+        "+".join(CARD_KEY),
         "unique",
         "another card has the same sourceAccountId, sourceCustomerId and last4",
     )

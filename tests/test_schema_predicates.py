@@ -1,0 +1,100 @@
+"""The vectorised predicates behind the Pandera checks agree with their plain definitions.
+
+The checks read Arrow data directly (byte columns for normalised date-times, hash encoding
+for uniqueness, regexes only where a cheap test cannot decide); these properties hold each
+fast path to the straightforward rule it replaces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.columns import duplicated, fixed_width_bytes
+from schemas.datetimes import UTC_PATTERN, is_utc_datetime
+from schemas.extracts import AccountExtract, _fullmatch
+
+_UTC_CHARS = st.sampled_from(list("0123456789-T:Z 09/"))
+_NEAR_UTC = st.one_of(
+    st.datetimes().map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ").rjust(20, "0")[-20:]),
+    st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", fullmatch=True),
+    st.text(_UTC_CHARS, min_size=20, max_size=20),
+)
+
+
+def _regex_utc(values: list[str | None]) -> list[bool]:
+    cells = pa.array(values, pa.large_string())
+    return np.asarray(pc.match_substring_regex(cells, UTC_PATTERN).fill_null(False)).tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), _NEAR_UTC), min_size=1, max_size=40))
+def test_utc_check_on_byte_columns_is_the_regex(values: list[str | None]) -> None:
+    series = pd.Series(values, dtype="str")
+    assert fixed_width_bytes(pa.array(values, pa.large_string()), 20) is not None or all(
+        v is None for v in values
+    )
+    assert is_utc_datetime(series).tolist() == _regex_utc(values)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), _NEAR_UTC, st.text(max_size=25)), min_size=1, max_size=40))
+def test_utc_check_on_any_text_is_the_regex(values: list[str | None]) -> None:
+    series = pd.Series(values, dtype="str")
+    assert is_utc_datetime(series).tolist() == _regex_utc(values)
+
+
+_SMALL = st.one_of(st.none(), st.sampled_from(["a", "b", "c", ""]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_SMALL, _SMALL, _SMALL), min_size=1, max_size=40))
+def test_duplicated_is_pandas_keep_false_over_complete_rows(rows: list[tuple]) -> None:
+    frame = pd.DataFrame(rows, columns=["x", "y", "z"]).astype("str")
+    complete = frame.notna().all(axis=1).to_numpy()
+    expected = frame.duplicated(keep=False).to_numpy() & complete
+    found = duplicated(frame["x"], frame["y"], frame["z"])
+    assert found.tolist() == expected.tolist()
+    one = duplicated(frame["x"])
+    assert one.tolist() == (frame["x"].duplicated(keep=False) & frame["x"].notna()).tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="ab|\n", max_size=6)), max_size=30))
+def test_fullmatch_is_pandas_fullmatch(values: list[str | None]) -> None:
+    series = pd.Series(values, dtype="str")
+    for pattern in ("[ab]{1,2}(?:\\|[ab]{1,2})*", "a|b", ""):
+        # pandas answers False for a missing cell; pandera lets missing cells pass anyway
+        expected = (series.str.fullmatch(pattern) | series.isna()).tolist()
+        assert _fullmatch(series, pattern).tolist() == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.text(alphabet="ab|", max_size=8)),
+            st.one_of(st.none(), st.sampled_from(["a", "b", "ab"])),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_holder_checks_are_their_plain_rules(rows: list[tuple]) -> None:
+    holders = pd.Series([h for h, _ in rows], dtype="str")
+    primary = pd.Series([p for _, p in rows], dtype="str")
+    frame = pd.DataFrame({"sourceCustomerIds": holders, "primarySourceCustomerId": primary})
+    lists = [None if h is None else [i for i in h.split("|") if i] for h, _ in rows]
+    listed = [
+        p is None or (items is not None and p in items)
+        for items, (_, p) in zip(lists, rows, strict=True)
+    ]
+    once = [items is None or len(set(items)) == len(items) for items in lists]
+    lengths = [h is None or (h != "" and all(h.split("|"))) for h, _ in rows]
+    assert AccountExtract._primary_listed(frame).tolist() == listed
+    assert AccountExtract._holders_once(holders).tolist() == once
+    assert AccountExtract._holder_lengths(holders).tolist() == lengths
