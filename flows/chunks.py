@@ -23,7 +23,7 @@ import sys
 import time
 import types
 from collections import deque
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -149,12 +149,15 @@ def prepared_chunks(
     rename: Rename | None = None,
     storage_options: Mapping[str, Any] | None = None,
     workers: int = DEFAULT_WORKERS,
+    only: Sequence[int] | None = None,
 ) -> Generator[PreparedChunk, None, None]:
-    """The extract as ``partitions`` prepared chunks of customers.
+    """The extract as ``partitions`` prepared chunks of customers (only the chunks numbered
+    in ``only``, when given: a shard's share).
 
     Spill files go to ``work_folder`` (created owner-only; it must not exist) and are
     removed when the iteration ends or stops. ``workers=1`` runs everything here.
     """
+    wanted = list(range(partitions)) if only is None else list(only)
     make_work_folder(work_folder)
     pool = worker_pool(workers) if workers > 1 else None
     try:
@@ -177,10 +180,10 @@ def prepared_chunks(
         for table, columns in extract.ignored_columns.items():
             log.warning("Ignored unknown columns in %s: %s", table, ", ".join(columns))
         if pool is None:
-            for partition in range(partitions):
+            for partition in wanted:
                 yield prepare_partition(extract, partition)
         else:
-            yield from _bounded(pool, extract, workers)
+            yield from _bounded(pool, extract, wanted, workers)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -188,11 +191,12 @@ def prepared_chunks(
 
 
 def _bounded(
-    pool: Executor, extract: PartitionedExtract, in_flight: int
+    pool: Executor, extract: PartitionedExtract, partitions: Sequence[int], in_flight: int
 ) -> Iterator[PreparedChunk]:
-    """Every chunk from the pool, in order, with at most ``in_flight`` submitted at a time
-    (so at most ``in_flight + 1`` prepared chunks are in this process at once)."""
-    todo = iter(range(extract.partitions))
+    """The chunks ``partitions`` from the pool, in order, with at most ``in_flight``
+    submitted at a time (so at most ``in_flight + 1`` prepared chunks are in this process
+    at once)."""
+    todo = iter(partitions)
     pending: deque[Future[PreparedChunk]] = deque()
     for partition in todo:
         pending.append(pool.submit(prepare_partition, extract, partition))

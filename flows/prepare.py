@@ -33,6 +33,7 @@ from flows.chunks import (
     prepare_validation,
     prepared_chunks,
 )
+from flows.shards import Shard
 from schemas.records import Extract
 from transforms.plan import plan_customers
 from transforms.validate import Validation, validate_extract
@@ -75,6 +76,8 @@ class Preparation:
     changed: int = 0
     rejects_path: str | None = None
     ignored_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    extract_share: float = 1.0
+    """The share of the extract's chunks prepared (below 1 for a shard)."""
     held_back: list[pd.DataFrame] = field(default_factory=list)
     """The first ``HELD_BACK_KEPT`` held-back rows (for the run's artifact; all of them
     are in the rejects file)."""
@@ -181,6 +184,44 @@ def nest_and_plan(
     )
 
 
+@dataclass(frozen=True)
+class ChunkLayout:
+    """How an extract is prepared: whole, or in ``partitions`` chunks (of which a shard
+    owns ``owned``)."""
+
+    files: Mapping[str, str]
+    partitions: int
+    whole: bool
+    owned: list[int] | None = None
+    """The chunks this run prepares; None: all of them."""
+
+    @property
+    def share(self) -> float:
+        """The fraction of the extract's chunks this run prepares."""
+        return 1.0 if self.owned is None else len(self.owned) / self.partitions
+
+
+def chunk_layout(
+    spec: SourceSpec,
+    *,
+    chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
+    whole_customers: int = WHOLE_CUSTOMERS,
+    shard: Shard | None = None,
+) -> ChunkLayout:
+    """Whole up to ``whole_customers`` customers, else chunks of about ``chunk_customers``;
+    a shard always splits, in at least as many chunks as there are shards."""
+    files = locate_tables(
+        spec.source, customers=spec.customers, accounts=spec.accounts, cards=spec.cards
+    )
+    customers = estimate_rows(files["customers"])
+    partitions = partitions_for(customers, chunk_customers)
+    if shard is not None:
+        partitions = max(partitions, shard.count)
+        return ChunkLayout(files, partitions, whole=False, owned=shard.partitions(partitions))
+    whole = customers <= whole_customers or partitions == 1
+    return ChunkLayout(files, partitions, whole=whole)
+
+
 def validated_chunks(
     spec: SourceSpec,
     work_folder: Path,
@@ -188,6 +229,7 @@ def validated_chunks(
     chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
     whole_customers: int = WHOLE_CUSTOMERS,
     workers: int | None = None,
+    layout: ChunkLayout | None = None,
 ) -> Generator[PreparedChunk, None, None]:
     """The extract as chunks of about ``chunk_customers`` customers, each validated, nested
     and fingerprinted.
@@ -196,26 +238,33 @@ def validated_chunks(
     validated and nested here, whole: one chunk. A bigger one is split on disk under
     ``work_folder`` (owner-only, removed at the end) and prepared by ``workers`` processes
     (default: one per core, at most two), with memory set by the chunk size
-    (``flows.chunks``); its validation is the same.
+    (``flows.chunks``); its validation is the same. ``layout`` (from ``chunk_layout``)
+    overrides the two sizes, and may hold a shard's share of the chunks.
     """
-    files = locate_tables(
-        spec.source, customers=spec.customers, accounts=spec.accounts, cards=spec.cards
-    )
-    customers = estimate_rows(files["customers"])
-    partitions = partitions_for(customers, chunk_customers)
-    if customers <= whole_customers or partitions == 1:
+    if layout is None:
+        layout = chunk_layout(
+            spec, chunk_customers=chunk_customers, whole_customers=whole_customers
+        )
+    if layout.whole:
         extract = read_source(spec)
         yield prepare_validation(validate_source(extract))
         return
+    files, partitions, owned = layout.files, layout.partitions, layout.owned
     log.info(
-        "Preparing %s in %d chunks of about %s customers",
+        "Preparing %s in %d chunks of about %s customers%s",
         spec.describe(),
         partitions,
         f"{chunk_customers:,}",
+        "" if owned is None else f"; this shard prepares {len(owned)} of them",
     )
     rename = dict(spec.rename) if spec.rename else None
     chunks = prepared_chunks(
-        files, work_folder, partitions, rename=rename, workers=workers or default_workers()
+        files,
+        work_folder,
+        partitions,
+        rename=rename,
+        workers=workers or default_workers(),
+        only=owned,
     )
     read = held_back = 0
     with closing(chunks):  # spill files and worker processes go when this stops, too
@@ -225,7 +274,7 @@ def validated_chunks(
             log.info(
                 "Chunk %d of %d: %s customers so far, %s held back",
                 number,
-                partitions,
+                partitions if owned is None else len(owned),
                 f"{read:,}",
                 f"{held_back:,}",
             )
@@ -242,14 +291,16 @@ def prepare(
     mode: str,
     chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
     whole_customers: int = WHOLE_CUSTOMERS,
+    shard: Shard | None = None,
 ) -> Preparation:
-    """Every chunk validated, nested and planned; rejects written; totals returned."""
-    preparation = Preparation()
+    """Every chunk (of the shard's share) validated, nested and planned; rejects written;
+    totals returned."""
+    layout = chunk_layout(
+        spec, chunk_customers=chunk_customers, whole_customers=whole_customers, shard=shard
+    )
+    preparation = Preparation(extract_share=layout.share)
     chunks = validated_chunks(
-        spec,
-        spool_path.parent / "chunks",
-        chunk_customers=chunk_customers,
-        whole_customers=whole_customers,
+        spec, spool_path.parent / "chunks", chunk_customers=chunk_customers, layout=layout
     )
     rejects = RejectsWriter(rejects_path)
     with SpoolWriter(spool_path) as spool, rejects, closing(chunks):

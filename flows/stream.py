@@ -38,7 +38,8 @@ from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS
 from adapters.rejects import RejectsWriter
 from adapters.spool import SpoolWriter
 from flows.chunks import WHOLE_CUSTOMERS
-from flows.prepare import Preparation, SourceSpec, plan_chunk, validated_chunks
+from flows.prepare import Preparation, SourceSpec, chunk_layout, plan_chunk, validated_chunks
+from flows.shards import Shard
 from schemas.errors import GuardTripped
 from schemas.records import BatchOutcome
 
@@ -81,6 +82,7 @@ async def prepare_while_delivering(
     mode: str,
     chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
     whole_customers: int = WHOLE_CUSTOMERS,
+    shard: Shard | None = None,
     ahead: int = CHUNKS_AHEAD,
 ) -> tuple[Preparation, list[BatchOutcome]]:
     """Prepare chunk after chunk in a thread and deliver each one as soon as it is ready.
@@ -91,7 +93,10 @@ async def prepare_while_delivering(
     """
     if ahead < 1:
         raise ValueError(f"ahead must be at least 1, not {ahead}")
-    preparation = Preparation()
+    layout = chunk_layout(
+        spec, chunk_customers=chunk_customers, whole_customers=whole_customers, shard=shard
+    )
+    preparation = Preparation(extract_share=layout.share)
     hand_over: queue.Queue[ChunkReady | _Finished] = queue.Queue(maxsize=ahead)
     stop = threading.Event()
 
@@ -105,10 +110,7 @@ async def prepare_while_delivering(
 
     def produce() -> None:
         chunks = validated_chunks(
-            spec,
-            run_dir / "chunks",
-            chunk_customers=chunk_customers,
-            whole_customers=whole_customers,
+            spec, run_dir / "chunks", chunk_customers=chunk_customers, layout=layout
         )
         try:
             with RejectsWriter(rejects_path) as rejects, closing(chunks):
@@ -189,6 +191,7 @@ def _snapshot(preparation: Preparation) -> Preparation:
         customers_read=preparation.customers_read,
         customers_valid=preparation.customers_valid,
         customers_held_back=preparation.customers_held_back,
+        extract_share=preparation.extract_share,
         held_back_by_reason=dict(preparation.held_back_by_reason),
         creates=preparation.creates,
         updates=preparation.updates,

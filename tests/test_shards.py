@@ -1,0 +1,87 @@
+"""Shards: the runs of all shards together prepare exactly what one run prepares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from adapters.ledger import SqliteLedger
+from adapters.spool import read_spool
+from flows.prepare import Preparation, SourceSpec, prepare
+from flows.shards import Shard
+from schemas.errors import ConfigError
+from tests.extract_factory import write_files
+from tests.test_chunked_validation import _account, _card, _customer, messy_rows
+
+
+def test_a_shard_is_written_n_of_m() -> None:
+    assert Shard.parse("2/3") == Shard(2, 3)
+    assert Shard.parse(" 1 / 1 ") == Shard(1, 1)
+    assert str(Shard(2, 3)) == "2/3"
+    for bad in ("0/2", "3/2", "1", "a/b", "1/0", "-1/2"):
+        with pytest.raises(ConfigError, match="shard"):
+            Shard.parse(bad)
+
+
+def test_every_chunk_belongs_to_exactly_one_shard() -> None:
+    shards = [Shard(n, 3) for n in (1, 2, 3)]
+    owned = [shard.partitions(10) for shard in shards]
+    assert sorted(p for part in owned for p in part) == list(range(10))
+    assert [len(part) for part in owned] == [4, 3, 3]
+    assert sum(shard.share(10) for shard in shards) == pytest.approx(1.0)
+
+
+def _prepare(source: Path, state: Path, shard: Shard | None) -> tuple[Preparation, Path]:
+    run = state / "runs" / "r1"
+    with SqliteLedger.open(state) as ledger:
+        preparation = prepare(
+            SourceSpec(str(source)),
+            ledger,
+            run / "spool.arrow",
+            run / "rejects.csv",
+            full_refresh=False,
+            mode="sync",
+            chunk_customers=4,
+            whole_customers=1_000 if shard is None else 0,
+            shard=shard,
+        )
+    return preparation, run
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_shards_together_prepare_what_one_run_prepares(tmp_path: Path) -> None:
+    rows = messy_rows()
+    for n in range(20):  # plenty of valid customers, a third with joint accounts
+        rows["customers"].append(_customer(f"V{n:02d}"))
+        holders = f"V{n:02d}|V{(n + 7) % 20:02d}" if n % 3 == 0 else None
+        rows["accounts"].append(_account(f"VA{n:02d}", f"V{n:02d}", holders))
+        rows["cards"].append(_card(f"VA{n:02d}", f"V{n:02d}", "1234", "412345", "4"))
+    write_files(rows, tmp_path / "in", "csv")
+
+    whole, whole_run = _prepare(tmp_path / "in", tmp_path / "whole", None)
+    spooled: list[dict[str, object]] = []
+    rejects: list[pd.DataFrame] = []
+    totals = Preparation()
+    for number in (1, 2, 3):
+        part, run = _prepare(tmp_path / "in", tmp_path / f"shard{number}", Shard(number, 3))
+        assert 0 < part.extract_share < 1
+        spooled += [r for b in read_spool(run / "spool.arrow") for r in b.to_pylist()]
+        if (run / "rejects.csv").exists():
+            rejects.append(pd.read_csv(run / "rejects.csv", dtype=str))
+        for name in ("customers_read", "customers_valid", "customers_held_back", "creates"):
+            setattr(totals, name, getattr(totals, name) + getattr(part, name))
+
+    ids = [r["customer_id"] for r in spooled]
+    assert len(ids) == len(set(ids))  # no customer is sent by two shards
+    expected = [r for b in read_spool(whole_run / "spool.arrow") for r in b.to_pylist()]
+    assert sorted(spooled, key=lambda r: str(r["customer_id"])) == sorted(
+        expected, key=lambda r: str(r["customer_id"])
+    )
+    for name in ("customers_read", "customers_valid", "customers_held_back", "creates"):
+        assert getattr(totals, name) == getattr(whole, name), name
+    key = ["table", "row", "column", "rule"]
+    together = pd.concat(rejects).sort_values(key).reset_index(drop=True)
+    alone = pd.read_csv(whole_run / "rejects.csv", dtype=str).sort_values(key)
+    pd.testing.assert_frame_equal(together, alone.reset_index(drop=True))
