@@ -91,6 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="URL",
                 help="partner base URL (default: $CUSTOMER_SYNC_API_URL)",
             )
+            sub.add_argument(
+                "--chunk-customers",
+                type=int,
+                metavar="N",
+                help="prepare in chunks of about N customers (default: whole up to 150,000, "
+                "else 50,000); memory follows the chunk size",
+            )
+            sub.add_argument(
+                "--stream",
+                action="store_true",
+                help="send each chunk while the next ones are prepared; the guards then stop "
+                "the run after at most the share they allow, not before the first send",
+            )
+            sub.add_argument(
+                "--shard",
+                metavar="N/M",
+                help="prepare and send only shard N of M (runs of all M shards, in parallel, "
+                "deliver the whole extract against one ledger)",
+            )
         sub.add_argument("--report", metavar="FILE", help="write the run report as JSON")
         sub.add_argument("--dry-run", metavar="DIR", help="write request bodies here, send nothing")
         sub.add_argument("--batch-size", type=int, default=50, metavar="N")

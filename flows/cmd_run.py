@@ -50,6 +50,9 @@ def main(args: argparse.Namespace) -> int:
             allow_mass_update=args.allow_mass_update,
             report=args.report,
             progress=False if args.no_progress else None,
+            chunk_customers=args.chunk_customers,
+            stream=args.stream,
+            shard=args.shard,
         )
     except (GuardTripped, InputError, ConfigError) as error:
         print(f"customer-sync: {error}", file=sys.stderr)

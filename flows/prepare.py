@@ -190,6 +190,8 @@ class ChunkLayout:
     owns ``owned``)."""
 
     files: Mapping[str, str]
+    customers: int
+    """About how many customer rows the extract has (``estimate_rows``)."""
     partitions: int
     whole: bool
     owned: list[int] | None = None
@@ -217,9 +219,10 @@ def chunk_layout(
     partitions = partitions_for(customers, chunk_customers)
     if shard is not None:
         partitions = max(partitions, shard.count)
-        return ChunkLayout(files, partitions, whole=False, owned=shard.partitions(partitions))
+        owned = shard.partitions(partitions)
+        return ChunkLayout(files, customers, partitions, whole=False, owned=owned)
     whole = customers <= whole_customers or partitions == 1
-    return ChunkLayout(files, partitions, whole=whole)
+    return ChunkLayout(files, customers, partitions, whole=whole)
 
 
 def validated_chunks(
@@ -292,12 +295,14 @@ def prepare(
     chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
     whole_customers: int = WHOLE_CUSTOMERS,
     shard: Shard | None = None,
+    layout: ChunkLayout | None = None,
 ) -> Preparation:
     """Every chunk (of the shard's share) validated, nested and planned; rejects written;
-    totals returned."""
-    layout = chunk_layout(
-        spec, chunk_customers=chunk_customers, whole_customers=whole_customers, shard=shard
-    )
+    totals returned. ``layout`` (``chunk_layout``) stands for the sizes and the shard."""
+    if layout is None:
+        layout = chunk_layout(
+            spec, chunk_customers=chunk_customers, whole_customers=whole_customers, shard=shard
+        )
     preparation = Preparation(extract_share=layout.share)
     chunks = validated_chunks(
         spec, spool_path.parent / "chunks", chunk_customers=chunk_customers, layout=layout

@@ -38,7 +38,14 @@ from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS
 from adapters.rejects import RejectsWriter
 from adapters.spool import SpoolWriter
 from flows.chunks import WHOLE_CUSTOMERS
-from flows.prepare import Preparation, SourceSpec, chunk_layout, plan_chunk, validated_chunks
+from flows.prepare import (
+    ChunkLayout,
+    Preparation,
+    SourceSpec,
+    chunk_layout,
+    plan_chunk,
+    validated_chunks,
+)
 from flows.shards import Shard
 from schemas.errors import GuardTripped
 from schemas.records import BatchOutcome
@@ -83,6 +90,7 @@ async def prepare_while_delivering(
     chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
     whole_customers: int = WHOLE_CUSTOMERS,
     shard: Shard | None = None,
+    layout: ChunkLayout | None = None,
     ahead: int = CHUNKS_AHEAD,
 ) -> tuple[Preparation, list[BatchOutcome]]:
     """Prepare chunk after chunk in a thread and deliver each one as soon as it is ready.
@@ -93,9 +101,10 @@ async def prepare_while_delivering(
     """
     if ahead < 1:
         raise ValueError(f"ahead must be at least 1, not {ahead}")
-    layout = chunk_layout(
-        spec, chunk_customers=chunk_customers, whole_customers=whole_customers, shard=shard
-    )
+    if layout is None:
+        layout = chunk_layout(
+            spec, chunk_customers=chunk_customers, whole_customers=whole_customers, shard=shard
+        )
     preparation = Preparation(extract_share=layout.share)
     hand_over: queue.Queue[ChunkReady | _Finished] = queue.Queue(maxsize=ahead)
     stop = threading.Event()

@@ -19,11 +19,13 @@ from prefect import flow
 
 from adapters.delivery import DeliveryOutcome, RetryPolicy
 from adapters.ledger import SqliteLedger
+from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS
 from adapters.partner_client import PartnerClient, PartnerSettings
 from flows import quiet_errors
 from flows.artifacts import ProgressArtifact, publish_run_artifacts
+from flows.chunks import WHOLE_CUSTOMERS
 from flows.deliver import deliver_spool, write_dry_run
-from flows.prepare import Preparation, SourceSpec, prepare
+from flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout, prepare
 from flows.progress import DeliveryProgress
 from flows.report import BatchOutcomes, SyncResult, summary_lines, write_report
 from flows.run_retries import (
@@ -34,7 +36,9 @@ from flows.run_retries import (
     worth_a_run_retry,
 )
 from flows.secrets import apartner_token_from_block
-from schemas.errors import GuardTripped
+from flows.shards import Shard
+from flows.stream import CheckGuards, prepare_while_delivering
+from schemas.errors import ConfigError, GuardTripped
 from schemas.records import BatchOutcome
 from transforms.plan import mass_update_guard
 from transforms.validate import held_back_guard
@@ -146,17 +150,26 @@ async def sync_customers(
     progress: bool | None = None,
     retry_policy: RetryPolicy | None = None,
     retry_outage: bool = False,
+    chunk_customers: int | None = None,
+    stream: bool = False,
+    shard: str | None = None,
 ) -> SyncResult:
     """Deliver every valid customer of an extract to the partner, exactly once per change.
 
     ``retry_outage`` (the nightly deployment sets it): when customers still fail after
     their batch retries, fail the run so Prefect retries it later (see flows/run_retries).
     Otherwise the run never retries as a whole and returns its result.
+
+    ``chunk_customers``: prepare in chunks of about this many customers (default: whole
+    up to 150,000, else 50,000). ``stream``: deliver each chunk while the next ones are
+    prepared, the guards checked on the running totals (``flows/stream.py``). ``shard``
+    (``"N/M"``): prepare and send only this run's share of the chunks (``flows/shards.py``).
     """
     quiet_errors.install()
+    spec = SourceSpec(source, customers, accounts, cards, rename)
     try:
         result = await _sync(
-            SourceSpec(source, customers, accounts, cards, rename),
+            spec,
             api_url=api_url,
             batch_size=batch_size,
             concurrency=concurrency,
@@ -170,6 +183,8 @@ async def sync_customers(
             report=report,
             progress=progress,
             retry_policy=retry_policy,
+            layout=_layout(spec, chunk_customers, shard),
+            stream=stream,
         )
         transient = result.customers_failed - result.customers_rejected
         if retry_outage and transient > 0:
@@ -200,6 +215,8 @@ async def _sync(
     report: str | None,
     progress: bool | None,
     retry_policy: RetryPolicy | None,
+    layout: ChunkLayout,
+    stream: bool,
 ) -> SyncResult:
     """One attempt of the run: prepare, check the guards, deliver (or dry-run), report."""
     if not 1 <= batch_size <= 50:
@@ -218,6 +235,8 @@ async def _sync(
         "dry_run": dry_run,
         "full_refresh": full_refresh,
         "mode": mode,
+        "stream": stream,
+        "shard_chunks": layout.owned,
     }
     run_id = ledger.start_run(parameters) if dry_run is None else f"dry-{uuid.uuid4().hex[:12]}"
     result.run_id = run_id
@@ -234,7 +253,32 @@ async def _sync(
     spool_path = run_dir / "spool.arrow"
     log.info("Run %s: syncing %s to %s", run_id, spec.describe(), settings.api_url)
     preparation = Preparation()
+    check_guards = run_guards(
+        known_customers=ledger.known_customer_count(),  # before anything of this run is sent
+        max_held_back_share=max_held_back_share,
+        max_update_share=max_update_share,
+        allow_mass_update=allow_mass_update,
+    )
+    policy = retry_policy or RetryPolicy()
     try:
+        if stream and dry_run is None:
+            preparation = await _stream(
+                result,
+                spec,
+                ledger,
+                settings,
+                run_id,
+                run_dir,
+                layout=layout,
+                check_guards=check_guards,
+                full_refresh=full_refresh,
+                mode=mode,
+                batch_size=batch_size,
+                concurrency=concurrency,
+                policy=policy,
+                progress=progress,
+            )
+            return result
         with _stage(result, "prepare"):
             preparation = prepare(
                 spec,
@@ -243,17 +287,10 @@ async def _sync(
                 run_dir / "rejects.csv",
                 full_refresh=full_refresh,
                 mode=mode,
+                layout=layout,
             )
         _apply_preparation(result, preparation)
-        held_back_guard_totals(preparation, max_held_back_share)
-        mass_update_guard(
-            # only documents that changed count: a full refresh or dead-letter re-sends are
-            # asked for, a changed document is what a broken export produces
-            {"create": preparation.creates, "update": preparation.changed},
-            known_customers=ledger.known_customer_count(),
-            max_update_share=max_update_share,
-            allow_mass_update=allow_mass_update,
-        )
+        check_guards(preparation)
         if dry_run is not None:
             with _stage(result, "dry-run"):
                 written = write_dry_run(spool_path, Path(dry_run), batch_size, run_id)
@@ -279,7 +316,7 @@ async def _sync(
                         run_id,
                         batch_size=batch_size,
                         concurrency=concurrency,
-                        policy=retry_policy or RetryPolicy(),
+                        policy=policy,
                         on_outcome=_progress,
                     )
             await tracker.finish()
@@ -299,6 +336,111 @@ async def _sync(
         for line in summary_lines(result):
             log.info(line)
     return result
+
+
+def _layout(spec: SourceSpec, chunk_customers: int | None, shard: str | None) -> ChunkLayout:
+    """An explicit chunk size splits any extract bigger than one chunk; a shard always
+    splits."""
+    if chunk_customers is not None and chunk_customers < 1:
+        raise ConfigError(f"chunk_customers must be at least 1, not {chunk_customers}")
+    return chunk_layout(
+        spec,
+        chunk_customers=chunk_customers or DEFAULT_CHUNK_CUSTOMERS,
+        whole_customers=WHOLE_CUSTOMERS if chunk_customers is None else 0,
+        shard=Shard.parse(shard) if shard else None,
+    )
+
+
+def run_guards(
+    *,
+    known_customers: int,
+    max_held_back_share: float,
+    max_update_share: float,
+    allow_mass_update: bool,
+) -> CheckGuards:
+    """Both guards, on a preparation's totals (all of them, or the running ones when
+    streaming). A shard compares its changes with its share of the known customers."""
+
+    def check(preparation: Preparation) -> None:
+        held_back_guard_totals(preparation, max_held_back_share)
+        mass_update_guard(
+            # only documents that changed count: a full refresh or dead-letter re-sends are
+            # asked for, a changed document is what a broken export produces
+            {"create": preparation.creates, "update": preparation.changed},
+            known_customers=round(known_customers * preparation.extract_share),
+            max_update_share=max_update_share,
+            allow_mass_update=allow_mass_update,
+        )
+
+    return check
+
+
+async def _stream(
+    result: SyncResult,
+    spec: SourceSpec,
+    ledger: SqliteLedger,
+    settings: PartnerSettings,
+    run_id: str,
+    run_dir: Path,
+    *,
+    layout: ChunkLayout,
+    check_guards: CheckGuards,
+    full_refresh: bool,
+    mode: Literal["sync", "create-only"],
+    batch_size: int,
+    concurrency: int,
+    policy: RetryPolicy,
+    progress: bool | None,
+) -> Preparation:
+    """Prepare and deliver at once (``flows.stream``); the result filled in as they go."""
+    expected = round(layout.customers * layout.share)  # an estimate: shown, never relied on
+    tracker = ProgressArtifact(expected)
+    await tracker.start()
+    outcomes: list[BatchOutcome] = []
+    preparation = Preparation()
+    with (
+        DeliveryProgress(expected, enabled=progress) as shown,
+        _stage(result, "prepare+deliver"),
+    ):
+
+        def _progress(outcome: BatchOutcome) -> None:
+            shown.advance(len(outcome.customer_ids))
+            tracker.advance(len(outcome.customer_ids))
+
+        async with PartnerClient(settings) as client:
+
+            async def deliver(spool_path: Path, number: int) -> Sequence[BatchOutcome]:
+                delivered = await deliver_spool(
+                    spool_path,
+                    client,
+                    ledger,
+                    run_id,
+                    batch_size=batch_size,
+                    concurrency=concurrency,
+                    policy=policy,
+                    on_outcome=_progress,
+                )
+                outcomes.extend(delivered)
+                return delivered
+
+            try:
+                preparation, _ = await prepare_while_delivering(
+                    spec,
+                    ledger,
+                    run_dir,
+                    run_dir / "rejects.csv",
+                    deliver=deliver,
+                    check_guards=check_guards,
+                    full_refresh=full_refresh,
+                    mode=mode,
+                    layout=layout,
+                )
+            finally:
+                _apply_preparation(result, preparation)
+                apply_outcomes(result, outcomes)
+    await tracker.finish()
+    export_dead_letters_of(result, ledger, run_dir)
+    return preparation
 
 
 def held_back_guard_totals(preparation: Preparation, max_share: float) -> None:

@@ -85,3 +85,32 @@ def test_shards_together_prepare_what_one_run_prepares(tmp_path: Path) -> None:
     together = pd.concat(rejects).sort_values(key).reset_index(drop=True)
     alone = pd.read_csv(whole_run / "rejects.csv", dtype=str).sort_values(key)
     pd.testing.assert_frame_equal(together, alone.reset_index(drop=True))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_shard_runs_deliver_the_extract_once_between_them(tmp_path: Path) -> None:
+    from adapters.stub_server import serve_stub_in_thread
+    from tests.flow_support import run_sync, write_synthetic
+
+    source = write_synthetic(tmp_path / "in", 300)
+    state = tmp_path / "state"
+    with serve_stub_in_thread() as stub:
+        first = run_sync(source, stub.url, state, shard="1/2", chunk_customers=50)
+        second = run_sync(source, stub.url, state, shard="2/2", chunk_customers=50)
+        whole = run_sync(source, stub.url, state, chunk_customers=50)
+        accepted = dict(stub.accepted)
+
+    assert first.customers_sent > 0 and second.customers_sent > 0
+    assert first.customers_sent + second.customers_sent == 300
+    assert first.customers_read + second.customers_read == 300
+    assert len(accepted) == 300 and all(a.times == 1 for a in accepted.values())
+    assert whole.customers_sent == 0 and whole.customers_unchanged == 300
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_malformed_shard_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.flow_support import run_sync, write_synthetic
+
+    source = write_synthetic(tmp_path / "in", 10)
+    with pytest.raises(ConfigError, match="shard must be written N/M"):
+        run_sync(source, "http://127.0.0.1:9", tmp_path / "state", shard="half")

@@ -177,3 +177,21 @@ def test_bad_input_stops_the_stream_with_the_input_error(tmp_path: Path) -> None
             asyncio.run(_stream_flow(str(source), stub.url, str(tmp_path / "state")))
         assert stub.accepted == {}
     assert _spools(tmp_path / "state" / "run") == []
+
+
+def test_the_flow_streams_when_asked_and_a_second_run_sends_nothing(tmp_path: Path) -> None:
+    from tests.flow_support import run_sync
+
+    source = write_synthetic(tmp_path / "in", CUSTOMERS)
+    state = tmp_path / "state"
+    with serve_stub_in_thread() as stub:
+        streamed = run_sync(source, stub.url, state, stream=True, chunk_customers=CHUNK)
+        again = run_sync(source, stub.url, state)
+        accepted = dict(stub.accepted)
+
+    assert streamed.customers_sent == CUSTOMERS and streamed.reconciles
+    assert streamed.exit_status == 0
+    assert "prepare+deliver" in streamed.seconds_by_stage
+    assert len(accepted) == CUSTOMERS and all(a.times == 1 for a in accepted.values())
+    assert again.customers_sent == 0 and again.customers_unchanged == CUSTOMERS
+    assert list((state / "runs" / streamed.run_id).glob("spool*")) == []
