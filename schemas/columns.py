@@ -81,19 +81,34 @@ def duplicated(*columns: pd.Series | pa.Array | np.ndarray) -> npt.NDArray[np.bo
     """Rows whose values in ``columns`` (all present) also appear on another row.
 
     Every copy is marked (pandas' ``duplicated(keep=False)``); a row missing any of the
-    values is never a duplicate. Hash-encoded by Arrow: several times cheaper than pandas'
-    ``duplicated`` over text columns.
+    values is never a duplicate. Text columns are first joined into one key and counted
+    once (equal rows make equal keys, so all-distinct keys mean no duplicates: the usual
+    answer, for about half the cost of pandas' ``duplicated``); only when some keys repeat
+    are the rows compared exactly, column by column.
     """
-    size = len(columns[0])
+    values = [as_arrow(c) if isinstance(c, pd.Series) else pa.array(c) for c in columns]
+    size = len(values[0])
+    if all(pa.types.is_large_string(v.type) for v in values):
+        key = values[0]
+        if len(values) > 1:
+            key = pc.binary_join_element_wise(*values, pa.scalar("\x1f", pa.large_string()))
+        distinct = len(pc.unique(key)) - (1 if key.null_count else 0)
+        if distinct == size - key.null_count:
+            return np.zeros(size, dtype=bool)
+    return _duplicated_exactly(values)
+
+
+def _duplicated_exactly(values: list[pa.Array]) -> npt.NDArray[np.bool_]:
+    size = len(values[0])
     key = np.zeros(size, dtype=np.int64)
     present = np.ones(size, dtype=bool)
-    for column in columns:
-        values = as_arrow(column) if isinstance(column, pd.Series) else pa.array(column)
-        encoded = pc.dictionary_encode(values)
+    for column in values:
+        encoded = pc.dictionary_encode(column)
         codes = np.asarray(encoded.indices.fill_null(-1), dtype=np.int64)
         present &= codes >= 0
         # (key, code) pairs numbered densely again, so the key never overflows
         pairs = key * (len(encoded.dictionary) + 1) + codes + 1
         key = np.asarray(pc.dictionary_encode(pa.array(pairs)).indices, dtype=np.int64)
     counts = np.bincount(key[present], minlength=int(key.max(initial=-1)) + 1)
-    return present & (counts[key] > 1)
+    duplicate: npt.NDArray[np.bool_] = present & (counts[key] > 1)
+    return duplicate

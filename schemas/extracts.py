@@ -151,11 +151,6 @@ def _fullmatch(values: pd.Series, pattern: str) -> pd.Series:
     return pd.Series(np.asarray(hits, dtype=bool), index=values.index)
 
 
-def _unique(values: pd.Series) -> pd.Series:
-    """False on every copy of a value that appears more than once (missing: True)."""
-    return pd.Series(~duplicated(values), index=values.index)
-
-
 def _utc_shaped(cells: pyarrow.Array) -> np.ndarray:
     """Cells that look like ``YYYY-MM-DDTHH:MM:SSZ`` (20 characters ending in Z); cheap."""
     shaped = pc.and_(pc.equal(pc.binary_length(cells), 20), pc.ends_with(cells, "Z"))
@@ -206,7 +201,7 @@ _CANONICAL_ALERT_LISTS: Final = pyarrow.array(
 class CustomerExtract(pa.DataFrameModel):
     """One row per customer (partner Customer, without its accounts)."""
 
-    sourceCustomerId: Series[Text] = pa.Field(str_length=_ID_LENGTH)
+    sourceCustomerId: Series[Text] = pa.Field(unique=True, str_length=_ID_LENGTH)
     sourceParentCustomerId: Series[Text] = pa.Field(nullable=True, str_length=_ID_LENGTH)
     organizationId: Series[Text] = pa.Field(str_length=_ID_LENGTH)
     postalCode: Series[Text]
@@ -222,12 +217,6 @@ class CustomerExtract(pa.DataFrameModel):
     class Config:
         strict = True
         coerce = False
-
-    # our own check rather than Field(unique=True): the same rule (every copy fails) by a
-    # hash encoding, several times cheaper than pandera's pandas-based one
-    @pa.check("sourceCustomerId", name="unique")
-    def _unique_id(cls, values: Series[str]) -> Series[bool]:
-        return _unique(values)  # type: ignore[return-value]
 
     @pa.check(
         "customerCreationDate", "enrollmentStartDate", "enrollmentEndDate", name="utc_datetime"
@@ -260,7 +249,7 @@ class CustomerExtract(pa.DataFrameModel):
 class AccountExtract(pa.DataFrameModel):
     """One row per account; ``sourceCustomerIds`` lists every holder, primary included."""
 
-    sourceAccountId: Series[Text] = pa.Field(str_length=_ID_LENGTH)
+    sourceAccountId: Series[Text] = pa.Field(unique=True, str_length=_ID_LENGTH)
     sourceCustomerIds: Series[Text]
     primarySourceCustomerId: Series[Text] = pa.Field(str_length=_ID_LENGTH)
     status: Series[Text] = pa.Field(isin=c.ACCOUNT_STATUSES)
@@ -273,10 +262,6 @@ class AccountExtract(pa.DataFrameModel):
     class Config:
         strict = True
         coerce = False
-
-    @pa.check("sourceAccountId", name="unique")
-    def _unique_id(cls, values: Series[str]) -> Series[bool]:
-        return _unique(values)  # type: ignore[return-value]
 
     @pa.check("accountOpenDate", "accountCloseDate", name="utc_datetime")
     def _dates(cls, values: Series[str]) -> Series[bool]:
@@ -354,7 +339,7 @@ class CardExtract(pa.DataFrameModel):
         coerce = False
 
     # our own check rather than Config.unique: pandera's runs pandas' duplicated over three
-    # text columns, the most expensive check of the card table
+    # text columns, the most expensive check of the card table (schemas.columns.duplicated)
     @pa.dataframe_check(name=CARD_KEY_CHECK)
     def _unique_key(cls, frame: pd.DataFrame) -> Series[bool]:
         repeated = duplicated(*(frame[name] for name in CARD_KEY))

@@ -156,10 +156,10 @@ def test_each_rule_fails_on_its_bad_value(table: str, cells: dict[str, object], 
 )
 def test_duplicate_ids_fail_on_every_copy(table: str, column: str, duplicate_of: str) -> None:
     frame = _frame(table, **{column: duplicate_of})
-    with pytest.raises(SchemaErrors, match="unique") as caught:
+    with pytest.raises(SchemaErrors, match="field_uniqueness") as caught:
         MODELS[table].validate(frame, lazy=True)
     copies = set(frame.index[frame[column] == duplicate_of])
-    assert _failing_indexes(caught.value, "unique") == copies
+    assert _failing_indexes(caught.value, "field_uniqueness") == copies
     assert len(copies) == 2
 
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.columns import duplicated, fixed_width_bytes
-from schemas.datetimes import UTC_PATTERN, is_utc_datetime
+from schemas.datetimes import BARE_DATE_PATTERN, UTC_PATTERN, is_utc_datetime, normalised_datetimes
 from schemas.extracts import AccountExtract, _fullmatch
 
 _UTC_CHARS = st.sampled_from(list("0123456789-T:Z 09/"))
@@ -59,6 +59,9 @@ def test_duplicated_is_pandas_keep_false_over_complete_rows(rows: list[tuple]) -
     expected = frame.duplicated(keep=False).to_numpy() & complete
     found = duplicated(frame["x"], frame["y"], frame["z"])
     assert found.tolist() == expected.tolist()
+    # the key separator inside values: equal joined keys, different rows
+    tricky = pd.Series(["a\x1f", "a"], dtype="str"), pd.Series(["b", "\x1fb"], dtype="str")
+    assert duplicated(*tricky).tolist() == [False, False]
     one = duplicated(frame["x"])
     assert one.tolist() == (frame["x"].duplicated(keep=False) & frame["x"].notna()).tolist()
 
@@ -98,3 +101,24 @@ def test_holder_checks_are_their_plain_rules(rows: list[tuple]) -> None:
     assert AccountExtract._primary_listed(frame).tolist() == listed
     assert AccountExtract._holders_once(holders).tolist() == once
     assert AccountExtract._holder_lengths(holders).tolist() == lengths
+
+
+_NEAR_DATE = st.one_of(
+    st.dates().map(lambda d: d.strftime("%Y-%m-%d").rjust(10, "0")[-10:]),
+    st.text(st.sampled_from(list("0123456789-/ ")), min_size=10, max_size=10),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), _NEAR_UTC, _NEAR_DATE), min_size=1, max_size=40))
+def test_normalising_keeps_exactly_the_regex_matches(values: list[str | None]) -> None:
+    """Cells of the normal form are kept, bare dates become midnight, by the byte rules."""
+    cells = pa.array(values, pa.large_string())
+    result = normalised_datetimes(pd.Series(values, dtype="str")).to_pylist()
+    utc = _regex_utc(values)
+    bare = np.asarray(pc.match_substring_regex(cells, BARE_DATE_PATTERN).fill_null(False))
+    for value, out, is_utc, is_bare in zip(values, result, utc, bare, strict=True):
+        if is_utc:
+            assert out == value
+        elif is_bare:
+            assert out == f"{value}T00:00:00Z"
