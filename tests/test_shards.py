@@ -114,3 +114,54 @@ def test_a_malformed_shard_is_a_clear_error(tmp_path: Path) -> None:
     source = write_synthetic(tmp_path / "in", 10)
     with pytest.raises(ConfigError, match="shard must be written N/M"):
         run_sync(source, "http://127.0.0.1:9", tmp_path / "state", shard="half")
+
+
+def _shard_command(source: Path, url: str, state: Path, number: int, report: Path) -> list[str]:
+    import sys
+
+    return [
+        sys.executable, "-m", "flows.cli", "run", str(source), "--api-url", url,
+        "--state", str(state), "--shard", f"{number}/2", "--chunk-customers", "100",
+        "--no-progress", "--report", str(report),
+    ]  # fmt: skip
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_two_shard_processes_at_once_share_one_ledger(tmp_path: Path) -> None:
+    """Two ``customer-sync run --shard`` processes in parallel, one state folder."""
+    import json
+    import os
+    import subprocess
+
+    import prefect.settings
+
+    from adapters.stub_server import serve_stub_in_thread
+    from tests.flow_support import write_synthetic
+
+    source = write_synthetic(tmp_path / "in", 600)
+    state = tmp_path / "state"
+    env = {**os.environ, "PREFECT_API_URL": str(prefect.settings.PREFECT_API_URL.value())}
+    repo = Path(__file__).resolve().parent.parent
+    with serve_stub_in_thread() as stub:
+        processes = [
+            subprocess.Popen(
+                _shard_command(source, stub.url, state, n, tmp_path / f"report{n}.json"),
+                cwd=repo,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for n in (1, 2)
+        ]
+        for process in processes:
+            _, err = process.communicate(timeout=300)
+            assert process.returncode == 0, err.decode(errors="replace")[-2000:]
+        accepted = dict(stub.accepted)
+
+    reports = [json.loads((tmp_path / f"report{n}.json").read_text()) for n in (1, 2)]
+    assert sum(r["customers_sent"] for r in reports) == 600
+    assert all(r["reconciles"] for r in reports)
+    assert len(accepted) == 600 and all(a.times == 1 for a in accepted.values())
+    with SqliteLedger.open(state) as ledger:
+        assert ledger.known_customer_count() == 600
+        assert len(ledger.runs()) == 2
