@@ -39,13 +39,13 @@ def text_series(values: pa.Array | pa.ChunkedArray, index: pd.Index | None = Non
     return series
 
 
-def split_list_cells(series: pd.Series) -> tuple[npt.NDArray[np.int64], pa.Array]:
+def split_list_cells(series: pd.Series | pa.Array) -> tuple[npt.NDArray[np.int64], pa.Array]:
     """Every item of a ``|``-joined list column as (row position, item) pairs.
 
     Missing cells and empty cells hold no items; items are returned as they are written
     (not stripped), in cell order.
     """
-    cells = as_arrow(series)
+    cells = as_arrow(series) if isinstance(series, pd.Series) else series
     lists = pc.split_pattern(cells.fill_null(""), LIST_SEPARATOR)
     positions = np.asarray(pc.list_parent_indices(lists), dtype=np.int64)
     items = pc.list_flatten(lists)

@@ -7,13 +7,21 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.datetimes import is_utc_datetime
 from tests.extract_factory import extract_of, raw_rows
-from transforms.normalise import canonical_lists, integers, normalise_table, utc_datetimes
+from transforms.normalise import (
+    canonical_lists,
+    integers,
+    normalise_table,
+    stripped_text,
+    utc_datetimes,
+)
 
 
 def _text(values: list[str | None]) -> pd.Series:
@@ -143,3 +151,21 @@ def test_a_missing_column_is_a_programming_error() -> None:
     raw = extract_of(raw_rows()).table("cards").drop(columns="iin")
     with pytest.raises(ValueError, match="lacks column"):
         normalise_table(raw, "cards")
+
+
+def test_only_control_space_or_non_ascii_bytes_are_ever_trimmed() -> None:
+    """stripped_text skips the trim when no cell starts or ends with such a byte."""
+    ascii_chars = [chr(c) for c in range(128)]
+    cells = pa.array([f"{c}x{c}" for c in ascii_chars], pa.large_string())
+    trimmed = pc.utf8_trim_whitespace(cells).to_pylist()
+    changed = {ord(c) for c, t in zip(ascii_chars, trimmed, strict=True) if t != f"{c}x{c}"}
+    assert changed and all(c <= 0x20 or c >= 0x7F for c in changed)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8)), max_size=20))
+def test_stripped_text_is_arrow_trim(values: list[str | None]) -> None:
+    expected = pc.utf8_trim_whitespace(pa.array(values, pa.large_string())).to_pylist()
+    expected = [None if v == "" else v for v in expected]
+    result = stripped_text(_text(values), pd.RangeIndex(len(values)))
+    assert [None if pd.isna(v) else v for v in result.tolist()] == expected

@@ -100,11 +100,33 @@ def normalise_table(raw: pd.DataFrame, table: str) -> NormalisedTable:
 
 def stripped_text(values: pd.Series, index: pd.Index) -> pd.Series:
     """Text with surrounding whitespace removed; empty or blank cells missing."""
-    arrow = pc.utf8_trim_whitespace(as_arrow(values.astype(TEXT_DTYPE)))
+    arrow = as_arrow(values.astype(TEXT_DTYPE))
+    if _may_need_trimming(arrow):  # rare: exports seldom pad their cells
+        arrow = pc.utf8_trim_whitespace(arrow)
     blank = pc.equal(arrow, "")
     if pc.any(blank).as_py():  # rare: the readers already make empty cells missing
         arrow = pc.if_else(blank, pa.scalar(None, arrow.type), arrow)
     return text_series(arrow, index)
+
+
+def _may_need_trimming(cells: pa.Array) -> bool:
+    """Whether some cell starts or ends with a byte that may belong to whitespace.
+
+    Every whitespace character Arrow trims is a control or space byte (<= 0x20) or non-ASCII
+    (>= 0x80); a cell whose first and last bytes are neither has nothing to trim. Two
+    bytes per cell instead of a full copy of the column.
+    """
+    _, offset_buffer, data_buffer = cells.buffers()
+    if len(cells) == 0 or data_buffer is None:
+        return False
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[
+        cells.offset : cells.offset + len(cells) + 1
+    ]
+    start, end = offsets[:-1], offsets[1:]
+    filled = end > start
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    edges = np.concatenate([data[start[filled]], data[end[filled] - 1]])
+    return bool(((edges <= 0x20) | (edges >= 0x7F)).any())
 
 
 def utc_datetimes(values: pd.Series) -> pd.Series:
@@ -117,12 +139,13 @@ def canonical_lists(values: pd.Series, *, dedupe: bool) -> pd.Series:
 
     A missing cell is the empty list ``""``. Items are de-duplicated when ``dedupe``.
     """
-    cells = values.fillna("").str.strip()
-    listy = cells.str.contains(contract.LIST_SEPARATOR, regex=False).to_numpy(dtype=bool)
+    cells = as_arrow(values).fill_null("")
+    if _may_need_trimming(cells):
+        cells = pc.utf8_trim_whitespace(cells)
+    listy = np.asarray(pc.match_substring(cells, contract.LIST_SEPARATOR), dtype=bool)
     if not listy.any():
-        return cells
-    subset = cells[listy]
-    positions, items = split_list_cells(subset)
+        return text_series(cells, values.index)
+    positions, items = split_list_cells(cells.filter(pa.array(listy)))
     items = pc.utf8_trim_whitespace(items)
     keep = np.asarray(pc.not_equal(items, ""), dtype=bool)
     positions, items = positions[keep], items.filter(pa.array(keep))
@@ -134,10 +157,10 @@ def canonical_lists(values: pd.Series, *, dedupe: bool) -> pd.Series:
         first[1:] = (positions[1:] != positions[:-1]) | (codes[1:] != codes[:-1])
         positions, codes = positions[first], codes[first]
     names = as_arrow(pd.Series(uniques, dtype=TEXT_DTYPE))
-    joined = join_groups(positions, names.take(pa.array(codes, pa.int64())), len(subset))
-    result = cells.copy()
-    result.iloc[np.flatnonzero(listy)] = text_series(joined, subset.index)
-    return result
+    joined = join_groups(positions, names.take(pa.array(codes, pa.int64())), int(listy.sum()))
+    # written back in one Arrow pass (a pandas .iloc assignment costs several)
+    result = pc.replace_with_mask(cells, pa.array(listy), joined.cast(cells.type))
+    return text_series(result, values.index)
 
 
 def join_groups(positions: np.ndarray, items: pa.Array | pa.ChunkedArray, size: int) -> pa.Array:

@@ -61,6 +61,13 @@ def quarantine(
     which ids are customers outside it: they are named in ``held_back_customers`` (their
     own chunk holds them back), not held here.
     """
+    if failures.empty:  # the usual chunk: nobody is held back, nothing to look up
+        return Quarantine(
+            held=np.zeros(len(customers), dtype=bool),
+            held_back_customers=pd.Series([], dtype=TEXT_DTYPE),
+            reasons=pd.Series([""] * len(customers), dtype=TEXT_DTYPE),
+            held_back_by_reason={},
+        )
     failures = failures.reset_index(drop=True)
     table = failures["table"].to_numpy()
     index = failures["index"].to_numpy(dtype=np.int64)
@@ -73,7 +80,7 @@ def quarantine(
     named: list[pd.DataFrame] = []  # (failure, customer id)
     direct: list[pd.DataFrame] = []  # (failure, customer position) for rows without an id
     mine = table == "customers"
-    ids = customers["sourceCustomerId"].to_numpy()[index[mine]]
+    ids = customers["sourceCustomerId"].iloc[index[mine]].to_numpy()
     has_id = pd.notna(ids)
     named.append(pd.DataFrame({"failure": number[mine][has_id], "id": ids[has_id]}))
     direct.append(
@@ -108,7 +115,7 @@ def quarantine(
 
     # per failure: the ids it holds back (sorted, once each)
     held_ids = pairs.assign(
-        id=customers["sourceCustomerId"].to_numpy()[pairs["position"].to_numpy(dtype=np.int64)]
+        id=customers["sourceCustomerId"].iloc[pairs["position"].to_numpy(dtype=np.int64)].to_numpy()
     ).dropna(subset=["id"])
     if len(named_elsewhere):
         held_ids = pd.concat([held_ids[["failure", "id"]], named_elsewhere], ignore_index=True)
@@ -182,8 +189,8 @@ def _account_people(
     primary = pd.DataFrame(
         {
             "account": chosen.astype(np.int64),
-            "account_id": accounts["sourceAccountId"].to_numpy()[chosen],
-            "id": accounts["primarySourceCustomerId"].to_numpy()[chosen],
+            "account_id": accounts["sourceAccountId"].iloc[chosen].to_numpy(),
+            "id": accounts["primarySourceCustomerId"].iloc[chosen].to_numpy(),
         }
     ).astype({"account_id": TEXT_DTYPE, "id": TEXT_DTYPE})
     people = pd.concat([listed, primary], ignore_index=True).dropna(subset=["id"])
