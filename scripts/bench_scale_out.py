@@ -1,0 +1,174 @@
+"""Guards-first against streaming against two shards at once, end to end, in one run.
+
+In one run, against one stand-in partner in its own process (``--latency`` seconds added to
+every request) and one Prefect server started here (so no variant pays an ephemeral
+server's start), each variant is a real ``customer-sync run`` process on a fresh state
+folder, delivering the whole extract (CSV, generated once under ./bench-data/):
+
+* ``guards-first``  the default: prepare every chunk, check the guards, then deliver;
+* ``stream``        ``--stream``: each chunk delivered while the next ones are prepared;
+* ``2 shards``      two processes at once, ``--shard 1/2`` and ``--shard 2/2``, one ledger
+                    (the "two workers on one machine" of DESIGN.md; each process has its
+                    own pool of chunk workers, so four busy processes share two cores).
+
+Prints each variant's wall time (median of ``--repeats``) and its ratio to guards-first.
+
+    uv run --locked python scripts/bench_scale_out.py [--customers 1000000]
+        [--latency 0.05] [--concurrency 16] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from adapters.stub_server import StubFaults, serve_stub_in_subprocess  # noqa: E402
+from adapters.synthetic import write_synthetic_extract  # noqa: E402
+
+
+def extract_folder(customers: int) -> Path:
+    folder = ROOT / "bench-data" / f"e2e-{customers}"
+    if not (folder / "cards.csv").exists():
+        print(f"generating {customers:,} customers into {folder} ...", flush=True)
+        write_synthetic_extract(folder, customers, "csv", seed=11)
+    return folder
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def prefect_server(home: Path) -> Iterator[dict[str, str]]:
+    """A Prefect server on 127.0.0.1 for the whole benchmark; yields the runs' environment."""
+    port = _free_port()
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the Prefect server did not start") from None
+                time.sleep(0.5)
+        yield env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _command(source: Path, url: str, state: Path, concurrency: int, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "flows.cli", "run", str(source), "--api-url", url,
+        "--state", str(state), "--concurrency", str(concurrency), "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def run_variant(
+    commands: list[list[str]], env: dict[str, str], reports: list[Path]
+) -> tuple[float, int]:
+    """Start every command at once; the wall time until the last ends, customers sent."""
+    started = time.perf_counter()
+    processes = []
+    for command, report in zip(commands, reports, strict=True):
+        processes.append(
+            subprocess.Popen(
+                [*command, "--report", str(report)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        )
+    for process in processes:
+        _, err = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"a run exited {process.returncode}: {err.decode()[-2000:]}")
+    wall = time.perf_counter() - started
+    sent = sum(json.loads(r.read_text())["customers_sent"] for r in reports)
+    return wall, sent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per request")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    source = extract_folder(args.customers)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    c = args.concurrency
+    variants = {
+        "guards-first": lambda state: [_command(source, url, state, c)],
+        "stream": lambda state: [_command(source, url, state, c, "--stream")],
+        "2 shards": lambda state: [
+            _command(source, url, state, c, "--shard", f"{n}/2") for n in (1, 2)
+        ],
+    }
+    walls: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        with (
+            prefect_server(scratch / "prefect") as env,
+            serve_stub_in_subprocess(StubFaults(latency=args.latency), validate=False) as stub,
+        ):
+            url = stub.url
+            print(
+                f"{args.customers:,} customers, partner latency {args.latency * 1000:.0f} ms, "
+                f"concurrency {c} per process, {args.repeats} repeat(s)"
+            )
+            for repeat in range(args.repeats):
+                for name, commands_for in variants.items():
+                    state = scratch / f"state-{repeat}-{name.replace(' ', '-')}"
+                    commands = commands_for(state)
+                    reports = [
+                        state.with_name(state.name + f"-{n}.json") for n in range(len(commands))
+                    ]
+                    wall, sent = run_variant(commands, env, reports)
+                    if sent != args.customers:
+                        raise SystemExit(f"{name}: sent {sent:,}, not {args.customers:,}")
+                    walls[name].append(wall)
+                    print(f"  repeat {repeat + 1} {name:<13}: {wall:7.1f} s", flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    base = statistics.median(walls["guards-first"])
+    bound = args.customers / 50 * args.latency / c  # delivery alone, at the latency bound
+    print("medians:")
+    for name, values in walls.items():
+        wall = statistics.median(values)
+        print(f"  {name:<13}: {wall:7.1f} s  ({wall / base:.2f}x guards-first)")
+    if args.latency:
+        print(f"  delivery alone at the latency bound (one process): {bound:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
