@@ -2,8 +2,8 @@
 
 Runs, one after another, each in its own process so their memory peaks do not mix:
 nest (dict approach vs reference vs columnar), read+validate, chunked preparation
-(whole-extract vs streamed, 1M vs 5M), delivery client vs plain aiohttp and the latency
-bound, flow delivery vs plain aiohttp vs one task run per batch, and end to end.
+(dict baseline vs whole-extract vs chunked, 1M vs 5M), delivery client vs plain aiohttp and the latency
+bound, flow delivery vs plain aiohttp vs one task run per batch, end to end, and guards-first vs streaming vs two shards at once.
 ``--quick`` uses small sizes (a smoke run of a few minutes); the default sizes are the
 issue's targets (1M customers, 20,000 batches) and take a long while on 2 cores.
 
@@ -23,21 +23,25 @@ ROOT = Path(__file__).resolve().parent.parent
 FULL = {
     "nest": ["scripts/bench_nest.py", "--customers", "1000000"],
     "validate": ["scripts/bench_validate.py", "--customers", "1000000"],
-    "prepare": ["scripts/bench_prepare.py", "--customers", "1000000"],
+    "prepare": ["scripts/bench_prepare.py", "--customers", "1000000",
+                "--paths", "baseline,whole,chunked"],
     "prepare-5m": ["scripts/bench_prepare.py", "--customers", "5000000", "--paths", "chunked"],
     "delivery": ["scripts/bench_delivery.py", "--batches", "20000"],
     "flow-delivery": ["scripts/bench_flow_delivery.py", "--batches", "20000"],
     "end-to-end": ["scripts/bench_end_to_end.py", "--customers", "1000000"],
+    "scale-out": ["scripts/bench_scale_out.py", "--customers", "1000000"],
 }
 QUICK = {
     "nest": ["scripts/bench_nest.py", "--customers", "100000", "--repeat", "1"],
     "validate": ["scripts/bench_validate.py", "--customers", "100000", "--repeat", "1"],
-    "prepare": ["scripts/bench_prepare.py", "--customers", "100000"],
+    "prepare": ["scripts/bench_prepare.py", "--customers", "100000",
+                "--paths", "baseline,whole,chunked"],
     "prepare-5m": ["scripts/bench_prepare.py", "--customers", "200000", "--paths", "chunked"],
     "delivery": ["scripts/bench_delivery.py", "--batches", "2000", "--repeats", "1"],
     "flow-delivery": ["scripts/bench_flow_delivery.py", "--batches", "2000", "--repeats", "1",
                       "--naive-batches", "300"],
     "end-to-end": ["scripts/bench_end_to_end.py", "--customers", "100000"],
+    "scale-out": ["scripts/bench_scale_out.py", "--customers", "20000"],
 }  # fmt: skip
 
 
