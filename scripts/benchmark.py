@@ -1,9 +1,10 @@
 """Every benchmark of the project in one go (``make bench``), each against its baseline.
 
 Runs, one after another, each in its own process so their memory peaks do not mix:
-nest (dict approach vs reference vs columnar), read+validate, chunked preparation
-(dict baseline vs whole-extract vs chunked, 1M vs 5M), delivery client vs plain aiohttp and the latency
-bound, flow delivery vs plain aiohttp vs one task run per batch, end to end, and guards-first vs streaming vs two shards at once.
+nest (dict approach vs reference vs columnar), read+validate, preparation (dict baseline
+vs whole-extract vs chunked, 1M vs 5M), delivery client vs plain aiohttp and the latency
+bound, flow delivery vs plain aiohttp vs one task run per batch, end to end, and
+guards-first vs streaming vs two shards at once.
 ``--quick`` uses small sizes (a smoke run of a few minutes); the default sizes are the
 issue's targets (1M customers, 20,000 batches) and take a long while on 2 cores.
 
@@ -23,8 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 FULL = {
     "nest": ["scripts/bench_nest.py", "--customers", "1000000"],
     "validate": ["scripts/bench_validate.py", "--customers", "1000000"],
-    "prepare": ["scripts/bench_prepare.py", "--customers", "1000000",
-                "--paths", "baseline,whole,chunked"],
+    "prepare": [
+        "scripts/bench_prepare.py",
+        "--customers",
+        "1000000",
+        "--paths",
+        "baseline,whole,chunked",
+    ],
     "prepare-5m": ["scripts/bench_prepare.py", "--customers", "5000000", "--paths", "chunked"],
     "delivery": ["scripts/bench_delivery.py", "--batches", "20000"],
     "flow-delivery": ["scripts/bench_flow_delivery.py", "--batches", "20000"],
