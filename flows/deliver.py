@@ -6,6 +6,12 @@ batch inside it is still retried on its own (adapters.delivery), every retry is 
 the task run, and every outcome is committed to the ledger before any later batch is sent
 and before the task run ends. Groups overlap so that concurrency never drains at a group's
 end.
+
+A task run still costs a few milliseconds here and more in Prefect's server (its state
+changes are events the server records), so large runs get larger groups: at least
+``BATCHES_PER_TASK_RUN`` batches each, and few enough that a run has about
+``TASK_RUNS_PER_RUN`` of them, up to ``MAX_BATCHES_PER_TASK_RUN`` (a group's batches are
+held while it runs; they are offsets into the spool, a few KB each).
 """
 
 from __future__ import annotations
@@ -13,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from prefect import task
@@ -25,44 +30,23 @@ from prefect.utilities.annotations import quote
 from adapters.delivery import RetryEvent, RetryPolicy, deliver_batch
 from adapters.ledger import SqliteLedger
 from adapters.partner_client import PartnerClient
-from adapters.spool import read_spool
 from flows.report import BatchOutcomes
+from flows.spool_batches import PlannedBatch, planned_batches, spool_batch_count
 from schemas.records import Batch, BatchOutcome
-from transforms.batching import make_batches
 
 log = logging.getLogger(__name__)
 
 BATCHES_PER_TASK_RUN = 100
+TASK_RUNS_PER_RUN = 50
+MAX_BATCHES_PER_TASK_RUN = 1000
 TASK_RUNS_IN_FLIGHT = 2
 
 
-@dataclass(frozen=True)
-class PlannedBatch:
-    """A batch and the fingerprints of its documents (recorded when acknowledged)."""
-
-    batch: Batch
-    fingerprints: dict[str, str]
-
-
-def planned_batches(spool_path: Path, batch_size: int, run_id: str) -> Iterator[PlannedBatch]:
-    """The spool cut into batches of one method each, in spool order."""
-    for number, record_batch in enumerate(read_spool(spool_path)):
-        columns = record_batch.to_pydict()
-        ids: list[str] = columns["customer_id"]
-        methods: list[str] = columns["method"]
-        for method in ("POST", "PUT"):
-            picked = [i for i, m in enumerate(methods) if m == method]
-            if not picked:
-                continue
-            fingerprints = {ids[i]: columns["fingerprint"][i] for i in picked}
-            for batch in make_batches(
-                [ids[i] for i in picked],
-                [columns["document"][i] for i in picked],
-                method,  # type: ignore[arg-type]
-                batch_size,
-                id_prefix=f"{run_id}-{number:04d}-{method.lower()}",
-            ):
-                yield PlannedBatch(batch, {cid: fingerprints[cid] for cid in batch.customer_ids})
+def task_run_size(batches: int) -> int:
+    """Batches per task run for a delivery of ``batches``: 100 up to 5,000 batches, then
+    about 50 task runs (20,000 batches: 400 each), at most 1,000 each."""
+    wanted = -(-batches // TASK_RUNS_PER_RUN)
+    return min(MAX_BATCHES_PER_TASK_RUN, max(BATCHES_PER_TASK_RUN, wanted))
 
 
 def _groups(batches: Iterator[PlannedBatch], size: int) -> Iterator[list[PlannedBatch]]:
@@ -76,8 +60,32 @@ def _groups(batches: Iterator[PlannedBatch], size: int) -> Iterator[list[Planned
         yield group
 
 
-@task(name="deliver-batches", cache_policy=NONE)
+class _DocumentsById(Mapping[str, bytes]):
+    """A batch's documents by customer id, read only when the ledger asks: it wants the
+    documents of dead letters alone, and most batches have none."""
+
+    def __init__(self, batch: Batch) -> None:
+        self._batch = batch
+
+    def __getitem__(self, customer_id: str) -> bytes:
+        try:
+            position = self._batch.customer_ids.index(customer_id)
+        except ValueError:
+            raise KeyError(customer_id) from None
+        return self._batch.documents[position]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._batch.customer_ids)
+
+    def __len__(self) -> int:
+        return len(self._batch.customer_ids)
+
+
+# named from a parameter, not with .with_options() per group (that rebuilds the task and
+# reads its source again: about 2 ms a group in a profile at 1M customers)
+@task(name="deliver-batches", task_run_name="deliver-batches-{number:05d}", cache_policy=NONE)
 async def deliver_group(
+    number: int,
     group: list[PlannedBatch],
     client: PartnerClient,
     limiter: asyncio.Semaphore,
@@ -106,12 +114,11 @@ async def deliver_group(
                 await ledger.amark_sending(run_id, planned.batch)
             outcome = await deliver_batch(client, planned.batch, policy, on_retry=_log_retry)
             if ledger is not None:
-                documents = dict(
-                    zip(planned.batch.customer_ids, planned.batch.documents, strict=True)
-                )
                 # queued while this batch still holds its slot: the next batch's mark waits
                 # for it, so at most `concurrency` batches are ever in flight in the ledger
-                ledger.queue_outcome(run_id, outcome, planned.fingerprints, documents)
+                ledger.queue_outcome(
+                    run_id, outcome, planned.fingerprints, _DocumentsById(planned.batch)
+                )
         if outcome.status != "acknowledged":
             run_log.warning(
                 "Batch %s %s after %d attempts (HTTP %s): %s",
@@ -148,18 +155,23 @@ async def deliver_spool(
     concurrency: int,
     policy: RetryPolicy,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
-    batches_per_task_run: int = BATCHES_PER_TASK_RUN,
+    batches_per_task_run: int | None = None,
 ) -> BatchOutcomes:
-    """Every spooled document delivered (or failed) once; outcomes in completion order."""
+    """Every spooled document delivered (or failed) once; outcomes in completion order.
+
+    ``batches_per_task_run`` defaults to ``task_run_size`` of the spool's batch count."""
+    if batches_per_task_run is None:
+        batches_per_task_run = task_run_size(spool_batch_count(spool_path, batch_size))
     limiter = asyncio.Semaphore(concurrency)
     outcomes = BatchOutcomes()
     in_flight: set[asyncio.Future[BatchOutcomes]] = set()
     groups = _groups(planned_batches(spool_path, batch_size, run_id), batches_per_task_run)
     for number, group in enumerate(groups):
-        named = deliver_group.with_options(task_run_name=f"deliver-batches-{number:05d}")
         in_flight.add(
             asyncio.ensure_future(
-                named(quote(group), client, limiter, ledger, run_id, policy, on_outcome)
+                deliver_group(
+                    number, quote(group), client, limiter, ledger, run_id, policy, on_outcome
+                )
             )
         )
         if len(in_flight) >= TASK_RUNS_IN_FLIGHT:
