@@ -34,6 +34,7 @@ from schemas.datetimes import is_utc_datetime
 
 LAST4_PATTERN: Final = r"[0-9]{4}"
 IIN_PATTERN: Final = "|".join(f"[0-9]{{{n}}}" for n in c.IIN_LENGTHS)
+"""The rules of ``last4`` and ``iin`` (checked as digits and lengths: ``_digits_of_length``)."""
 _ALERT_ITEM: Final = "(?:" + "|".join(c.ALERT_OPT_IN_STATUSES) + ")"
 ALERT_LIST_PATTERN: Final = f"(?:{_ALERT_ITEM}(?:\\|{_ALERT_ITEM})*)?"
 HOLDER_LIST_PATTERN: Final = f"[^|]{{1,{c.MAX_ID_LENGTH}}}(?:\\|[^|]{{1,{c.MAX_ID_LENGTH}}})*"
@@ -149,6 +150,19 @@ def _fullmatch(values: pd.Series, pattern: str) -> pd.Series:
     (missing cells are the ``required`` rule's business)."""
     hits = pc.match_substring_regex(as_arrow(values), f"^(?:{pattern})$").fill_null(True)
     return pd.Series(np.asarray(hits, dtype=bool), index=values.index)
+
+
+def _digits_of_length(values: pd.Series, lengths: tuple[int, ...]) -> pd.Series:
+    """Where a cell is ASCII digits only, as many as one of ``lengths`` (missing: True).
+
+    The rule of ``[0-9]{n}|...`` without a regex: an ASCII test and a length, ten times
+    cheaper over a card table.
+    """
+    cells = as_arrow(values)
+    sized = np.isin(np.asarray(pc.binary_length(cells).fill_null(0)), lengths)
+    digits = np.asarray(pc.ascii_is_decimal(cells).fill_null(False), dtype=bool)
+    missing = np.asarray(cells.is_null(), dtype=bool)
+    return pd.Series((sized & digits) | missing, index=values.index)
 
 
 def _utc_shaped(cells: pyarrow.Array) -> np.ndarray:
@@ -351,11 +365,11 @@ class CardExtract(pa.DataFrameModel):
 
     @pa.check("last4", name="last4_digits")
     def _last4(cls, values: Series[str]) -> Series[bool]:
-        return _fullmatch(values, LAST4_PATTERN)  # type: ignore[return-value]
+        return _digits_of_length(values, (4,))  # type: ignore[return-value]
 
     @pa.check("iin", name="iin_digits")
     def _iin(cls, values: Series[str]) -> Series[bool]:
-        return _fullmatch(values, IIN_PATTERN)  # type: ignore[return-value]
+        return _digits_of_length(values, c.IIN_LENGTHS)  # type: ignore[return-value]
 
     @pa.dataframe_check(name="close_date_iff_closed")
     def _close_iff_closed(cls, frame: pd.DataFrame) -> Series[bool]:

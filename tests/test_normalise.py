@@ -109,9 +109,10 @@ def test_shapes_that_are_not_accepted_are_left_for_the_schema(value: str) -> Non
         max_size=10,
     ),
     st.booleans(),
+    st.booleans(),
 )
-def test_list_cells_are_canonical(cells: list[str], dedupe: bool) -> None:
-    result = canonical_lists(_text(cells), dedupe=dedupe).tolist()
+def test_list_cells_are_canonical(cells: list[str], dedupe: bool, by_distinct: bool) -> None:
+    result = canonical_lists(_text(cells), dedupe=dedupe, by_distinct=by_distinct).tolist()
     for cell, got in zip(cells, result, strict=True):
         items = [item.strip() for item in cell.split("|") if item.strip()]
         items = sorted(set(items)) if dedupe else sorted(items)

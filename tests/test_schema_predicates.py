@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from schemas.columns import duplicated, fixed_width_bytes
 from schemas.datetimes import BARE_DATE_PATTERN, UTC_PATTERN, is_utc_datetime, normalised_datetimes
-from schemas.extracts import AccountExtract, _fullmatch
+from schemas.extracts import (
+    IIN_PATTERN,
+    LAST4_PATTERN,
+    AccountExtract,
+    _digits_of_length,
+    _fullmatch,
+)
 
 _UTC_CHARS = st.sampled_from(list("0123456789-T:Z 09/"))
 _NEAR_UTC = st.one_of(
@@ -122,3 +128,21 @@ def test_normalising_keeps_exactly_the_regex_matches(values: list[str | None]) -
             assert out == value
         elif is_bare:
             assert out == f"{value}T00:00:00Z"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.from_regex(r"[0-9]{3,9}", fullmatch=True),
+            st.text(st.sampled_from(list("0123456789x \u0661\uff11")), max_size=9),
+        ),
+        max_size=30,
+    )
+)
+def test_digit_checks_are_their_patterns(values: list[str | None]) -> None:
+    series = pd.Series(values, dtype="str")
+    for pattern, lengths in ((LAST4_PATTERN, (4,)), (IIN_PATTERN, (6, 8))):
+        expected = (series.str.fullmatch(pattern) | series.isna()).tolist()
+        assert _digits_of_length(series, lengths).tolist() == expected

@@ -70,7 +70,9 @@ def normalise_table(raw: pd.DataFrame, table: str) -> NormalisedTable:
     for name in DATETIME_COLUMNS.get(table, ()):
         out[name] = utc_datetimes(out[name])
     for name in contract.LIST_COLUMNS[table]:
-        out[name] = canonical_lists(out[name], dedupe=name == "alertOptInStatus")
+        # alert lists are sets of seven statuses: a few distinct cells, done once each
+        alerts = name == "alertOptInStatus"
+        out[name] = canonical_lists(out[name], dedupe=alerts, by_distinct=alerts)
     if table == "accounts":
         holders = out["sourceCustomerIds"]
         out["sourceCustomerIds"] = holders.mask(
@@ -134,17 +136,27 @@ def utc_datetimes(values: pd.Series) -> pd.Series:
     return text_series(normalised_datetimes(values), values.index)
 
 
-def canonical_lists(values: pd.Series, *, dedupe: bool) -> pd.Series:
+def canonical_lists(values: pd.Series, *, dedupe: bool, by_distinct: bool = False) -> pd.Series:
     """``|``-joined list cells, canonical: items stripped, empties dropped, sorted.
 
-    A missing cell is the empty list ``""``. Items are de-duplicated when ``dedupe``.
+    A missing cell is the empty list ``""``. Items are de-duplicated when ``dedupe``. With
+    ``by_distinct``, each distinct cell is canonicalised once and the results spread back
+    (for columns of few distinct values).
     """
     cells = as_arrow(values).fill_null("")
+    if by_distinct:
+        encoded = pc.dictionary_encode(cells)
+        canonical = _canonical_cells(encoded.dictionary, dedupe=dedupe)
+        return text_series(canonical.take(encoded.indices), values.index)
+    return text_series(_canonical_cells(cells, dedupe=dedupe), values.index)
+
+
+def _canonical_cells(cells: pa.Array, *, dedupe: bool) -> pa.Array:
     if _may_need_trimming(cells):
         cells = pc.utf8_trim_whitespace(cells)
     listy = np.asarray(pc.match_substring(cells, contract.LIST_SEPARATOR), dtype=bool)
     if not listy.any():
-        return text_series(cells, values.index)
+        return cells
     positions, items = split_list_cells(cells.filter(pa.array(listy)))
     items = pc.utf8_trim_whitespace(items)
     keep = np.asarray(pc.not_equal(items, ""), dtype=bool)
@@ -159,8 +171,7 @@ def canonical_lists(values: pd.Series, *, dedupe: bool) -> pd.Series:
     names = as_arrow(pd.Series(uniques, dtype=TEXT_DTYPE))
     joined = join_groups(positions, names.take(pa.array(codes, pa.int64())), int(listy.sum()))
     # written back in one Arrow pass (a pandas .iloc assignment costs several)
-    result = pc.replace_with_mask(cells, pa.array(listy), joined.cast(cells.type))
-    return text_series(result, values.index)
+    return pc.replace_with_mask(cells, pa.array(listy), joined.cast(cells.type))
 
 
 def join_groups(positions: np.ndarray, items: pa.Array | pa.ChunkedArray, size: int) -> pa.Array:
