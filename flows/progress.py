@@ -6,6 +6,7 @@ Quiet when standard error is not a terminal (a scheduler's log stays clean).
 from __future__ import annotations
 
 import sys
+import time
 from types import TracebackType
 
 from rich.console import Console
@@ -18,6 +19,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+REDRAW_SECONDS = 0.1
+"""The display takes the counts at most this often: it is called once per batch (thousands
+a second), rich redraws ten times a second anyway, and each update costs tens of µs."""
+
 
 class DeliveryProgress:
     """Counts customers and batches as outcomes arrive."""
@@ -27,6 +32,8 @@ class DeliveryProgress:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self.batches = 0
+        self._pending = 0  # customers counted but not yet given to the display
+        self._shown_at = 0.0
         if show and total_customers:
             self._progress = Progress(
                 TextColumn("[bold]delivering"),
@@ -43,11 +50,19 @@ class DeliveryProgress:
 
     def advance(self, customers: int) -> None:
         self.batches += 1
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, advance=customers, batches=self.batches)
-            speed = self._progress.tasks[0].speed
-            if speed:
-                self._progress.update(self._task, rate=f"{speed:,.0f}/s")
+        self._pending += customers
+        if self._progress is not None and time.monotonic() - self._shown_at >= REDRAW_SECONDS:
+            self._show()
+
+    def _show(self) -> None:
+        if self._progress is None or self._task is None:
+            return
+        self._progress.update(self._task, advance=self._pending, batches=self.batches)
+        self._pending = 0
+        self._shown_at = time.monotonic()
+        speed = self._progress.tasks[0].speed
+        if speed:
+            self._progress.update(self._task, rate=f"{speed:,.0f}/s")
 
     def __enter__(self) -> DeliveryProgress:
         if self._progress is not None:
@@ -61,4 +76,5 @@ class DeliveryProgress:
         tb: TracebackType | None,
     ) -> None:
         if self._progress is not None:
+            self._show()  # the last counts, whatever the time since the previous redraw
             self._progress.stop()
