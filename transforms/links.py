@@ -109,10 +109,17 @@ def link_failures(
     unsure = np.flatnonzero(exists & has_holder & ~is_primary)
     on_account = np.ones(len(cards), dtype=bool)
     if len(unsure):
-        subset = pa.array(unsure)
-        pairs = _keys(holdings.account_id, holdings.holder)
-        card_keys = _keys(card_accounts.take(subset), card_holders.take(subset))
-        on_account[unsure] = np.asarray(pc.is_in(card_keys, value_set=pairs), dtype=bool)
+        # first the holders of the card's own account row (a few holdings per card, no
+        # hashing); only a card not found there is looked up by key among every holding
+        # (another row may carry the same account id)
+        listed = _on_account_row(unsure, account_of, card_holders, holdings, len(accounts))
+        on_account[unsure] = listed
+        rest = unsure[~listed]
+        if len(rest):
+            subset = pa.array(rest)
+            pairs = _keys(holdings.account_id, holdings.holder)
+            card_keys = _keys(card_accounts.take(subset), card_holders.take(subset))
+            on_account[rest] = np.asarray(pc.is_in(card_keys, value_set=pairs), dtype=bool)
     strangers = exists & has_holder & ~on_account
 
     failures = [
@@ -165,6 +172,30 @@ def link_failures(
         card_account=np.where(exists, account_of, -1),
         holder_customer=np.asarray(found_holder.fill_null(-1), dtype=np.int64),
     )
+
+
+def _on_account_row(
+    cards: npt.NDArray[np.int64],
+    account_of: npt.NDArray[np.int64],
+    card_holders: pa.Array,
+    holdings: Holdings,
+    accounts: int,
+) -> npt.NDArray[np.bool_]:
+    """Per card (positions ``cards``): its holder is listed on its account row."""
+    # holdings come in account row order: each row's holders are one contiguous run
+    counts = np.bincount(holdings.account, minlength=accounts)
+    starts = np.cumsum(counts) - counts
+    rows = account_of[cards]
+    runs = counts[rows]
+    card = np.repeat(np.arange(len(cards)), runs)
+    within = np.arange(len(card)) - np.repeat(np.cumsum(runs) - runs, runs)
+    holding = starts[rows][card] + within
+    same = pc.equal(
+        holdings.holder.take(pa.array(holding)), card_holders.take(pa.array(cards[card]))
+    )
+    listed = np.zeros(len(cards), dtype=bool)
+    listed[card[np.asarray(same.fill_null(False), dtype=bool)]] = True
+    return listed
 
 
 def _keys(account_ids: pa.Array, holder_ids: pa.Array) -> pa.Array:

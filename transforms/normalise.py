@@ -125,10 +125,15 @@ def _may_need_trimming(cells: pa.Array) -> bool:
         cells.offset : cells.offset + len(cells) + 1
     ]
     start, end = offsets[:-1], offsets[1:]
-    filled = end > start
     data = np.frombuffer(data_buffer, dtype=np.uint8)
-    edges = np.concatenate([data[start[filled]], data[end[filled] - 1]])
-    return bool(((edges <= 0x20) | (edges >= 0x7F)).any())
+    last = len(data) - 1
+    if last < 0:
+        return False
+    # bytes 0x21-0x7E (printable ASCII) are the only safe ones: one wrapped compare each
+    first_byte = data[np.minimum(start, last)] - np.uint8(0x21)
+    last_byte = data[np.clip(end - 1, 0, last)] - np.uint8(0x21)
+    unsafe = (first_byte >= 0x5E) | (last_byte >= 0x5E)
+    return bool((unsafe & (end > start)).any())
 
 
 def utc_datetimes(values: pd.Series) -> pd.Series:
