@@ -103,7 +103,7 @@ def test_shapes_that_are_not_accepted_are_left_for_the_schema(value: str) -> Non
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
-        st.lists(st.text(alphabet="AB C1\t", min_size=0, max_size=4), max_size=5).map(
+        st.lists(st.text(alphabet="AB C1\t\u00e9\u20ac", min_size=0, max_size=4), max_size=5).map(
             lambda items: "|".join(items)
         ),
         max_size=10,

@@ -212,6 +212,8 @@ def _card_failures(
     reason: object,
 ) -> pd.DataFrame:
     where = np.flatnonzero(mask)
+    if not len(where):  # the usual case: no reasons to write
+        return failures_frame("cards", where, column, rule, "")
     rows = cards.iloc[where]
     text = reason(rows) if callable(reason) else pd.Series([], dtype=TEXT_DTYPE)
     return failures_frame("cards", where, column, rule, text)

@@ -166,15 +166,16 @@ def _canonical_cells(cells: pa.Array, *, dedupe: bool) -> pa.Array:
     items = pc.utf8_trim_whitespace(items)
     keep = np.asarray(pc.not_equal(items, ""), dtype=bool)
     positions, items = positions[keep], items.filter(pa.array(keep))
-    codes, uniques = pd.factorize(items.to_pandas(), sort=True)
-    order = np.lexsort((codes, positions))
-    positions, codes = positions[order], codes[order]
-    if dedupe and len(codes):
-        first = np.ones(len(codes), dtype=bool)
-        first[1:] = (positions[1:] != positions[:-1]) | (codes[1:] != codes[:-1])
-        positions, codes = positions[first], codes[first]
-    names = as_arrow(pd.Series(uniques, dtype=TEXT_DTYPE))
-    joined = join_groups(positions, names.take(pa.array(codes, pa.int64())), int(listy.sum()))
+    # items by cell, then in text order (Arrow compares UTF-8 bytes: code point order)
+    pairs = pa.table({"cell": pa.array(positions), "item": items})
+    order = pc.sort_indices(pairs, sort_keys=[("cell", "ascending"), ("item", "ascending")])
+    positions, items = positions[np.asarray(order)], items.take(order)
+    if dedupe and len(items) > 1:
+        first = np.ones(len(items), dtype=bool)
+        same_item = np.asarray(pc.equal(items[1:], items[:-1]), dtype=bool)
+        first[1:] = (positions[1:] != positions[:-1]) | ~same_item
+        positions, items = positions[first], items.filter(pa.array(first))
+    joined = join_groups(positions, items, int(listy.sum()))
     # written back in one Arrow pass (a pandas .iloc assignment costs several)
     return pc.replace_with_mask(cells, pa.array(listy), joined.cast(cells.type))
 
