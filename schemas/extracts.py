@@ -300,8 +300,15 @@ class AccountExtract(pa.DataFrameModel):
         several = np.flatnonzero(_separated(as_arrow(values)))
         if len(several):
             positions, items = split_list_cells(values.iloc[several])
-            repeated = duplicated(positions, items)
-            ok[several[positions[repeated]]] = False
+            # sorted by (cell, holder), a repeated holder sits next to its copy
+            pairs = pyarrow.table({"cell": pyarrow.array(positions), "holder": items})
+            order = pc.sort_indices(
+                pairs, sort_keys=[("cell", "ascending"), ("holder", "ascending")]
+            )
+            positions, items = positions[np.asarray(order)], items.take(order)
+            same = np.asarray(pc.equal(items[1:], items[:-1]), dtype=bool)
+            repeated = same & (positions[1:] == positions[:-1])
+            ok[several[positions[1:][repeated]]] = False
         return pd.Series(ok, index=values.index)  # type: ignore[return-value]
 
     @pa.dataframe_check(name="primary_among_holders")
