@@ -251,7 +251,7 @@ def is_utc_datetime(values: pd.Series) -> pd.Series:
 
 def _digits_and_marks(
     rows: npt.NDArray[np.uint8], marks: bytes, positions: str
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int32]]:
     """Rows (one fixed-width cell each) with ``marks`` at the ``M`` places of ``positions``
     and ASCII digits at its ``D`` places; and the digits' values (columns in order)."""
     digit_at = [k for k, kind in enumerate(positions) if kind == "D"]
@@ -259,15 +259,15 @@ def _digits_and_marks(
     digits = rows[:, digit_at] - np.uint8(_ZERO)  # a non-digit byte wraps to >= 10
     expected = np.frombuffer(marks, dtype=np.uint8)
     ok = (digits < 10).all(axis=1) & (rows[:, mark_at] == expected).all(axis=1)
-    return ok, digits.astype(np.int64)
+    return ok, digits.astype(np.int32)
 
 
-def _two(values: npt.NDArray[np.int64], first: int) -> npt.NDArray[np.int64]:
-    result: npt.NDArray[np.int64] = values[:, first] * 10 + values[:, first + 1]
+def _two(values: npt.NDArray[np.int32], first: int) -> npt.NDArray[np.int32]:
+    result: npt.NDArray[np.int32] = values[:, first] * 10 + values[:, first + 1]
     return result
 
 
-def _real_dates(ok: npt.NDArray[np.bool_], values: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+def _real_dates(ok: npt.NDArray[np.bool_], values: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
     """Where the first eight digit columns (YYYYMMDD) are a date of years 1000-9999."""
     year = values[:, 0] * 1000 + values[:, 1] * 100 + values[:, 2] * 10 + values[:, 3]
     month, day = _two(values, 4), _two(values, 6)
@@ -279,6 +279,26 @@ def _real_dates(ok: npt.NDArray[np.bool_], values: npt.NDArray[np.int64]) -> npt
     return real
 
 
+def _in_blocks(
+    rule: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.bool_]],
+) -> Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.bool_]]:
+    """``rule`` applied to 64k rows at a time: its working matrices then stay in the CPU's
+    cache (over a million rows at once, the same work took three times as long)."""
+
+    def blocked(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+        if len(rows) <= _BLOCK_ROWS:
+            return rule(rows)
+        return np.concatenate(
+            [rule(rows[at : at + _BLOCK_ROWS]) for at in range(0, len(rows), _BLOCK_ROWS)]
+        )
+
+    return blocked
+
+
+_BLOCK_ROWS: Final = 1 << 16
+
+
+@_in_blocks
 def _utc_rows(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     """Which 20-byte rows match UTC_PATTERN: the same rule as the regex, on byte columns."""
     ok, values = _digits_and_marks(rows, b"--T::Z", "DDDDMDDMDDMDDMDDMDDM")
@@ -289,6 +309,7 @@ def _utc_rows(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     return real
 
 
+@_in_blocks
 def _date_rows(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
     """Which 10-byte rows match BARE_DATE_PATTERN."""
     ok, values = _digits_and_marks(rows, b"--", "DDDDMDDMDD")

@@ -146,3 +146,14 @@ def test_digit_checks_are_their_patterns(values: list[str | None]) -> None:
     for pattern, lengths in ((LAST4_PATTERN, (4,)), (IIN_PATTERN, (6, 8))):
         expected = (series.str.fullmatch(pattern) | series.isna()).tolist()
         assert _digits_of_length(series, lengths).tolist() == expected
+
+
+def test_byte_checks_over_more_rows_than_one_block() -> None:
+    """The byte checks run 64k rows at a time; a longer column gets the same answers."""
+    rng = np.random.default_rng(0)
+    days = rng.integers(-400_000, 2_900_000, 150_000).astype("datetime64[D]")
+    text = np.datetime_as_string(days.astype("datetime64[s]"), unit="s").astype(object) + "Z"
+    text[::7] = "2023-02-29T00:00:00Z"  # not a date
+    text[::11] = None
+    values = [v if v is None or len(v) == 20 else None for v in text]
+    assert is_utc_datetime(pd.Series(values, dtype="str")).tolist() == _regex_utc(values)
