@@ -49,7 +49,9 @@ from schemas.errors import CustomerSyncError
 
 HASH_KEY: Final = "customer-sync-01"
 """Key of id hashes: it seeds the hash, so partitions and the presence index use it."""
-_SEED: Final = np.uint64(int.from_bytes(HASH_KEY.encode()[:8], "little"))
+_SEED: Final = np.uint64(
+    int.from_bytes(hashlib.blake2b(HASH_KEY.encode(), digest_size=8).digest(), "little")
+)
 _LENGTH_MIX: Final = np.uint64(0x9E3779B97F4A7C15)
 _FMIX: Final = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
 _SHIFT: Final = np.uint64(33)
