@@ -156,17 +156,20 @@ async def deliver_spool(
     policy: RetryPolicy,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     batches_per_task_run: int | None = None,
+    first_task_run: int = 0,
 ) -> BatchOutcomes:
     """Every spooled document delivered (or failed) once; outcomes in completion order.
 
-    ``batches_per_task_run`` defaults to ``task_run_size`` of the spool's batch count."""
+    ``batches_per_task_run`` defaults to ``task_run_size`` of the spool's batch count;
+    task runs are numbered from ``first_task_run`` (a streamed run's later chunks go on
+    from the earlier ones' numbers)."""
     if batches_per_task_run is None:
         batches_per_task_run = task_run_size(spool_batch_count(spool_path, batch_size))
     limiter = asyncio.Semaphore(concurrency)
     outcomes = BatchOutcomes()
     in_flight: set[asyncio.Future[BatchOutcomes]] = set()
     groups = _groups(planned_batches(spool_path, batch_size, run_id), batches_per_task_run)
-    for number, group in enumerate(groups):
+    for number, group in enumerate(groups, start=first_task_run):
         in_flight.add(
             asyncio.ensure_future(
                 deliver_group(

@@ -7,6 +7,7 @@ Call it from a notebook as a plain function (``asyncio.run(sync_customers(...))`
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import uuid
@@ -24,7 +25,7 @@ from adapters.partner_client import PartnerClient, PartnerSettings
 from flows import quiet_errors
 from flows.artifacts import ProgressArtifact, publish_run_artifacts
 from flows.chunks import WHOLE_CUSTOMERS
-from flows.deliver import deliver_spool, write_dry_run
+from flows.deliver import deliver_spool, task_run_size, write_dry_run
 from flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout, prepare
 from flows.progress import DeliveryProgress
 from flows.report import BatchOutcomes, SyncResult, summary_lines, write_report
@@ -398,6 +399,9 @@ async def _stream(
     await tracker.start()
     outcomes: list[BatchOutcome] = []
     preparation = Preparation()
+    # task runs sized for the whole run, not per chunk, and numbered on across chunks
+    group = task_run_size(math.ceil(expected / batch_size))
+    task_runs = 0
     with (
         DeliveryProgress(expected, enabled=progress) as shown,
         _stage(result, "prepare+deliver"),
@@ -410,6 +414,7 @@ async def _stream(
         async with PartnerClient(settings) as client:
 
             async def deliver(spool_path: Path, number: int) -> Sequence[BatchOutcome]:
+                nonlocal task_runs
                 delivered = await deliver_spool(
                     spool_path,
                     client,
@@ -419,7 +424,10 @@ async def _stream(
                     concurrency=concurrency,
                     policy=policy,
                     on_outcome=_progress,
+                    batches_per_task_run=group,
+                    first_task_run=task_runs,
                 )
+                task_runs += math.ceil(len(delivered) / group)
                 outcomes.extend(delivered)
                 return delivered
 
