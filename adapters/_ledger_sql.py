@@ -121,6 +121,13 @@ MARK_SENDING: Final = (
     "customer_ids = excluded.customer_ids, customers = excluded.customers, "
     "sent_at = excluded.sent_at, finished_at = NULL"
 )
+# an outcome updates the row its mark wrote: by the unique key, no INSERT attempted first
+# and no customer_ids bound (the JSON of 50 ids); RECORD_BATCH only for a batch never marked
+FINISH_BATCH: Final = (
+    "UPDATE batches SET state = ?, attempts = ?, http_status = ?, request_id = ?, error = ?, "
+    "request_ids = ?, acknowledged = ?, rejected = ?, failed = ?, finished_at = ? "
+    "WHERE run_id = ? AND batch_id = ?"
+)
 RECORD_BATCH: Final = (
     "INSERT INTO batches (run_id, batch_id, method, customer_ids, customers, state, attempts, "
     "http_status, request_id, error, request_ids, acknowledged, rejected, failed, sent_at, "

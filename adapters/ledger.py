@@ -593,18 +593,26 @@ class _Mark:
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    """A batch's outcome, ready to write: its row, its acknowledged customers as a JSON
-    object ``{id: fingerprint}``, its dead letters (DEAD_LETTER's parameters but the time)."""
+    """A batch's outcome, ready to write: its key, its row (FINISH_BATCH's parameters but
+    the time and key), its acknowledged customers as a JSON object ``{id: fingerprint}``,
+    its dead letters (DEAD_LETTER's parameters but the time)."""
 
+    key: tuple[str, str]  # (run_id, batch_id)
+    method: str
+    customer_ids: Sequence[str]
     batch: tuple[object, ...]
     acknowledged: str | None
     dead: tuple[tuple[object, ...], ...]
 
     def apply(self, transaction: _Transaction) -> None:
         db, now = transaction.db, transaction.now
-        db.execute(sql.RECORD_BATCH, (*self.batch, now, now))
+        if db.execute(sql.FINISH_BATCH, (*self.batch, now, *self.key)).rowcount == 0:
+            # never marked (record_outcome alone): the whole row, its ids included
+            ids = orjson.dumps(self.customer_ids).decode()
+            row = (*self.key, self.method, ids, len(self.customer_ids), *self.batch, now, now)
+            db.execute(sql.RECORD_BATCH, row)
         if self.acknowledged is not None:
-            db.execute(sql.ACKNOWLEDGE, (*self.batch[:2], self.acknowledged))
+            db.execute(sql.ACKNOWLEDGE, (*self.key, self.acknowledged))
             if transaction.may_hold_dead_letters():
                 db.execute(sql.CLEAR_DEAD_LETTERS, (self.acknowledged,))
         if self.dead:
@@ -657,12 +665,10 @@ def _outcome(
                 )
             )
     return _Outcome(
+        (run_id, outcome.batch_id),
+        outcome.method,
+        ids,
         (
-            run_id,
-            outcome.batch_id,
-            outcome.method,
-            orjson.dumps(ids).decode(),
-            len(ids),
             outcome.status,
             outcome.attempts,
             outcome.http_status,
