@@ -189,3 +189,19 @@ def test_a_table_with_no_rows_is_split_too(tmp_path: Path) -> None:
     whole = validate_extract(read_extract(tmp_path / "in"))
     chunks = list(prepared_chunks(_files(tmp_path / "in"), tmp_path / "work", 3, workers=1))
     assert combine_validations([c.validation for c in chunks]).summary() == whole.summary()
+
+
+def test_chunks_without_a_valid_customer_come_back_empty_from_the_workers(
+    tmp_path: Path,
+) -> None:
+    rows: dict[str, list[dict[str, str | None]]] = {
+        "customers": [_customer(f"C{n}", country="Narnia") for n in range(8)],
+        "accounts": [],
+        "cards": [],
+    }
+    write_files(rows, tmp_path / "in", "csv")
+    chunks = list(prepared_chunks(_files(tmp_path / "in"), tmp_path / "work", 2, workers=2))
+    assert [len(c.documents) for c in chunks] == [0, 0]
+    assert [len(c.fingerprints) for c in chunks] == [0, 0]
+    assert sum(c.validation.customers_held_back for c in chunks) == 8
+    assert not (tmp_path / "work").exists()
