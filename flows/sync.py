@@ -11,7 +11,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -304,11 +304,6 @@ async def _sync(
                 DeliveryProgress(preparation.planned, enabled=progress) as shown,
                 _stage(result, "deliver"),
             ):
-
-                def _progress(outcome: BatchOutcome) -> None:
-                    shown.advance(len(outcome.customer_ids))
-                    tracker.advance(len(outcome.customer_ids))
-
                 async with PartnerClient(settings) as client:
                     outcomes = await deliver_spool(
                         spool_path,
@@ -318,7 +313,7 @@ async def _sync(
                         batch_size=batch_size,
                         concurrency=concurrency,
                         policy=policy,
-                        on_outcome=_progress,
+                        on_outcome=_progress_of(shown, tracker),
                     )
             await tracker.finish()
             apply_outcomes(result, outcomes)
@@ -337,6 +332,18 @@ async def _sync(
         for line in summary_lines(result):
             log.info(line)
     return result
+
+
+def _progress_of(
+    shown: DeliveryProgress, tracker: ProgressArtifact
+) -> Callable[[BatchOutcome], None]:
+    """The callback that moves the terminal display and the progress artifact on."""
+
+    def advance(outcome: BatchOutcome) -> None:
+        shown.advance(len(outcome.customer_ids))
+        tracker.advance(len(outcome.customer_ids))
+
+    return advance
 
 
 def _layout(spec: SourceSpec, chunk_customers: int | None, shard: str | None) -> ChunkLayout:
@@ -406,11 +413,6 @@ async def _stream(
         DeliveryProgress(expected, enabled=progress) as shown,
         _stage(result, "prepare+deliver"),
     ):
-
-        def _progress(outcome: BatchOutcome) -> None:
-            shown.advance(len(outcome.customer_ids))
-            tracker.advance(len(outcome.customer_ids))
-
         async with PartnerClient(settings) as client:
 
             async def deliver(spool_path: Path, number: int) -> Sequence[BatchOutcome]:
@@ -423,7 +425,7 @@ async def _stream(
                     batch_size=batch_size,
                     concurrency=concurrency,
                     policy=policy,
-                    on_outcome=_progress,
+                    on_outcome=_progress_of(shown, tracker),
                     batches_per_task_run=group,
                     first_task_run=task_runs,
                 )

@@ -97,15 +97,11 @@ def _checksum(ids: Any, fingerprints: Any) -> int:
     return int(np.bitwise_xor.reduce(hashed)) if len(hashed) else 0
 
 
-def _baseline(folder: str) -> dict[str, Any]:
-    """The straightforward way: the same read and validation, then documents built as
-    Python dicts and serialised with orjson one customer at a time (``bench_nest``'s
-    baseline, the approach DESIGN.md measured at about 60 s and 4.4 GB)."""
+def _read_and_validate(folder: str, stages: dict[str, float]) -> Any:
+    """The whole extract read and validated in this process, both stages timed."""
     from adapters.readers import read_extract
-    from scripts.bench_nest import baseline_documents
     from transforms.validate import validate_extract
 
-    stages: dict[str, float] = {}
     start = time.perf_counter()
     extract = read_extract(folder)
     stages["read"] = time.perf_counter() - start
@@ -113,6 +109,17 @@ def _baseline(folder: str) -> dict[str, Any]:
     validation = validate_extract(extract)
     del extract
     stages["validate"] = time.perf_counter() - mark
+    return validation
+
+
+def _baseline(folder: str) -> dict[str, Any]:
+    """The straightforward way: the same read and validation, then documents built as
+    Python dicts and serialised with orjson one customer at a time (``bench_nest``'s
+    baseline, the approach DESIGN.md measured at about 60 s and 4.4 GB)."""
+    from scripts.bench_nest import baseline_documents
+
+    stages: dict[str, float] = {}
+    validation = _read_and_validate(folder, stages)
     mark = time.perf_counter()
     documents = baseline_documents(validation.customers, validation.accounts, validation.cards)
     stages["dict nest+serialise"] = time.perf_counter() - mark
@@ -125,18 +132,10 @@ def _baseline(folder: str) -> dict[str, Any]:
 
 
 def _whole(folder: str) -> dict[str, Any]:
-    from adapters.readers import read_extract
     from transforms.fingerprint import fingerprinted_document_arrays
-    from transforms.validate import validate_extract
 
     stages: dict[str, float] = {}
-    start = time.perf_counter()
-    extract = read_extract(folder)
-    stages["read"] = time.perf_counter() - start
-    mark = time.perf_counter()
-    validation = validate_extract(extract)
-    del extract
-    stages["validate"] = time.perf_counter() - mark
+    validation = _read_and_validate(folder, stages)
     mark = time.perf_counter()
     documents, fingerprints = fingerprinted_document_arrays(
         validation.customers, validation.accounts, validation.cards

@@ -38,15 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.stub_server import StubFaults, serve_stub_in_subprocess  # noqa: E402
-from adapters.synthetic import write_synthetic_extract  # noqa: E402
-
-
-def extract_folder(customers: int) -> Path:
-    folder = ROOT / "bench-data" / f"e2e-{customers}"
-    if not (folder / "cards.csv").exists():
-        print(f"generating {customers:,} customers into {folder} ...", flush=True)
-        write_synthetic_extract(folder, customers, "csv", seed=11)
-    return folder
+from scripts.bench_end_to_end import extract_folder  # noqa: E402
 
 
 def _free_port() -> int:
