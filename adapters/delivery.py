@@ -258,7 +258,12 @@ class _BatchDelivery:
     def outcome(self) -> DeliveryOutcome:
         ids = self.batch.customer_ids
         rejected = {ids[index]: text for index, text in sorted(self.rejected.items())}
-        acknowledged = tuple(ids[index] for index in sorted(self.acknowledged))
+        if len(self.acknowledged) == len(ids):
+            # everyone (parts are disjoint): the batch's own tuple, which the ledger also
+            # recognises by identity as "all acknowledged" (no sort, no per-customer tuple)
+            acknowledged = ids
+        else:
+            acknowledged = tuple(ids[index] for index in sorted(self.acknowledged))
         last = self.last
         request_id = self.request_ids[-1] if self.request_ids else None
         if self.failure is not None:

@@ -635,16 +635,21 @@ def _outcome(
     transaction."""
     ids = outcome.customer_ids
     listed: Sequence[str] | None = getattr(outcome, "acknowledged", None)
-    acked: dict[str, str]
+    acked: Mapping[str, str]
     dead: list[tuple[object, ...]] = []
     rejected = failed = 0
     if outcome.status == "acknowledged" and not outcome.rejected and listed in (None, ids):
-        acked = {cid: fingerprints[cid] for cid in ids}  # the common case: everyone
+        # the common case: everyone. A planned batch's fingerprints hold exactly its ids in
+        # its order (one tuple of the keys compared, identical strings): serialised as given
+        if type(fingerprints) is dict and tuple(fingerprints) == ids:
+            acked = fingerprints
+        else:
+            acked = {cid: fingerprints[cid] for cid in ids}
     else:
-        acked = {}
+        acked = some = {}
         for cid, (result, answer) in customer_results(outcome).items():
             if result == "acknowledged":
-                acked[cid] = fingerprints[cid]
+                some[cid] = fingerprints[cid]
                 continue
             if result == "rejected":
                 rejected += 1

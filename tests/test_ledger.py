@@ -617,6 +617,35 @@ async def test_a_queued_outcome_is_committed_before_any_later_mark(
     assert ledger.dead_letter_ids() == set(first.customer_ids)
 
 
+async def test_an_outcome_queued_while_the_writer_sleeps_wakes_it(
+    ledger: SqliteLedger, state: Path
+) -> None:
+    # after a quiet LINGER the writer thread stops checking the queue and sleeps: an outcome
+    # queued then must wake it (while it still checks, an outcome is found without one)
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a"))
+    await ledger.amark_sending(run_id, batch)
+    await asyncio.sleep(0.1)
+
+    _queue(ledger, run_id, batch)  # no mark, no flush follows
+    queued = time.monotonic()
+    while _query(state, "SELECT state FROM batches") != [("acknowledged",)]:
+        assert time.monotonic() - queued < 30  # a hang guard only: never woken, never written
+        await asyncio.sleep(0.001)
+
+
+def test_fingerprints_in_another_order_or_with_more_ids_are_read_by_id(
+    ledger: SqliteLedger,
+) -> None:
+    run_id = ledger.start_run({})
+    batch = _batch("b1", _ids("a", 4))
+    given = dict(reversed(_fingerprints(batch).items())) | {"other": "x"}
+    ledger.mark_sending(run_id, batch)
+    ledger.record_outcome(run_id, _outcome(batch), given, _documents(batch))
+
+    assert ledger.acknowledged_fingerprints([*batch.customer_ids, "other"]) == _fingerprints(batch)
+
+
 async def test_a_queued_outcome_with_no_mark_after_it_is_committed_soon(
     ledger: SqliteLedger, state: Path
 ) -> None:
