@@ -72,6 +72,8 @@ class GroupWriter(Generic[W]):
         self._busy = False
         self._polling = False  # the thread checks the queue every LINGER without wake-ups
         self._asleep = False  # the thread waits with no time limit: an outcome must wake it
+        self._waiting = False  # the thread waits (with or without a limit)
+        self._wake_loop: asyncio.AbstractEventLoop | None = None  # a wake-up due on its turn
         self._closed = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -91,6 +93,9 @@ class GroupWriter(Generic[W]):
             self._queue.append(_Queued(write, loop, future, time.monotonic()))
             if future is not None:
                 self._waited_for += 1
+                if self._thread is not None and loop is not None:
+                    self._wake_for(loop)
+                    return
             elif self._thread is not None and not self._asleep:
                 # the thread is committing, or waiting at most LINGER: it finds this outcome
                 # in time without a wake-up (one per outcome cost the loop ~9% of its time,
@@ -99,6 +104,24 @@ class GroupWriter(Generic[W]):
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
+            self._work.notify()
+
+    def _wake_for(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake the thread (lock held) for a write that ``loop`` awaits: not at all when it is
+        busy (it looks for waited-for writes before it waits again), else once per turn of
+        the loop, at its end: the marks that turn queues share one transaction, instead of
+        the first one alone and one wake-up (a futex call on the loop) per mark."""
+        if not self._waiting or self._wake_loop is loop:
+            return
+        if self._wake_loop is not None:  # pending on another loop: do not depend on it
+            self._work.notify()
+            return
+        self._wake_loop = loop
+        loop.call_soon(self._wake)
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._wake_loop = None
             self._work.notify()
 
     async def commit_and_wait(self, write: W | None) -> None:
@@ -170,11 +193,11 @@ class GroupWriter(Generic[W]):
             if self._polling:
                 # right after a commit: wait at most LINGER, so that an outcome queued
                 # meanwhile needs no wake-up; a quiet LINGER and the thread sleeps
-                self._polling = self._work.wait(LINGER) or bool(self._queue)
+                self._polling = self._wait(LINGER) or bool(self._queue)
             else:
                 self._asleep = True
                 try:
-                    self._work.wait()
+                    self._wait(None)
                 finally:
                     self._asleep = False
             return self._closed and not self._queue
@@ -183,8 +206,15 @@ class GroupWriter(Generic[W]):
         remaining = self._queue[0].at + LINGER - time.monotonic()
         if remaining <= 0:
             return True
-        self._work.wait(remaining)
+        self._wait(remaining)
         return False
+
+    def _wait(self, timeout: float | None) -> bool:
+        self._waiting = True
+        try:
+            return self._work.wait(timeout)
+        finally:
+            self._waiting = False
 
     def _write(self, writes: list[W]) -> dict[int, BaseException]:
         """Commit ``writes`` in one transaction; on failure one by one. Failed writes."""
