@@ -12,6 +12,12 @@ transaction. A mark comes as soon as the outcome's batch gives up its concurrenc
 while the delivery is busy every transaction is "the outcomes so far and the next marks",
 one commit per batch or fewer, and no batch waits on purpose.
 
+Wake-ups cost the loop a futex call each, so they are few: a thread that is committing is
+never woken (it looks at the queue before it waits again); after a commit it waits at most
+``LINGER`` with no wake-up needed for an outcome (it finds it in time), and only after a
+quiet ``LINGER`` does it sleep until woken. A mark (or flush) wakes a waiting thread once per
+turn of its event loop (``call_soon``), so the marks queued in that turn share a transaction.
+
 The crash window this leaves (see docs/ledger.md): an outcome that is queued but not yet
 committed counts as in flight. A batch's mark is committed in the same transaction as, or
 after, every outcome queued before it, and the delivery queues a batch's outcome before it
