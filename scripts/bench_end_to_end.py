@@ -15,6 +15,7 @@ against (b) + (c); the target is (a) within 2x of that sum. Everything it create
 ./bench-data/ is removed at the end.
 
     uv run --locked python scripts/bench_end_to_end.py [--customers 1000000] [--concurrency 16]
+        [--stream]
 """
 
 from __future__ import annotations
@@ -67,11 +68,11 @@ class Run:
 
 
 def run_sync(source: Path, api_url: str, state: Path, report: Path, env: dict[str, str],
-             concurrency: int) -> Run:  # fmt: skip
+             concurrency: int, *extra: str) -> Run:  # fmt: skip
     command = [
         sys.executable, "-m", "flows.cli", "run", str(source),
         "--api-url", api_url, "--state", str(state),
-        "--concurrency", str(concurrency), "--report", str(report), "--no-progress",
+        "--concurrency", str(concurrency), "--report", str(report), "--no-progress", *extra,
     ]  # fmt: skip
     run = Run()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -101,16 +102,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--stream", action="store_true", help="also time `run --stream` (on a fresh ledger)"
+    )
     args = parser.parse_args()
     source = extract_folder(args.customers)
     scratch = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     try:
-        measure(source, scratch, args.customers, args.concurrency)
+        measure(source, scratch, args.customers, args.concurrency, stream=args.stream)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def measure(source: Path, scratch: Path, customers: int, concurrency: int) -> None:
+def measure(
+    source: Path, scratch: Path, customers: int, concurrency: int, *, stream: bool = False
+) -> None:
     env = dict(os.environ, PREFECT_HOME=str(scratch / "prefect"), PYTHONUNBUFFERED="1")
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     print(f"reading real documents of the first customers of {source} ...", flush=True)
@@ -122,6 +128,12 @@ def measure(source: Path, scratch: Path, customers: int, concurrency: int) -> No
         run = run_sync(source, stub.url, scratch / "state", report, env, concurrency)
         data = json.loads(report.read_text())
         batches = len(data["batches"])
+        streamed = None
+        if stream:
+            streamed = run_sync(
+                source, stub.url, scratch / "streamed", scratch / "streamed.json", env,
+                concurrency, "--stream",
+            )  # fmt: skip
         wall, cpu = time.perf_counter(), time.process_time()
         asyncio.run(plain_aiohttp(stub.url, work, batches, concurrency))
         plain, plain_cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -154,6 +166,9 @@ def measure(source: Path, scratch: Path, customers: int, concurrency: int) -> No
     if flow is not None:
         _ratio("flow run / (transform + plain)", flow / floor, "the process's start/exit left out")
         _ratio("deliver / plain delivery", deliver / plain)
+    if streamed is not None:
+        _row("customer-sync run --stream, whole process", streamed.seconds)
+        _ratio("--stream whole / (transform + plain)", streamed.seconds / floor, "target <= 2x")
     print(f"  customers sent: {data['customers_sent']:,}, reconciles: {data['reconciles']}")
 
 
