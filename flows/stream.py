@@ -92,12 +92,14 @@ async def prepare_while_delivering(
     shard: Shard | None = None,
     layout: ChunkLayout | None = None,
     ahead: int = CHUNKS_AHEAD,
+    preparation: Preparation | None = None,
 ) -> tuple[Preparation, list[BatchOutcome]]:
     """Prepare chunk after chunk in a thread and deliver each one as soon as it is ready.
 
     Returns the whole run's preparation totals and every batch outcome. A guard trip, an
     input error or a failed delivery stops the preparation too (its workers and spill files
-    go) and is raised here; ``preparation`` then holds the totals of what was prepared.
+    go) and is raised here; a ``preparation`` given by the caller is filled in as chunks
+    are planned, so it holds the totals of what was prepared even then.
     """
     if ahead < 1:
         raise ValueError(f"ahead must be at least 1, not {ahead}")
@@ -105,7 +107,9 @@ async def prepare_while_delivering(
         layout = chunk_layout(
             spec, chunk_customers=chunk_customers, whole_customers=whole_customers, shard=shard
         )
-    preparation = Preparation(extract_share=layout.share)
+    if preparation is None:
+        preparation = Preparation()
+    preparation.extract_share = layout.share
     hand_over: queue.Queue[ChunkReady | _Finished] = queue.Queue(maxsize=ahead)
     stop = threading.Event()
 

@@ -263,8 +263,9 @@ async def _sync(
     policy = retry_policy or RetryPolicy()
     try:
         if stream and dry_run is None:
-            preparation = await _stream(
+            await _stream(
                 result,
+                preparation,
                 spec,
                 ledger,
                 settings,
@@ -385,6 +386,7 @@ def run_guards(
 
 async def _stream(
     result: SyncResult,
+    preparation: Preparation,
     spec: SourceSpec,
     ledger: SqliteLedger,
     settings: PartnerSettings,
@@ -399,13 +401,13 @@ async def _stream(
     concurrency: int,
     policy: RetryPolicy,
     progress: bool | None,
-) -> Preparation:
-    """Prepare and deliver at once (``flows.stream``); the result filled in as they go."""
+) -> None:
+    """Prepare and deliver at once (``flows.stream``); ``preparation`` and the result are
+    filled in as they go, so a stopped stream still reports what it read and sent."""
     expected = round(layout.customers * layout.share)  # an estimate: shown, never relied on
     tracker = ProgressArtifact(expected)
     await tracker.start()
     outcomes: list[BatchOutcome] = []
-    preparation = Preparation()
     # task runs sized for the whole run, not per chunk, and numbered on across chunks
     group = task_run_size(math.ceil(expected / batch_size))
     task_runs = 0
@@ -434,7 +436,7 @@ async def _stream(
                 return delivered
 
             try:
-                preparation, _ = await prepare_while_delivering(
+                await prepare_while_delivering(
                     spec,
                     ledger,
                     run_dir,
@@ -444,13 +446,13 @@ async def _stream(
                     full_refresh=full_refresh,
                     mode=mode,
                     layout=layout,
+                    preparation=preparation,
                 )
             finally:
                 _apply_preparation(result, preparation)
                 apply_outcomes(result, outcomes)
     await tracker.finish()
     export_dead_letters_of(result, ledger, run_dir)
-    return preparation
 
 
 def held_back_guard_totals(preparation: Preparation, max_share: float) -> None:

@@ -195,3 +195,30 @@ def test_the_flow_streams_when_asked_and_a_second_run_sends_nothing(tmp_path: Pa
     assert len(accepted) == CUSTOMERS and all(a.times == 1 for a in accepted.values())
     assert again.customers_sent == 0 and again.customers_unchanged == CUSTOMERS
     assert list((state / "runs" / streamed.run_id).glob("spool*")) == []
+
+
+def test_a_stream_stopped_by_the_held_back_guard_reports_what_it_read(tmp_path: Path) -> None:
+    import json
+
+    from tests.flow_support import run_sync
+
+    source = write_synthetic(tmp_path / "in", CUSTOMERS)
+    customers = read_table(source, "customers")
+    customers.loc[customers.index % 3 == 0, "country"] = "Narnia"  # a third are invalid
+    write_table(source, "customers", customers)
+    report = tmp_path / "report.json"
+    with serve_stub_in_thread() as stub:
+        with pytest.raises(GuardTripped, match="streaming stopped before chunk 1"):
+            run_sync(
+                source,
+                stub.url,
+                tmp_path / "state",
+                stream=True,
+                chunk_customers=CHUNK,
+                report=str(report),
+            )
+        assert stub.accepted == {}
+    data = json.loads(report.read_text())
+    assert data["customers_read"] > 0 and data["customers_held_back"] > 0
+    assert data["customers_sent"] == 0
+    assert data["aborted"].startswith("streaming stopped before chunk 1")
