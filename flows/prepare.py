@@ -192,6 +192,7 @@ class ChunkLayout:
     files: Mapping[str, str]
     customers: int
     """About how many customer rows the extract has (``estimate_rows``)."""
+    chunk_customers: int
     partitions: int
     whole: bool
     owned: list[int] | None = None
@@ -220,34 +221,29 @@ def chunk_layout(
     if shard is not None:
         partitions = max(partitions, shard.count)
         owned = shard.partitions(partitions)
-        return ChunkLayout(files, customers, partitions, whole=False, owned=owned)
+        return ChunkLayout(files, customers, chunk_customers, partitions, whole=False, owned=owned)
     whole = customers <= whole_customers or partitions == 1
-    return ChunkLayout(files, customers, partitions, whole=whole)
+    return ChunkLayout(files, customers, chunk_customers, partitions, whole=whole)
 
 
 def validated_chunks(
     spec: SourceSpec,
     work_folder: Path,
     *,
-    chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
-    whole_customers: int = WHOLE_CUSTOMERS,
     workers: int | None = None,
     layout: ChunkLayout | None = None,
 ) -> Generator[PreparedChunk, None, None]:
-    """The extract as chunks of about ``chunk_customers`` customers, each validated, nested
-    and fingerprinted.
+    """The extract as chunks of customers, each validated, nested and fingerprinted, as
+    ``layout`` says (default: ``chunk_layout(spec)``).
 
-    An extract of at most ``whole_customers`` customers (the notebook case) is read,
-    validated and nested here, whole: one chunk. A bigger one is split on disk under
-    ``work_folder`` (owner-only, removed at the end) and prepared by ``workers`` processes
-    (default: one per core, at most two), with memory set by the chunk size
-    (``flows.chunks``); its validation is the same. ``layout`` (from ``chunk_layout``)
-    overrides the two sizes, and may hold a shard's share of the chunks.
+    A small extract (the notebook case) is read, validated and nested here, whole: one
+    chunk. A bigger one is split on disk under ``work_folder`` (owner-only, removed at the
+    end) and prepared by ``workers`` processes (default: one per core, at most two), with
+    memory set by the chunk size (``flows.chunks``); its validation is the same. A shard's
+    layout holds only its share of the chunks.
     """
     if layout is None:
-        layout = chunk_layout(
-            spec, chunk_customers=chunk_customers, whole_customers=whole_customers
-        )
+        layout = chunk_layout(spec)
     if layout.whole:
         extract = read_source(spec)
         yield prepare_validation(validate_source(extract))
@@ -257,7 +253,7 @@ def validated_chunks(
         "Preparing %s in %d chunks of about %s customers%s",
         spec.describe(),
         partitions,
-        f"{chunk_customers:,}",
+        f"{layout.chunk_customers:,}",
         "" if owned is None else f"; this shard prepares {len(owned)} of them",
     )
     rename = dict(spec.rename) if spec.rename else None
@@ -292,21 +288,14 @@ def prepare(
     *,
     full_refresh: bool,
     mode: str,
-    chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
-    whole_customers: int = WHOLE_CUSTOMERS,
-    shard: Shard | None = None,
     layout: ChunkLayout | None = None,
 ) -> Preparation:
-    """Every chunk (of the shard's share) validated, nested and planned; rejects written;
-    totals returned. ``layout`` (``chunk_layout``) stands for the sizes and the shard."""
+    """Every chunk (of a shard's share) validated, nested and planned; rejects written;
+    totals returned. ``layout`` (``chunk_layout``) holds the sizes and the shard."""
     if layout is None:
-        layout = chunk_layout(
-            spec, chunk_customers=chunk_customers, whole_customers=whole_customers, shard=shard
-        )
+        layout = chunk_layout(spec)
     preparation = Preparation(extract_share=layout.share)
-    chunks = validated_chunks(
-        spec, spool_path.parent / "chunks", chunk_customers=chunk_customers, layout=layout
-    )
+    chunks = validated_chunks(spec, spool_path.parent / "chunks", layout=layout)
     rejects = RejectsWriter(rejects_path)
     with SpoolWriter(spool_path) as spool, rejects, closing(chunks):
         for chunk in chunks:

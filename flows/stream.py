@@ -34,10 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.ledger import SqliteLedger
-from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS
 from adapters.rejects import RejectsWriter
 from adapters.spool import SpoolWriter
-from flows.chunks import WHOLE_CUSTOMERS
 from flows.prepare import (
     ChunkLayout,
     Preparation,
@@ -46,7 +44,6 @@ from flows.prepare import (
     plan_chunk,
     validated_chunks,
 )
-from flows.shards import Shard
 from schemas.errors import GuardTripped
 from schemas.records import BatchOutcome
 
@@ -87,9 +84,6 @@ async def prepare_while_delivering(
     check_guards: CheckGuards,
     full_refresh: bool,
     mode: str,
-    chunk_customers: int = DEFAULT_CHUNK_CUSTOMERS,
-    whole_customers: int = WHOLE_CUSTOMERS,
-    shard: Shard | None = None,
     layout: ChunkLayout | None = None,
     ahead: int = CHUNKS_AHEAD,
     preparation: Preparation | None = None,
@@ -104,9 +98,7 @@ async def prepare_while_delivering(
     if ahead < 1:
         raise ValueError(f"ahead must be at least 1, not {ahead}")
     if layout is None:
-        layout = chunk_layout(
-            spec, chunk_customers=chunk_customers, whole_customers=whole_customers, shard=shard
-        )
+        layout = chunk_layout(spec)
     if preparation is None:
         preparation = Preparation()
     preparation.extract_share = layout.share
@@ -122,9 +114,7 @@ async def prepare_while_delivering(
         return False
 
     def produce() -> None:
-        chunks = validated_chunks(
-            spec, run_dir / "chunks", chunk_customers=chunk_customers, layout=layout
-        )
+        chunks = validated_chunks(spec, run_dir / "chunks", layout=layout)
         try:
             with RejectsWriter(rejects_path) as rejects, closing(chunks):
                 for number, chunk in enumerate(chunks, start=1):

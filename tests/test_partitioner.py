@@ -121,7 +121,7 @@ def test_a_bad_file_stops_the_chunks_and_leaves_no_spill(tmp_path: Path) -> None
 def test_prepare_spools_the_same_plan_in_chunks_as_whole(tmp_path: Path) -> None:
     from adapters.ledger import SqliteLedger
     from adapters.spool import read_spool
-    from flows.prepare import SourceSpec, prepare
+    from flows.prepare import SourceSpec, chunk_layout, prepare
 
     rows = messy_rows()
     for n in range(20):  # and plenty of valid customers, some with joint accounts
@@ -134,15 +134,19 @@ def test_prepare_spools_the_same_plan_in_chunks_as_whole(tmp_path: Path) -> None
     for name, chunk_customers in (("whole", 1_000), ("chunked", 4)):
         run = tmp_path / name / "runs" / "r1"
         with SqliteLedger.open(tmp_path / name) as ledger:
+            spec = SourceSpec(str(tmp_path / "in"))
             preparation = prepare(
-                SourceSpec(str(tmp_path / "in")),
+                spec,
                 ledger,
                 run / "spool.arrow",
                 run / "rejects.csv",
                 full_refresh=False,
                 mode="sync",
-                chunk_customers=chunk_customers,
-                whole_customers=0 if name == "chunked" else 1_000,
+                layout=chunk_layout(
+                    spec,
+                    chunk_customers=chunk_customers,
+                    whole_customers=0 if name == "chunked" else 1_000,
+                ),
             )
         rows = [r for b in read_spool(run / "spool.arrow") for r in b.to_pylist()]
         spooled.append(sorted(rows, key=lambda r: r["customer_id"]))

@@ -9,7 +9,7 @@ import pytest
 
 from adapters.ledger import SqliteLedger
 from adapters.spool import read_spool
-from flows.prepare import Preparation, SourceSpec, prepare
+from flows.prepare import Preparation, SourceSpec, chunk_layout, prepare
 from flows.shards import Shard
 from schemas.errors import ConfigError
 from tests.extract_factory import write_files
@@ -36,16 +36,17 @@ def test_every_chunk_belongs_to_exactly_one_shard() -> None:
 def _prepare(source: Path, state: Path, shard: Shard | None) -> tuple[Preparation, Path]:
     run = state / "runs" / "r1"
     with SqliteLedger.open(state) as ledger:
+        spec = SourceSpec(str(source))
         preparation = prepare(
-            SourceSpec(str(source)),
+            spec,
             ledger,
             run / "spool.arrow",
             run / "rejects.csv",
             full_refresh=False,
             mode="sync",
-            chunk_customers=4,
-            whole_customers=1_000 if shard is None else 0,
-            shard=shard,
+            layout=chunk_layout(
+                spec, chunk_customers=4, whole_customers=1_000 if shard is None else 0, shard=shard
+            ),
         )
     return preparation, run
 

@@ -17,7 +17,7 @@ from adapters.ledger import SqliteLedger
 from adapters.partner_client import PartnerClient, PartnerSettings
 from adapters.stub_server import serve_stub_in_thread
 from flows.deliver import deliver_spool
-from flows.prepare import Preparation, SourceSpec, prepare
+from flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout, prepare
 from flows.stream import prepare_while_delivering
 from schemas.errors import GuardTripped, InputError
 from schemas.records import BatchOutcome
@@ -28,6 +28,11 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 CUSTOMERS = 400
 CHUNK = 100  # four chunks of about 100 customers
 FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01, max_retry_after=0.05)
+
+
+def _chunked(source: str) -> ChunkLayout:
+    """Chunks of about CHUNK customers, however small the extract."""
+    return chunk_layout(SourceSpec(source), chunk_customers=CHUNK, whole_customers=0)
 
 
 def _no_guard(totals: Preparation) -> None:
@@ -65,8 +70,7 @@ async def _stream_flow(
                 check_guards=check_guards,
                 full_refresh=False,
                 mode="sync",
-                chunk_customers=CHUNK,
-                whole_customers=0,
+                layout=_chunked(source),
             )
     finally:
         ledger.close()
@@ -103,8 +107,7 @@ def test_every_customer_is_delivered_once_and_the_totals_match_prepare(tmp_path:
             tmp_path / "fresh" / "rejects.csv",
             full_refresh=False,
             mode="sync",
-            chunk_customers=CHUNK,
-            whole_customers=0,
+            layout=_chunked(str(source)),
         )
     finally:
         fresh.close()
