@@ -166,9 +166,7 @@ class SessionTokenAuth:
         async with self._lock:
             current = self._token.get_secret_value() if self._token is not None else None
             if current is None or current == stale_token:
-                logger.info(
-                    "session token refused (401 or session expired); starting a new session"
-                )
+                logger.info("session token refused (expired); starting a new session")
                 await self._start(session)
         return self._headers
 

@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     stub.add_argument("--drop-share", type=float, default=0.0, metavar="SHARE")
     stub.add_argument("--token-lifetime", type=float, default=3600.0, metavar="SECONDS")
     stub.add_argument("--reject-id", action="append", default=[], metavar="ID")
+    stub.add_argument("--anonymous-errors", action="store_true")
+    stub.add_argument("--redirect-to", metavar="URL", help="redirect data requests there")
+    stub.add_argument("--redirect-status", type=int, default=307, choices=(301, 302, 303, 307, 308))
+    stub.add_argument("--redirect-session-to", metavar="URL", help="redirect startSession there")
+    stub.add_argument("--echo-errors", action="store_true", help="400s that echo the request")
+    stub.add_argument("--ok-with-errors-id", action="append", default=[], metavar="ID")
+    stub.add_argument("--expiry-as-500", action="store_true", help="expired session: HTTP 500")
+    stub.add_argument("--jwt-tokens", action="store_true", help="JWT-shaped session tokens")
 
     for name, help_text in (
         ("run", "validate, plan and deliver an extract"),
