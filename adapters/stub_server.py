@@ -472,7 +472,7 @@ class StubPartner:
 
     def _echo(self, request: web.Request, request_id: str, body: bytes) -> web.Response:
         """A careless partner's 400: everything it received, echoed back (issue 11)."""
-        headers = dict(request.headers)
+        headers = {str(name): value for name, value in request.headers.items()}
         try:
             customers = orjson.loads(body)["customers"]
         except (orjson.JSONDecodeError, KeyError, TypeError):

@@ -13,6 +13,8 @@ exports, logs) goes through ``problem_text`` / ``redacted``:
   of at least 4 characters) is masked wherever it occurs;
 * anything shaped like a card number (12-19 digits, optional spaces or dashes), a JWT or
   a bearer credential is masked;
+* an echoed structure (a ``{...}`` span longer than ``MAX_ECHO`` characters: a document,
+  the request's headers) is replaced by ``{…}``;
 * the result is capped at ``MAX_TEXT`` characters.
 """
 
@@ -27,6 +29,7 @@ import orjson
 MASK = "***"
 MAX_TEXT = 2000
 MIN_SECRET_LENGTH = 4
+MAX_ECHO = 80
 SENSITIVE_FIELDS = frozenset(
     {"postalcode", "last4", "iin", "sessiontoken", "token", "authorization", "cardnumber", "pan"}
 )
@@ -63,11 +66,35 @@ def sensitive_values(documents: Iterable[bytes]) -> frozenset[str]:
     return frozenset(found)
 
 
+def without_echoed_structures(text: str) -> str:
+    """``text`` with every top-level ``{...}`` span longer than ``MAX_ECHO`` cut to ``{…}``."""
+    if "{" not in text:
+        return text
+    pieces: list[str] = []
+    depth, start, done = 0, 0, 0
+    for position, character in enumerate(text):
+        if character == "{":
+            if depth == 0:
+                start = position
+            depth += 1
+        elif character == "}" and depth:
+            depth -= 1
+            if depth == 0 and position + 1 - start > MAX_ECHO:
+                pieces.append(text[done:start] + "{…}")
+                done = position + 1
+    if depth and len(text) - start > MAX_ECHO:  # an echo cut short by the partner
+        pieces.append(text[done:start] + "{…}")
+        done = len(text)
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
 def redacted(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every secret, card-number-like run, JWT and bearer credential masked."""
     wanted = {secret for secret in secrets if len(secret) >= MIN_SECRET_LENGTH}
     for secret in sorted(wanted, key=len, reverse=True):  # longest first: no half-masks
         text = text.replace(secret, MASK)
+    text = without_echoed_structures(text)
     text = _JWT.sub(MASK, text)
     text = _BEARER.sub(lambda match: f"{match.group(1)} {MASK}", text)
     text = _CARD_NUMBER.sub(MASK, text)
@@ -106,7 +133,10 @@ def problem_text(
     secrets: Iterable[str] = (),
 ) -> str:
     """``HTTP <status> <title>: <field: message>; ...``, safe to store (see the module)."""
-    text = f"HTTP {status} {title or 'rejected'}"
+    # each piece on its own: an echo the partner cut short must not swallow what follows
+    text = f"HTTP {status} {without_echoed_structures(title or 'rejected')}"
     if items:
-        text += ": " + "; ".join(error_item_text(item) for item in items)
+        text += ": " + "; ".join(
+            without_echoed_structures(error_item_text(item)) for item in items
+        )
     return redacted(text, secrets)
