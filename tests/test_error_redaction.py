@@ -87,6 +87,11 @@ async def test_echoed_400_over_http_stores_no_token_or_card_value() -> None:
     assert "accounts[0].cards[0].last4: ***" in stored  # the error still says where
 
 
+def _is_sqlite(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(16) == b"SQLite format 3\x00"
+
+
 def _plant_card_values(source: Path) -> None:
     customers = read_table(source, "customers")
     customers["postalCode"] = POSTAL
@@ -128,7 +133,9 @@ def test_echoing_partner_leaks_nothing_through_a_real_flow(
     }
     if result.dead_letters:
         texts["run's dead letters"] = Path(result.dead_letters).read_text()
-    for database in state.rglob("*.sqlite*"):
+    databases = [f for f in state.rglob("*") if f.is_file() and _is_sqlite(f)]
+    assert databases
+    for database in databases:
         with sqlite3.connect(database) as db:
             tables = [row[0] for row in db.execute("select name from sqlite_master")]
             if "dead_letters" in tables:
