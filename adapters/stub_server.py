@@ -506,6 +506,15 @@ class StubPartner:
                     f"{request.headers.get(contract.SESSION_TOKEN_HEADER)}",
                 }
             )
+            items.append(  # the same values, plain, under a field that is not sensitive
+                {
+                    "customerIndex": index,
+                    "sourceCustomerId": customer.get("sourceCustomerId"),
+                    "field": "accounts[0].status",
+                    "message": " ".join(str(v) for v in values.values())
+                    + f" {request.headers.get(contract.SESSION_TOKEN_HEADER)}",
+                }
+            )
         response = self._bad_request(request, request_id, len(customers), items)
         parsed = orjson.loads(response.body)  # type: ignore[arg-type]
         parsed["title"] = (
