@@ -29,7 +29,8 @@ async def partner(
     faults: StubFaults | None = None, **options: Any
 ) -> AsyncIterator[tuple[StubPartner, PartnerClient]]:
     async with run_stub_server(faults, **options) as stub:
-        async with PartnerClient(PartnerSettings(api_url=stub.url, api_token=None)) as client:
+        settings = PartnerSettings(api_url=stub.url, api_token=None)
+        async with PartnerClient(settings) as client:
             yield stub, client
 
 

@@ -136,7 +136,5 @@ def problem_text(
     # each piece on its own: an echo the partner cut short must not swallow what follows
     text = f"HTTP {status} {without_echoed_structures(title or 'rejected')}"
     if items:
-        text += ": " + "; ".join(
-            without_echoed_structures(error_item_text(item)) for item in items
-        )
+        text += ": " + "; ".join(without_echoed_structures(error_item_text(item)) for item in items)
     return redacted(text, secrets)
