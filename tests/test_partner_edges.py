@@ -181,3 +181,27 @@ def test_one_healing_rule() -> None:
     from adapters import delivery
 
     assert delivery.retryable_status is retryable_status
+
+
+def test_edge_faults_survive_both_stub_parsers() -> None:
+    from dataclasses import replace
+
+    from adapters.stub_server import _parser, fault_arguments, faults_from_args
+    from flows.cli import build_parser
+
+    faults = StubFaults(
+        redirect_to="http://127.0.0.1:9/x",
+        redirect_status=308,
+        redirect_session_to="http://127.0.0.1:9/s",
+        echo_errors=True,
+        ok_with_errors_ids=frozenset({"A", "B"}),
+        anonymous_errors=True,
+        expiry_as_500=True,
+        jwt_tokens=True,
+        seed=None,
+    )
+    flags = fault_arguments(faults)
+    assert faults_from_args(_parser().parse_args(flags)) == faults
+    from_cli = faults_from_args(build_parser().parse_args(["stub-api", *flags]))
+    assert from_cli == faults
+    assert replace(from_cli, jwt_tokens=False) != faults  # the comparison can fail
