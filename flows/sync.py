@@ -172,6 +172,8 @@ async def sync_customers(
     quiet_errors.install()
     spec = SourceSpec(source, customers, accounts, cards, rename)
     try:
+        if dry_run is not None:  # configuration: before the extract is looked at
+            check_dry_run_folder(Path(dry_run))
         result = await _sync(
             spec,
             api_url=api_url,
@@ -232,8 +234,6 @@ async def _sync(
     settings = await partner_settings(api_url, look_up_block=dry_run is None)
     state = state_folder(state_dir)
     result = SyncResult(dry_run=dry_run is not None)
-    if dry_run is not None:
-        check_dry_run_folder(Path(dry_run))  # configuration: before the extract is read
     ledger = SqliteLedger.open(state)
     if dry_run is None:  # one delivering run per ledger, before anything is read or sent
         lock_delivery(ledger, layout.owned, layout.partitions, wait)

@@ -216,6 +216,7 @@ def test_two_cli_runs_on_one_state_deliver_every_customer_once(
     report_c = json.loads((tmp_path / "c.json").read_text())
     assert report_a["customers_sent"] == CUSTOMERS
     assert report_c["customers_sent"] == 0 and report_c["customers_unchanged"] == CUSTOMERS
-    assert not (tmp_path / "b.json").exists() or json.loads((tmp_path / "b.json").read_text())[
-        "customers_sent"
-    ] == 0
+    assert (
+        not (tmp_path / "b.json").exists()
+        or json.loads((tmp_path / "b.json").read_text())["customers_sent"] == 0
+    )
