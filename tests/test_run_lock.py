@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -151,9 +152,9 @@ def _start(arguments: list[str], logs: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _until(condition: object, what: str) -> None:
+def _until(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + WAIT
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"no {what} within {WAIT:.0f} s")
         time.sleep(0.02)
