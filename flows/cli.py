@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Sequence
 
@@ -49,6 +50,19 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 0.05)",
     )
     parser.add_argument("--rejects", metavar="FILE", help="where to write the rejects CSV")
+
+
+def _add_wait_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=float,
+        nargs="?",
+        const=math.inf,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another run delivers from the same ledger, wait for it to end (at most "
+        "SECONDS, if given) instead of refusing at once",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--allow-mass-update", action="store_true")
         sub.add_argument("--max-update-share", type=float, default=0.5, metavar="SHARE")
         sub.add_argument("--no-progress", action="store_true", help="no progress display")
+        if name == "run":
+            _add_wait_argument(sub)
 
     replay = commands.add_parser("replay", help="re-send the dead letters of earlier runs")
     replay.add_argument("--api-url", metavar="URL")
@@ -135,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--dry-run", metavar="DIR")
     replay.add_argument("--report", metavar="FILE")
     replay.add_argument("--concurrency", type=int, default=8, metavar="N")
+    _add_wait_argument(replay)
 
     dead = commands.add_parser("dead-letters", help="export the dead letters as JSONL")
     dead.add_argument("out", help="JSONL file to write (readable by the owner only)")

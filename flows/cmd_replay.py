@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from flows.cmd_run import print_result
+from flows.cmd_run import lock_wait, print_result
 
 
 def main(args: argparse.Namespace) -> int:
@@ -18,6 +18,7 @@ def main(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             concurrency=args.concurrency,
             report=args.report,
+            wait=lock_wait(args),
         )
     )
     print_result(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 
 from adapters.readers import parse_rename
@@ -15,6 +16,13 @@ def require_source(args: argparse.Namespace) -> None:
     explicit = [args.customers, args.accounts, args.cards]
     if args.source is None and not all(explicit):
         raise ConfigError("give a SOURCE folder, or all of --customers, --accounts and --cards")
+
+
+def lock_wait(args: argparse.Namespace) -> float | None:
+    """``--wait``: 0 refuses at once, a number bounds the wait, bare ``--wait`` (inf) is
+    unbounded (None for the flow: a parameter Prefect stores as JSON)."""
+    wait = float(getattr(args, "wait", 0.0))
+    return None if math.isinf(wait) else wait
 
 
 def print_result(result: SyncResult) -> None:
@@ -53,6 +61,7 @@ def main(args: argparse.Namespace) -> int:
             chunk_customers=args.chunk_customers,
             stream=args.stream,
             shard=args.shard,
+            wait=lock_wait(args),
         )
     except (GuardTripped, InputError, ConfigError) as error:
         print(f"customer-sync: {error}", file=sys.stderr)

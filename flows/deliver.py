@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from adapters.ledger import SqliteLedger
 from adapters.partner_client import PartnerClient
 from flows.report import BatchOutcomes
 from flows.spool_batches import PlannedBatch, planned_batches, spool_batch_count
+from schemas.errors import ConfigError
 from schemas.records import Batch, BatchOutcome
 
 log = logging.getLogger(__name__)
@@ -186,15 +188,52 @@ async def deliver_spool(
     return outcomes
 
 
+DRY_RUN_MARKER = ".customer-sync-dry-run"
+"""The file a dry run leaves in its folder: a later dry run may replace what it holds."""
+_DRY_RUN_BODY = re.compile(r"^\d{6}-(POST|PUT)\.json$")
+
+
+def check_dry_run_folder(out_dir: Path) -> None:
+    """Refuse a dry-run folder that holds anything we did not write (checked before the
+    extract is read): a new or empty folder, or one holding only an earlier dry run's
+    marker and bodies, is fine."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: the dry-run folder is a file; give a new or empty folder")
+    names = [entry.name for entry in os.scandir(out_dir)]
+    if not names:
+        return
+    foreign = [n for n in names if n != DRY_RUN_MARKER and not _DRY_RUN_BODY.match(n)]
+    if DRY_RUN_MARKER not in names or foreign:
+        raise ConfigError(
+            f"{out_dir}: the dry-run folder is not empty and was not written by a dry run "
+            f"({len(names):,} entries); give a new or empty folder"
+        )
+
+
 def write_dry_run(spool_path: Path, out_dir: Path, batch_size: int, run_id: str) -> list[Batch]:
-    """Write each planned request body to ``out_dir`` (owner-only: it holds card data)."""
+    """Write each planned request body to ``out_dir`` (owner-only: it holds card data).
+
+    An earlier dry run's bodies there are removed first (so no old body is mixed in, or
+    keeps an old mode); a folder holding anything else is refused."""
+    check_dry_run_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for entry in os.scandir(out_dir):
+        if _DRY_RUN_BODY.match(entry.name):
+            os.unlink(entry.path)
+    marker = os.open(out_dir / DRY_RUN_MARKER, _NEW_PRIVATE_FILE & ~os.O_EXCL, 0o600)
+    os.close(marker)
     written: list[Batch] = []
     for planned in planned_batches(spool_path, batch_size, run_id):
         batch = planned.batch
         path = out_dir / f"{len(written) + 1:06d}-{batch.method}.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path, _NEW_PRIVATE_FILE, 0o600)  # never through a planted link
         with open(fd, "wb") as sink:
+            os.fchmod(fd, 0o600)  # whatever the umask
             sink.write(batch.body)
         written.append(batch)
     return written
+
+
+_NEW_PRIVATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_TRUNC

@@ -17,9 +17,15 @@ from adapters.delivery import RetryPolicy
 from adapters.ledger import SqliteLedger
 from adapters.partner_client import PartnerClient
 from adapters.spool import SpoolWriter
-from flows.deliver import deliver_spool, write_dry_run
+from flows.deliver import check_dry_run_folder, deliver_spool, write_dry_run
 from flows.report import SyncResult, summary_lines, write_report
-from flows.sync import apply_outcomes, export_dead_letters_of, partner_settings, state_folder
+from flows.sync import (
+    apply_outcomes,
+    export_dead_letters_of,
+    lock_delivery,
+    partner_settings,
+    state_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +39,18 @@ async def replay_dead_letters(
     batch_size: int = 50,
     report: str | None = None,
     retry_policy: RetryPolicy | None = None,
+    wait: float | None = 0.0,
 ) -> SyncResult:
-    """Deliver every dead-lettered customer again, with its method and document."""
+    """Deliver every dead-lettered customer again, with its method and document.
+
+    It takes the same delivery lock as a run (``wait`` as there); a dry run takes none.
+    """
     state = state_folder(state_dir)
+    if dry_run is not None:
+        check_dry_run_folder(Path(dry_run))
     ledger = SqliteLedger.open(state)
+    if dry_run is None:
+        lock_delivery(ledger, None, 1, wait)
     letters = ledger.dead_letters()
     run_id = ledger.start_run({"replay": True, "dry_run": dry_run, "api_url": api_url})
     result = SyncResult(run_id=run_id, dry_run=dry_run is not None)

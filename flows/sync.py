@@ -25,7 +25,7 @@ from adapters.partner_client import PartnerClient, PartnerSettings
 from flows import quiet_errors
 from flows.artifacts import ProgressArtifact, publish_run_artifacts
 from flows.chunks import WHOLE_CUSTOMERS
-from flows.deliver import deliver_spool, task_run_size, write_dry_run
+from flows.deliver import check_dry_run_folder, deliver_spool, task_run_size, write_dry_run
 from flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout, prepare
 from flows.progress import DeliveryProgress
 from flows.report import BatchOutcomes, SyncResult, summary_lines, write_report
@@ -154,6 +154,7 @@ async def sync_customers(
     chunk_customers: int | None = None,
     stream: bool = False,
     shard: str | None = None,
+    wait: float | None = 0.0,
 ) -> SyncResult:
     """Deliver every valid customer of an extract to the partner, exactly once per change.
 
@@ -165,10 +166,14 @@ async def sync_customers(
     up to 150,000, else 50,000). ``stream``: deliver each chunk while the next ones are
     prepared, the guards checked on the running totals (``flows/stream.py``). ``shard``
     (``"N/M"``): prepare and send only this run's share of the chunks (``flows/shards.py``).
+    ``wait``: while another run delivers from the same ledger, refuse at once (0), wait at
+    most this many seconds, or (None) until it ends (``Ledger.lock_delivery``).
     """
     quiet_errors.install()
     spec = SourceSpec(source, customers, accounts, cards, rename)
     try:
+        if dry_run is not None:  # configuration: before the extract is looked at
+            check_dry_run_folder(Path(dry_run))
         result = await _sync(
             spec,
             api_url=api_url,
@@ -186,6 +191,7 @@ async def sync_customers(
             retry_policy=retry_policy,
             layout=_layout(spec, chunk_customers, shard),
             stream=stream,
+            wait=wait,
         )
         transient = result.customers_failed - result.customers_rejected
         if retry_outage and transient > 0:
@@ -218,6 +224,7 @@ async def _sync(
     retry_policy: RetryPolicy | None,
     layout: ChunkLayout,
     stream: bool,
+    wait: float | None = 0.0,
 ) -> SyncResult:
     """One attempt of the run: prepare, check the guards, deliver (or dry-run), report."""
     if not 1 <= batch_size <= 50:
@@ -228,6 +235,8 @@ async def _sync(
     state = state_folder(state_dir)
     result = SyncResult(dry_run=dry_run is not None)
     ledger = SqliteLedger.open(state)
+    if dry_run is None:  # one delivering run per ledger, before anything is read or sent
+        lock_delivery(ledger, layout.owned, layout.partitions, wait)
     parameters: Mapping[str, object] = {
         "source": spec.describe(),
         "api_url": settings.api_url,
@@ -333,6 +342,17 @@ async def _sync(
         for line in summary_lines(result):
             log.info(line)
     return result
+
+
+def lock_delivery(
+    ledger: SqliteLedger, owned: Sequence[int] | None, partitions: int, wait: float | None
+) -> None:
+    """Take the ledger's delivery lock (held until it closes); refused: close it, raise."""
+    try:
+        ledger.lock_delivery(owned, partitions, wait=wait)
+    except BaseException:
+        ledger.close()
+        raise
 
 
 def _progress_of(
