@@ -34,6 +34,7 @@ from adapters._checkpointer import Checkpointer
 from adapters._ledger_writer import GroupWriter
 from adapters._ledger_writer import LedgerWriteError as LedgerWriteError
 from adapters._run_locks import RunLocks
+from adapters.urls import without_user_info
 from schemas.errors import ConfigError
 from schemas.records import Batch, BatchOutcome, Method
 
@@ -72,6 +73,8 @@ class RunRecord:
     counts: dict[str, int]
     host: str
     pid: int
+    reason: str | None = None
+    """Why the run ended as ``status`` says (an error, or what made it incomplete)."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,9 @@ class Ledger(Protocol):
 
     def start_run(self, parameters: Mapping[str, object]) -> str: ...
 
-    def finish_run(self, run_id: str, status: str, counts: Mapping[str, int]) -> None: ...
+    def finish_run(
+        self, run_id: str, status: str, counts: Mapping[str, int], reason: str | None = None
+    ) -> None: ...
 
     def acknowledged_fingerprints(self, customer_ids: Sequence[str]) -> dict[str, str]: ...
 
@@ -190,6 +195,8 @@ def _redacted(value: object) -> object:
         }
     if isinstance(value, list | tuple | set | frozenset):
         return [_redacted(v) for v in value]
+    if isinstance(value, str):
+        return without_user_info(value)  # a URL's user:password@ is a credential too
     return value
 
 
@@ -337,8 +344,11 @@ class SqliteLedger:
                 raise
         return run_id
 
-    def finish_run(self, run_id: str, status: str, counts: Mapping[str, int]) -> None:
-        """Close a run with its final status and the counts of its report.
+    def finish_run(
+        self, run_id: str, status: str, counts: Mapping[str, int], reason: str | None = None
+    ) -> None:
+        """Close a run with its final status, the counts of its report and why it ended
+        so (``flows/outcome.py``: completed, incomplete, aborted, failed, interrupted).
 
         The writes queued before it (``queue_outcome``) are committed first.
         """
@@ -347,7 +357,7 @@ class SqliteLedger:
             with self._write() as db:
                 updated = db.execute(
                     sql.FINISH_RUN,
-                    (_now(), status, _json(dict(counts)), run_id),
+                    (_now(), status, _json(dict(counts)), reason, run_id),
                 ).rowcount
                 if updated != 1:
                     raise KeyError(f"no run {run_id!r} in the ledger")
@@ -371,6 +381,7 @@ class SqliteLedger:
                 counts=orjson.loads(r[5]) if r[5] else {},
                 host=r[6],
                 pid=r[7],
+                reason=r[8],
             )
             for r in rows
         ]
