@@ -99,7 +99,7 @@ def test_bad_bounds_exit_2_before_reading_and_mark_the_report(
          "--state", str(tmp_path / "state"), "--report", str(report), *option]
     )  # fmt: skip
     assert status == 2
-    line = _one_line(capsys.readouterr().err)
+    line = _one_line(capsys.readouterr().err, subprocess=False)
     assert option[0] in line  # the option, not the missing folder: checked before reading
     data = json.loads(report.read_text())
     assert (data["exit_status"], data["status"]) == (2, "aborted")

