@@ -244,7 +244,7 @@ async def _sync(
 ) -> SyncResult:
     """One attempt of the run: prepare, check the guards, deliver (or dry-run), report.
 
-    The report's path is appended to ``reported`` once the run's end was recorded."""
+    The report's path is appended to ``reported`` once the run's own reporting begins."""
     settings = await partner_settings(api_url, look_up_block=dry_run is None)
     state = state_folder(state_dir)
     result = SyncResult(dry_run=dry_run is not None)
@@ -347,6 +347,7 @@ async def _sync(
     finally:
         spool_path.unlink(missing_ok=True)
         report_path = Path(report) if report else run_dir / "report.json"
+        reported.append(report_path)  # from here on the run's own report tells its end
         await close_run(
             result,
             ledger,
@@ -355,7 +356,6 @@ async def _sync(
             _counts(result),
             held_back=preparation.held_back,
         )
-        reported.append(report_path)
     return result
 
 

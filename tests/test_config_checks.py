@@ -4,8 +4,6 @@ refused before anything could log or store them (the ledger, Prefect's database)
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -135,9 +133,14 @@ def test_credentials_in_the_url_are_refused_before_anything_stores_them(tmp_path
     for secret in ("someuser", "pa55word"):
         assert secret not in done.stdout + done.stderr
     assert not state.exists()  # no ledger: refused before the run started
-    # nor in Prefect's database: the flow was never called with that parameter
-    home = Path(os.environ["PREFECT_HOME"])
-    for database in home.rglob("*.db"):
-        with sqlite3.connect(database) as db:
-            dumped = "\n".join(db.iterdump())
-        assert "pa55word" not in dumped and "someuser" not in dumped
+    # nor in Prefect's database (the harness's, in its own temporary folder): the flow was
+    # never called with that parameter
+    import prefect.settings
+
+    url = str(prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
+    database = Path(url.split(":///", 1)[1])
+    files = [p for p in database.parent.glob(database.name + "*") if p.is_file()]
+    assert database in files
+    for stored in files:
+        data = stored.read_bytes()
+        assert b"pa55word" not in data and b"someuser" not in data
