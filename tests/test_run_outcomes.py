@@ -307,3 +307,15 @@ except Exception as error:
     assert done.stdout.startswith("ReportNotWritten") and "File too large" in done.stdout
     ledger_status, reason = _last_run(state)
     assert ledger_status == "failed" and reason is not None and "File too large" in reason
+
+
+def test_the_report_is_owner_only_even_over_an_older_one(tmp_path: Path) -> None:
+    from flows.report import write_report
+
+    older = tmp_path / "report.json"
+    older.write_text("{}")
+    older.chmod(0o644)
+    for target in (older, tmp_path / "new" / "report.json"):
+        write_report(SyncResult(customers_read=1, customers_sent=1), target)
+        assert target.stat().st_mode & 0o777 == 0o600
+        assert json.loads(target.read_text())["exit_status"] == 0
