@@ -76,7 +76,12 @@ SELECT a.source_customer_id, a.fingerprint, b.finished_at AS acknowledged_at,
 FROM acknowledged AS a JOIN batches AS b ON b.batch_key = a.batch_key;
 """
 
-MIGRATIONS: Final = (_V1,)
+# why a run ended as it did (flows/outcome.py): the error, or the counts of an incomplete run
+_V2: Final = """
+ALTER TABLE runs ADD COLUMN reason TEXT;
+"""
+
+MIGRATIONS: Final = (_V1, _V2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
@@ -103,9 +108,11 @@ START_RUN: Final = (
     "INSERT INTO runs (run_id, started_at, status, parameters, host, pid) "
     "VALUES (?, ?, 'running', ?, ?, ?)"
 )
-FINISH_RUN: Final = "UPDATE runs SET finished_at = ?, status = ?, counts = ? WHERE run_id = ?"
+FINISH_RUN: Final = (
+    "UPDATE runs SET finished_at = ?, status = ?, counts = ?, reason = ? WHERE run_id = ?"
+)
 RUNS: Final = (
-    "SELECT run_id, started_at, finished_at, status, parameters, counts, host, pid "
+    "SELECT run_id, started_at, finished_at, status, parameters, counts, host, pid, reason "
     "FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?"
 )
 # one parameter holding a JSON array of ids: no temp table, no limit on bound variables

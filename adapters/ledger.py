@@ -36,6 +36,7 @@ from adapters._delivery_lock import RunLocked as RunLocked
 from adapters._ledger_writer import GroupWriter
 from adapters._ledger_writer import LedgerWriteError as LedgerWriteError
 from adapters._run_locks import RunLocks
+from adapters.urls import without_user_info
 from schemas.errors import ConfigError
 from schemas.records import Batch, BatchOutcome, Method
 
@@ -74,6 +75,8 @@ class RunRecord:
     counts: dict[str, int]
     host: str
     pid: int
+    reason: str | None = None
+    """Why the run ended as ``status`` says (an error, or what made it incomplete)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,9 @@ class Ledger(Protocol):
 
     def start_run(self, parameters: Mapping[str, object]) -> str: ...
 
-    def finish_run(self, run_id: str, status: str, counts: Mapping[str, int]) -> None: ...
+    def finish_run(
+        self, run_id: str, status: str, counts: Mapping[str, int], reason: str | None = None
+    ) -> None: ...
 
     def acknowledged_fingerprints(self, customer_ids: Sequence[str]) -> dict[str, str]: ...
 
@@ -204,6 +209,8 @@ def _redacted(value: object) -> object:
         }
     if isinstance(value, list | tuple | set | frozenset):
         return [_redacted(v) for v in value]
+    if isinstance(value, str):
+        return without_user_info(value)  # a URL's user:password@ is a credential too
     return value
 
 
@@ -385,8 +392,11 @@ class SqliteLedger:
             raise sqlite3.OperationalError("the ledger was opened read-only")
         self._delivery.acquire(DeliveryScope.of(owned, partitions), wait)
 
-    def finish_run(self, run_id: str, status: str, counts: Mapping[str, int]) -> None:
-        """Close a run with its final status and the counts of its report.
+    def finish_run(
+        self, run_id: str, status: str, counts: Mapping[str, int], reason: str | None = None
+    ) -> None:
+        """Close a run with its final status, the counts of its report and why it ended
+        so (``flows/outcome.py``: completed, incomplete, aborted, failed, interrupted).
 
         The writes queued before it (``queue_outcome``) are committed first.
         """
@@ -395,7 +405,7 @@ class SqliteLedger:
             with self._write() as db:
                 updated = db.execute(
                     sql.FINISH_RUN,
-                    (_now(), status, _json(dict(counts)), run_id),
+                    (_now(), status, _json(dict(counts)), reason, run_id),
                 ).rowcount
                 if updated != 1:
                     raise KeyError(f"no run {run_id!r} in the ledger")
@@ -419,6 +429,7 @@ class SqliteLedger:
                 counts=orjson.loads(r[5]) if r[5] else {},
                 host=r[6],
                 pid=r[7],
+                reason=r[8],
             )
             for r in rows
         ]

@@ -28,6 +28,7 @@ from prefect.cache_policies import NONE
 from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote
 
+from adapters.auth import PartnerAuthError
 from adapters.delivery import RetryEvent, RetryPolicy, deliver_batch
 from adapters.ledger import SqliteLedger
 from adapters.partner_client import PartnerClient
@@ -108,13 +109,29 @@ async def deliver_group(
             event.delay,
         )
 
-    async def _one(planned: PlannedBatch) -> BatchOutcome:
+    refused: list[PartnerAuthError] = []
+
+    async def _one(planned: PlannedBatch) -> BatchOutcome | None:
         async with limiter:
+            if refused:  # our credentials are refused for good: nothing more goes out
+                return None
             if ledger is not None:
                 # committed before the request goes out, together with every outcome
                 # queued before it (group commit on the ledger's writer thread)
                 await ledger.amark_sending(run_id, planned.batch)
-            outcome = await deliver_batch(client, planned.batch, policy, on_retry=_log_retry)
+            try:
+                outcome = await deliver_batch(client, planned.batch, policy, on_retry=_log_retry)
+            except PartnerAuthError as error:
+                refused.append(error)
+                if ledger is not None:
+                    # the partner applied none of it: recorded as failed, not left in flight
+                    ledger.queue_outcome(
+                        run_id,
+                        _refused(planned.batch, error),
+                        planned.fingerprints,
+                        _DocumentsById(planned.batch),
+                    )
+                return None
             if ledger is not None:
                 # queued while this batch still holds its slot: the next batch's mark waits
                 # for it, so at most `concurrency` batches are ever in flight in the ledger
@@ -134,9 +151,12 @@ async def deliver_group(
             on_outcome(outcome)
         return outcome
 
-    outcomes = await asyncio.gather(*(_one(planned) for planned in group))
+    delivered = await asyncio.gather(*(_one(planned) for planned in group))
     if ledger is not None:
         await ledger.aflush()  # a finished task run's outcomes are all committed
+    if refused:
+        raise refused[0]
+    outcomes = [outcome for outcome in delivered if outcome is not None]
     run_log.info(
         "Delivered %d batches (%d customers): %d acknowledged",
         len(outcomes),
@@ -145,6 +165,21 @@ async def deliver_group(
     )
     # not a list: Prefect links every item of a returned list to the task run (a leaf here)
     return BatchOutcomes(outcomes)
+
+
+def _refused(batch: Batch, error: PartnerAuthError) -> BatchOutcome:
+    """A batch whose credentials were refused (401 after renewal, or no session): the
+    partner applied none of it, so it is failed, with the reason, and never in flight."""
+    return BatchOutcome(
+        batch_id=batch.batch_id,
+        method=batch.method,
+        customer_ids=batch.customer_ids,
+        status="failed",
+        attempts=1,
+        http_status=error.status,
+        request_id=None,
+        error=f"not delivered: {error}",
+    )
 
 
 async def deliver_spool(
@@ -171,20 +206,26 @@ async def deliver_spool(
     outcomes = BatchOutcomes()
     in_flight: set[asyncio.Future[BatchOutcomes]] = set()
     groups = _groups(planned_batches(spool_path, batch_size, run_id), batches_per_task_run)
-    for number, group in enumerate(groups, start=first_task_run):
-        in_flight.add(
-            asyncio.ensure_future(
-                deliver_group(
-                    number, quote(group), client, limiter, ledger, run_id, policy, on_outcome
+    try:
+        for number, group in enumerate(groups, start=first_task_run):
+            in_flight.add(
+                asyncio.ensure_future(
+                    deliver_group(
+                        number, quote(group), client, limiter, ledger, run_id, policy, on_outcome
+                    )
                 )
             )
-        )
-        if len(in_flight) >= TASK_RUNS_IN_FLIGHT:
-            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for future in done:
-                outcomes.extend(future.result())
-    for future in asyncio.as_completed(in_flight):
-        outcomes.extend(await future)
+            if len(in_flight) >= TASK_RUNS_IN_FLIGHT:
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    outcomes.extend(future.result())
+        for future in asyncio.as_completed(in_flight):
+            outcomes.extend(await future)
+    except Exception:
+        # the other group still running records its outcomes before the run ends (and
+        # closes the ledger); a group stops early once the credentials are refused
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        raise
     return outcomes
 
 

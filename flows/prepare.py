@@ -70,6 +70,8 @@ class Preparation:
     customers_valid: int = 0
     customers_held_back: int = 0
     held_back_by_reason: dict[str, int] = field(default_factory=dict)
+    orphan_accounts: int = 0
+    orphan_cards: int = 0
     creates: int = 0
     updates: int = 0
     unchanged: int = 0
@@ -92,6 +94,8 @@ class Preparation:
         self.customers_read += validation.customers_read
         self.customers_valid += validation.customers_valid
         self.customers_held_back += validation.customers_held_back
+        self.orphan_accounts += validation.orphan_accounts
+        self.orphan_cards += validation.orphan_cards
         for reason, count in validation.held_back_by_reason.items():
             self.held_back_by_reason[reason] = self.held_back_by_reason.get(reason, 0) + count
         kept = sum(len(frame) for frame in self.held_back)

@@ -6,9 +6,9 @@ Call it from a notebook as a plain function (``asyncio.run(sync_customers(...))`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,13 +22,22 @@ from adapters.delivery import DeliveryOutcome, RetryPolicy
 from adapters.ledger import SqliteLedger
 from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS
 from adapters.partner_client import PartnerClient, PartnerSettings
+from adapters.urls import without_user_info
 from flows import quiet_errors
 from flows.artifacts import ProgressArtifact, publish_run_artifacts
 from flows.chunks import WHOLE_CUSTOMERS
+from flows.config_check import DEFAULT_STATE_DIR as DEFAULT_STATE_DIR
+from flows.config_check import check_configuration, state_folder
 from flows.deliver import check_dry_run_folder, deliver_spool, task_run_size, write_dry_run
 from flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout, prepare
 from flows.progress import DeliveryProgress
-from flows.report import BatchOutcomes, SyncResult, summary_lines, write_report
+from flows.report import (
+    BatchOutcomes,
+    SyncResult,
+    summary_lines,
+    write_report,
+    write_stopped_report,
+)
 from flows.run_retries import (
     RUN_RETRIES,
     RUN_RETRY_DELAY_SECONDS,
@@ -39,20 +48,12 @@ from flows.run_retries import (
 from flows.secrets import apartner_token_from_block
 from flows.shards import Shard
 from flows.stream import CheckGuards, prepare_while_delivering
-from schemas.errors import ConfigError, GuardTripped
+from schemas.errors import ConfigError, CustomerSyncError, GuardTripped
 from schemas.records import BatchOutcome
 from transforms.plan import mass_update_guard
 from transforms.validate import held_back_guard
 
 log = logging.getLogger(__name__)
-
-DEFAULT_STATE_DIR = ".state"
-
-
-def state_folder(state_dir: str | os.PathLike[str] | None) -> Path:
-    """The ledger's folder: the option, else $CUSTOMER_SYNC_STATE_DIR, else ./.state."""
-    chosen = state_dir or os.environ.get("CUSTOMER_SYNC_STATE_DIR") or DEFAULT_STATE_DIR
-    return Path(chosen)
 
 
 @contextmanager
@@ -74,6 +75,8 @@ def _apply_preparation(result: SyncResult, preparation: Preparation) -> None:
     result.customers_unchanged = preparation.unchanged
     result.customers_planned = preparation.planned
     result.rejects = preparation.rejects_path
+    result.orphan_accounts = preparation.orphan_accounts
+    result.orphan_cards = preparation.orphan_cards
     if result.dry_run:  # nothing is sent: the planned methods are the whole story
         result.customers_created = preparation.creates
         result.customers_updated = preparation.updates
@@ -172,8 +175,24 @@ async def sync_customers(
     quiet_errors.install()
     spec = SourceSpec(source, customers, accounts, cards, rename)
     try:
+        # first: a wrong option is found in a second, not after the extract is prepared
+        check_configuration(
+            api_url=api_url,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            state_dir=state_folder(state_dir),
+            report=report,
+        )
         if dry_run is not None:  # configuration: before the extract is looked at
             check_dry_run_folder(Path(dry_run))
+        layout = _layout(spec, chunk_customers, shard)
+    except CustomerSyncError as error:
+        write_stopped_report(report, error)  # an older report must not still say "0"
+        await stop_run_retries()
+        raise
+    reported: list[Path] = []
+    try:
         result = await _sync(
             spec,
             api_url=api_url,
@@ -189,9 +208,10 @@ async def sync_customers(
             report=report,
             progress=progress,
             retry_policy=retry_policy,
-            layout=_layout(spec, chunk_customers, shard),
+            layout=layout,
             stream=stream,
             wait=wait,
+            reported=reported,
         )
         transient = result.customers_failed - result.customers_rejected
         if retry_outage and transient > 0:
@@ -200,6 +220,8 @@ async def sync_customers(
                 "is retried later and sends only what was not acknowledged"
             )
     except Exception as error:
+        if not reported:  # stopped before the run was recorded (e.g. the ledger unusable)
+            write_stopped_report(report, error)
         if not worth_a_run_retry(error, retry_outage=retry_outage):
             await stop_run_retries()
         raise
@@ -224,13 +246,12 @@ async def _sync(
     retry_policy: RetryPolicy | None,
     layout: ChunkLayout,
     stream: bool,
+    reported: list[Path],
     wait: float | None = 0.0,
 ) -> SyncResult:
-    """One attempt of the run: prepare, check the guards, deliver (or dry-run), report."""
-    if not 1 <= batch_size <= 50:
-        raise ValueError(f"batch_size must be between 1 and 50, not {batch_size}")
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    """One attempt of the run: prepare, check the guards, deliver (or dry-run), report.
+
+    The report's path is appended to ``reported`` once the run's own reporting begins."""
     settings = await partner_settings(api_url, look_up_block=dry_run is None)
     state = state_folder(state_dir)
     result = SyncResult(dry_run=dry_run is not None)
@@ -239,7 +260,7 @@ async def _sync(
         lock_delivery(ledger, layout.owned, layout.partitions, wait)
     parameters: Mapping[str, object] = {
         "source": spec.describe(),
-        "api_url": settings.api_url,
+        "api_url": without_user_info(settings.api_url) if settings.api_url else None,
         "batch_size": batch_size,
         "concurrency": concurrency,
         "dry_run": dry_run,
@@ -261,7 +282,8 @@ async def _sync(
             )
     run_dir = state / "runs" / run_id
     spool_path = run_dir / "spool.arrow"
-    log.info("Run %s: syncing %s to %s", run_id, spec.describe(), settings.api_url)
+    shown_url = without_user_info(settings.api_url) if settings.api_url else None
+    log.info("Run %s: syncing %s to %s", run_id, spec.describe(), shown_url)
     preparation = Preparation()
     check_guards = run_guards(
         known_customers=ledger.known_customer_count(),  # before anything of this run is sent
@@ -328,20 +350,74 @@ async def _sync(
             await tracker.finish()
             apply_outcomes(result, outcomes)
             export_dead_letters_of(result, ledger, run_dir)
-    except GuardTripped as tripped:
-        result.aborted = str(tripped)
+    except BaseException as error:
+        result.stop(error)  # the outcome (flows/outcome.py) says aborted, failed or interrupted
         raise
     finally:
         spool_path.unlink(missing_ok=True)
-        if dry_run is None:
-            ledger.finish_run(run_id, _run_status(result), _counts(result))
-        ledger.close()
-        await publish_run_artifacts(result, preparation.held_back)
         report_path = Path(report) if report else run_dir / "report.json"
+        reported.append(report_path)  # from here on the run's own report tells its end
+        await close_run(
+            result,
+            ledger,
+            run_id if dry_run is None else None,
+            report_path,
+            _counts(result),
+            held_back=preparation.held_back,
+        )
+    return result
+
+
+async def close_run(
+    result: SyncResult,
+    ledger: SqliteLedger,
+    run_id: str | None,
+    report_path: Path,
+    counts: Mapping[str, int],
+    *,
+    held_back: Sequence[Any] = (),
+) -> None:
+    """End a run on every path: the report written, then the ledger's run row closed, both
+    with the same outcome (``result.outcome``), then the summary logged.
+
+    A report that cannot be written (a full disk, a file-size limit) fails the run: the
+    ledger records ``failed`` with that reason (it still knows what was sent), and a
+    ``ReportNotWritten`` is raised unless an earlier error is already on its way out.
+    """
+    already_stopped = result.aborted is not None
+    try:
+        await publish_run_artifacts(result, list(held_back))
+    except Exception as error:  # the Prefect UI's copy only: the report and ledger remain
+        log.warning("Could not publish the run's artifacts: %s", type(error).__name__)
+    not_written: ReportNotWritten | None = None
+    try:
         write_report(result, report_path)
+    except OSError as error:
+        not_written = ReportNotWritten(
+            f"{report_path}: cannot write the report ({error.strerror or error}); "
+            "the ledger records what was sent"
+        )
+        result.stop(not_written)
+    try:
+        if run_id is not None:
+            outcome = result.outcome
+            ledger.finish_run(run_id, outcome.status, counts, reason=outcome.reason)
+    except Exception as error:
+        result.stop(error)
+        if not_written is None:  # the report must not say more than the ledger could keep
+            with contextlib.suppress(OSError):
+                write_report(result, report_path)
+        raise
+    finally:
+        ledger.close()
         for line in summary_lines(result):
             log.info(line)
-    return result
+    if not_written is not None and not already_stopped:
+        raise not_written
+
+
+class ReportNotWritten(CustomerSyncError):
+    """The run's report could not be written: the run failed (exit 2) whatever it sent."""
 
 
 def lock_delivery(
@@ -489,14 +565,6 @@ def held_back_guard_totals(preparation: Preparation, max_share: float) -> None:
         )
 
 
-def _run_status(result: SyncResult) -> str:
-    if result.aborted:
-        return "aborted"
-    if result.customers_failed:
-        return "incomplete"
-    return "completed"
-
-
 def _counts(result: SyncResult) -> dict[str, int]:
     return {
         "customers_read": result.customers_read,
@@ -504,10 +572,13 @@ def _counts(result: SyncResult) -> dict[str, int]:
         "customers_unchanged": result.customers_unchanged,
         "customers_sent": result.customers_sent,
         "customers_failed": result.customers_failed,
+        "customers_rejected": result.customers_rejected,
+        "orphan_accounts": result.orphan_accounts,
+        "orphan_cards": result.orphan_cards,
         "customers_created": result.customers_created,
         "customers_updated": result.customers_updated,
         "batches": len(result.batches),
     }
 
 
-__all__ = ["held_back_guard", "state_folder", "sync_customers"]
+__all__ = ["ReportNotWritten", "close_run", "held_back_guard", "state_folder", "sync_customers"]
