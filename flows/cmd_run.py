@@ -53,6 +53,8 @@ def main(args: argparse.Namespace) -> int:
             chunk_customers=args.chunk_customers,
             stream=args.stream,
             shard=args.shard,
+            max_absent_share=args.max_absent_share,
+            allow_absent=args.allow_absent,
         )
     except (GuardTripped, InputError, ConfigError) as error:
         print(f"customer-sync: {error}", file=sys.stderr)
