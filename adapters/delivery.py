@@ -273,6 +273,8 @@ class _BatchDelivery:
             acknowledged = tuple(ids[index] for index in sorted(self.acknowledged))
         last = self.last
         request_id = self.request_ids[-1] if self.request_ids else None
+        if request_id is None and last is not None:
+            request_id = last.request_id  # refused whole: the refusal's requestId
         if self.failure is not None:
             status, http_status = "failed", self.failure.status
             error: str | None = self.failure.reason

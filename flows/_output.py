@@ -44,9 +44,9 @@ def render(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str, 
 
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    console = Console(file=io.StringIO(), width=200 if not sys.stdout.isatty() else None)
+    console = Console(file=io.StringIO(), width=1000 if not sys.stdout.isatty() else None)
     console.print(table)
     return console.file.getvalue().rstrip("\n")  # type: ignore[attr-defined]

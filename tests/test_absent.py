@@ -52,7 +52,7 @@ def test_a_shard_judges_only_the_known_ids_of_its_own_chunks() -> None:
     (10, 100, False), (11, 100, True), (100, 100, True)])  # fmt: skip
 def test_the_absent_guard_trips_above_its_share(absent: int, known: int, trips: bool) -> None:
     if trips:
-        with pytest.raises(GuardTripped, match="absent from this extract.*--allow-absent"):
+        with pytest.raises(GuardTripped, match=r"absent from this extract.*--allow-absent"):
             absent_guard(absent, known)
     else:
         absent_guard(absent, known)

@@ -4,7 +4,7 @@ A rejected customer's answer is the delivery's text (``adapters/delivery.py``'s
 ``_describe``): ``HTTP <status> <title>: <field>: <message>; <field>: <message>``. Each
 ``field: message`` is a reason; a customer refused without validation errors has the
 ``HTTP <status> <title>`` as its reason. Values the partner might echo (quoted text, runs
-of digits such as a postal code or last4) are masked, so reasons group and never carry
+of four or more digits such as a postal code, last4 or iin) are masked, so reasons group and never carry
 card data. Pure.
 """
 
@@ -17,12 +17,13 @@ from typing import Final
 
 _HEAD: Final = re.compile(r"^(HTTP \d{3}[^:]*)(?::\s*(.*))?$", re.S)
 _QUOTED: Final = re.compile(r"'[^']*'|\"[^\"]*\"")
-_DIGITS: Final = re.compile(r"\d{3,}")
+_DIGITS: Final = re.compile(r"\d{4,}")
 MAX_REASON: Final = 200
 
 
 def masked(text: str) -> str:
-    """``text`` with quoted values and runs of three or more digits masked."""
+    """``text`` with quoted values and runs of four or more digits masked (an HTTP status
+    stays)."""
     return _DIGITS.sub("#", _QUOTED.sub("'…'", text)).strip()[:MAX_REASON]
 
 
