@@ -4,8 +4,8 @@ A rejected customer's answer is the delivery's text (``adapters/delivery.py``'s
 ``_describe``): ``HTTP <status> <title>: <field>: <message>; <field>: <message>``. Each
 ``field: message`` is a reason; a customer refused without validation errors has the
 ``HTTP <status> <title>`` as its reason. Values the partner might echo (quoted text, runs
-of four or more digits such as a postal code, last4 or iin) are masked, so reasons group and never carry
-card data. Pure.
+of four or more digits such as a postal code, last4 or iin) are masked, so reasons group
+and never carry card data. Pure.
 """
 
 from __future__ import annotations
