@@ -78,14 +78,15 @@ FROM acknowledged AS a JOIN batches AS b ON b.batch_key = a.batch_key;
 
 # every acknowledgement, not only the last: a customer's history of sends. Append-only
 # (rows older than the retention setting are pruned, the current one always kept); the
-# backfill gives a ledger written before this table its last acknowledgements.
+# backfill gives a ledger written before this table its last acknowledgements. Indexed by
+# batch: a customer's history finds its batches first (CUSTOMER_SENDS), pruning goes by batch.
 _V2: Final = """
 CREATE TABLE acknowledgements (
     source_customer_id TEXT NOT NULL,
     fingerprint        TEXT NOT NULL,
     batch_key          INTEGER NOT NULL
 );
-CREATE INDEX acknowledgements_by_customer ON acknowledgements (source_customer_id, batch_key);
+CREATE INDEX acknowledgements_by_batch ON acknowledgements (batch_key, source_customer_id);
 INSERT INTO acknowledgements (source_customer_id, fingerprint, batch_key)
 SELECT source_customer_id, fingerprint, batch_key FROM acknowledged;
 """
