@@ -217,6 +217,7 @@ class _BatchDelivery:
         """One request for ``part``, retried while the failure can heal."""
         body = self.body(part)
         batch, policy = self.batch, self.policy
+        last_request_id: str | None = None
         for attempt in range(1, policy.max_attempts + 1):
             self.attempts += 1
             request_id = f"{batch.batch_id}-{self.attempts}"
@@ -228,6 +229,7 @@ class _BatchDelivery:
                 if not error.transient:
                     raise
                 reason, status = redacted(str(error), self.secrets()), error.status
+                last_request_id = request_id
             except RedirectRefused as error:
                 # terminal: retrying would meet the same redirect, splitting would send the
                 # same card data towards it; nothing was sent to the target
@@ -235,9 +237,13 @@ class _BatchDelivery:
                 return _Failure(str(error), None, request_id)
             except (aiohttp.ClientError, TimeoutError) as error:
                 reason = redacted(f"{type(error).__name__}: {error}".rstrip(": "), self.secrets())
+                last_request_id = request_id
                 if not transient_error(error):
                     return _Failure(reason, None, request_id)
             else:
+                # the partner's requestId of this attempt (ours when it gave none): what a
+                # dead letter keeps once the retries give up
+                last_request_id = answer.request_id or request_id
                 if answer.status == 401:
                     raise PartnerAuthError(
                         "the partner refused our credentials (HTTP 401 after renewal)",
@@ -269,7 +275,8 @@ class _BatchDelivery:
             "batch %s: %d customers failed after %d attempts (%s)",
             batch.batch_id, len(part), policy.max_attempts, reason,
         )  # fmt: skip
-        return _Failure(f"gave up after {policy.max_attempts} attempts: {reason}", status, None)
+        reason = f"gave up after {policy.max_attempts} attempts: {reason}"
+        return _Failure(reason, status, last_request_id or request_id)
 
     def outcome(self) -> DeliveryOutcome:
         ids = self.batch.customer_ids
@@ -282,10 +289,13 @@ class _BatchDelivery:
             acknowledged = tuple(ids[index] for index in sorted(self.acknowledged))
         last = self.last
         request_id = self.request_ids[-1] if self.request_ids else None
+        if request_id is None and last is not None:
+            request_id = last.request_id  # refused whole: the refusal's requestId
         if self.failure is not None:
             status, http_status = "failed", self.failure.status
             error: str | None = self.failure.reason
-            request_id = request_id or self.failure.request_id
+            # the failed request's id, not an earlier part's that was acknowledged
+            request_id = self.failure.request_id or request_id
         elif rejected:
             status, http_status = "rejected", 400
             error = f"{len(rejected)} of {len(ids)} customers rejected by the partner"

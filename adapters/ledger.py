@@ -119,6 +119,38 @@ class DeadLetter:
     batch_id: str
 
 
+@dataclass(frozen=True)
+class CustomerSend:
+    """One batch that carried a customer: how it went out and what became of the batch.
+
+    ``acknowledged_fingerprint`` is the fingerprint the partner acknowledged in this
+    batch, None when this send was not acknowledged (or its record was pruned).
+    """
+
+    run_id: str
+    batch_id: str
+    method: Method
+    batch_state: BatchState
+    http_status: int | None
+    request_id: str | None
+    sent_at: str
+    finished_at: str | None
+    acknowledged_fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class DeadLetterNote:
+    """A customer's dead letter without its document (no card data): why it failed."""
+
+    fingerprint: str
+    kind: DeadLetterKind
+    http_status: int | None
+    request_id: str | None
+    answer: str | None
+    run_id: str
+    batch_id: str
+
+
 class Ledger(Protocol):
     """What the pipeline needs from a ledger; a shared database can implement it too.
 
@@ -419,20 +451,52 @@ class SqliteLedger:
     def runs(self, limit: int | None = None) -> list[RunRecord]:
         """Runs, newest first."""
         rows = self._read(sql.RUNS, (-1 if limit is None else limit,))
+        return [_run_record(r) for r in rows]
+
+    # --- the morning after (adapters/ledger_queries.py) ----------------------------------
+    def run(self, run_id: str) -> RunRecord | None:
+        """One run by its id, if the ledger has it."""
+        rows = self._read(sql.RUN_BY_ID, (run_id,))
+        return _run_record(rows[0]) if rows else None
+
+    def batches_of_run(self, run_id: str) -> list[BatchRecord]:
+        """Every batch of a run, in the order they were marked."""
+        return [_batch_record(r) for r in self._read(sql.BATCHES_OF_RUN, (run_id,))]
+
+    def customer_sends(self, customer_id: str) -> list[CustomerSend]:
+        """Every batch that carried ``customer_id``, oldest first."""
+        quoted = orjson.dumps(customer_id).decode()
+        rows = self._read(sql.CUSTOMER_SENDS, (customer_id, quoted))
         return [
-            RunRecord(
-                run_id=r[0],
-                started_at=r[1],
-                finished_at=r[2],
-                status=r[3],
-                parameters=orjson.loads(r[4]),
-                counts=orjson.loads(r[5]) if r[5] else {},
-                host=r[6],
-                pid=r[7],
-                reason=r[8],
+            CustomerSend(
+                run_id=r[1],
+                batch_id=r[2],
+                method=r[3],
+                batch_state=r[4],
+                http_status=r[5],
+                request_id=r[6],
+                sent_at=r[7],
+                finished_at=r[8],
+                acknowledged_fingerprint=r[9],
             )
             for r in rows
         ]
+
+    def dead_letter_note(self, customer_id: str) -> DeadLetterNote | None:
+        """The customer's dead letter, its document left out, if it has one."""
+        rows = self._read(sql.DEAD_LETTER_OF, (customer_id,))
+        return DeadLetterNote(*rows[0]) if rows else None
+
+    def acknowledged_ids(self) -> list[str]:
+        """Every customer the partner has acknowledged at least once (the ones it holds)."""
+        return [r[0] for r in self._read(sql.ACKNOWLEDGED_IDS)]
+
+    def prune_acknowledgements(self, older_than: str) -> int:
+        """Drop acknowledgements of batches finished before ``older_than`` (UTC text, as
+        the ledger writes times), each customer's current one kept; how many went."""
+        self._writer.drain()
+        with self._write() as db:
+            return int(db.execute(sql.PRUNE_ACKNOWLEDGEMENTS, (older_than,)).rowcount)
 
     # --- planning ------------------------------------------------------------------------
     def acknowledged_fingerprints(self, customer_ids: Sequence[str]) -> dict[str, str]:
@@ -682,6 +746,7 @@ class _Outcome:
             db.execute(sql.RECORD_BATCH, row)
         if self.acknowledged is not None:
             db.execute(sql.ACKNOWLEDGE, (*self.key, self.acknowledged))
+            db.execute(sql.RECORD_ACKNOWLEDGEMENTS, (*self.key, self.acknowledged))
             if transaction.may_hold_dead_letters():
                 db.execute(sql.CLEAR_DEAD_LETTERS, (self.acknowledged,))
         if self.dead:
@@ -794,6 +859,20 @@ def _request_ids(outcome: BatchOutcome) -> list[str]:
     if listed:
         return list(listed)
     return [outcome.request_id] if outcome.request_id else []
+
+
+def _run_record(r: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        run_id=r[0],
+        started_at=r[1],
+        finished_at=r[2],
+        status=r[3],
+        parameters=orjson.loads(r[4]),
+        counts=orjson.loads(r[5]) if r[5] else {},
+        host=r[6],
+        pid=r[7],
+        reason=r[8],
+    )
 
 
 def _batch_record(row: tuple[Any, ...]) -> BatchRecord:

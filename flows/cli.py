@@ -23,6 +23,8 @@ _HANDLERS = {
     "demo": "flows.cmd_demo",
     "replay": "flows.cmd_replay",
     "dead-letters": "flows.cmd_dead_letters",
+    "runs": "flows.cmd_runs",
+    "history": "flows.cmd_history",
 }
 
 
@@ -142,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--allow-mass-update", action="store_true")
         sub.add_argument("--max-update-share", type=float, default=0.5, metavar="SHARE")
         sub.add_argument("--no-progress", action="store_true", help="no progress display")
+        sub.add_argument(
+            "--max-absent-share",
+            type=float,
+            default=0.1,
+            metavar="SHARE",
+            help="stop before sending when more than this share of the customers the partner "
+            "holds is absent from the extract (default 0.1)",
+        )
+        sub.add_argument("--allow-absent", action="store_true")
         if name == "run":
             _add_wait_argument(sub)
 
@@ -159,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument(
         "--documents", action="store_true", help="include the documents (card data) in the export"
     )
+
+    runs = commands.add_parser("runs", help="list recent runs, or show one run")
+    runs.add_argument("run_id", nargs="?", metavar="RUN_ID")
+    runs.add_argument("--limit", type=int, default=20, metavar="N")
+    history = commands.add_parser("history", help="every send of one customer")
+    history.add_argument("customer_id", metavar="CUSTOMER_ID")
+    for sub in (runs, history):
+        sub.add_argument("--state", metavar="DIR")
+        sub.add_argument("--format", choices=("table", "json", "csv"), default="table")
     return parser
 
 

@@ -109,6 +109,8 @@ def main(args: argparse.Namespace) -> int:
             stream=args.stream,
             shard=args.shard,
             wait=lock_wait(args),
+            max_absent_share=args.max_absent_share,
+            allow_absent=args.allow_absent,
         )
     except Exception as error:
         return exit_after(error)

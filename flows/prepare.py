@@ -80,6 +80,8 @@ class Preparation:
     ignored_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     extract_share: float = 1.0
     """The share of the extract's chunks prepared (below 1 for a shard)."""
+    seen_ids: list[pa.Array] = field(default_factory=list)
+    """Every customer id read, valid or held back, chunk by chunk (who is absent)."""
     held_back: list[pd.DataFrame] = field(default_factory=list)
     """The first ``HELD_BACK_KEPT`` held-back rows (for the run's artifact; all of them
     are in the rejects file)."""
@@ -324,6 +326,10 @@ def plan_chunk(
     """One prepared chunk planned into ``spool``; its rejects written, its counts added."""
     validation = chunk.validation
     preparation.add_validation(validation)
+    preparation.seen_ids.append(chunk.documents.customer_ids)
+    if len(validation.held_back):
+        held = validation.held_back["sourceCustomerId"].dropna().astype(str).tolist()
+        preparation.seen_ids.append(pa.array(held, type=pa.large_string()))
     rejects.write(validation.rejects)
     planned = nest_and_plan(
         quote(chunk),  # type: ignore[call-overload]  # unwrapped by Prefect

@@ -27,6 +27,7 @@ from flows.outcome import (
     stop_of,
 )
 from schemas.records import BatchOutcome
+from transforms.refusals import rejected_by_reason
 
 __all__ = ["EXIT_ABORTED", "EXIT_INCOMPLETE", "EXIT_OK", "BatchOutcomes", "SyncResult"]
 
@@ -99,6 +100,14 @@ class SyncResult:
     customers_sent: int = 0
     customers_failed: int = 0
     customers_rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    """The partner's refusals: ``field: message`` (values masked) -> customers."""
+    customers_known: int = 0
+    """Customers the partner holds that this run could judge (a shard: its share)."""
+    customers_absent: int = 0
+    """Of those, how many tonight's extract no longer has (the partner keeps them)."""
+    absent_customers: str | None = None
+    """The file of their ids (owner-only), when there are any."""
     batches: BatchOutcomes = field(default_factory=BatchOutcomes)
     rejects: str | None = None
     dry_run_dir: str | None = None
@@ -255,9 +264,17 @@ def summary_lines(result: SyncResult) -> list[str]:
             f"{result.customers_failed:,} failed ({result.customers_rejected:,} rejected by the "
             f"partner) in {len(result.batches):,} batches"
         )
+        for reason, count in result.rejected_by_reason.items():
+            lines.append(f"  rejected, {reason}: {count:,}")
         retried = sum(1 for outcome in result.batches if outcome.attempts > 1)
         if retried:
             lines.append(f"  batches retried: {retried:,}")
+    if result.customers_known:
+        lines.append(
+            f"absent from the extract: {result.customers_absent:,} of the "
+            f"{result.customers_known:,} customers the partner holds"
+            + (f" (ids in {result.absent_customers})" if result.absent_customers else "")
+        )
     if result.seconds_by_stage:
         stages = ", ".join(f"{name} {secs:.2f}s" for name, secs in result.seconds_by_stage.items())
         lines.append(f"time: {stages}")
@@ -275,3 +292,10 @@ def summary_lines(result: SyncResult) -> list[str]:
         lines.append(f"INCOMPLETE: {outcome.reason}")
     lines.append(f"outcome: {outcome.status} (exit status {outcome.exit_status})")
     return lines
+
+
+def refusals_by_reason(outcomes: Iterable[BatchOutcome]) -> dict[str, int]:
+    """The partner's refusals of these batches grouped by reason (``transforms.refusals``)."""
+    return rejected_by_reason(
+        answer for outcome in outcomes for answer in outcome.rejected.values()
+    )

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS
 from adapters.partner_client import PartnerClient, PartnerSettings
 from adapters.urls import without_user_info
 from flows import quiet_errors
+from flows.absent import judge_absent
 from flows.artifacts import ProgressArtifact, publish_run_artifacts
 from flows.chunks import WHOLE_CUSTOMERS
 from flows.config_check import DEFAULT_STATE_DIR as DEFAULT_STATE_DIR
@@ -34,6 +36,7 @@ from flows.progress import DeliveryProgress
 from flows.report import (
     BatchOutcomes,
     SyncResult,
+    refusals_by_reason,
     summary_lines,
     write_report,
     write_stopped_report,
@@ -50,7 +53,7 @@ from flows.shards import Shard
 from flows.stream import CheckGuards, prepare_while_delivering
 from schemas.errors import ConfigError, CustomerSyncError, GuardTripped
 from schemas.records import BatchOutcome
-from transforms.plan import mass_update_guard
+from transforms.plan import absent_guard, mass_update_guard
 from transforms.validate import held_back_guard
 
 log = logging.getLogger(__name__)
@@ -95,6 +98,7 @@ def apply_outcomes(result: SyncResult, outcomes: Sequence[BatchOutcome]) -> None
             result.customers_created += delivered
         else:
             result.customers_updated += delivered
+    result.rejected_by_reason = refusals_by_reason(outcomes)
 
 
 async def partner_settings(api_url: str | None, *, look_up_block: bool = True) -> PartnerSettings:
@@ -158,6 +162,9 @@ async def sync_customers(
     stream: bool = False,
     shard: str | None = None,
     wait: float | None = 0.0,
+    max_absent_share: float = 0.1,
+    allow_absent: bool = False,
+    acknowledgement_retention_days: int = 400,
 ) -> SyncResult:
     """Deliver every valid customer of an extract to the partner, exactly once per change.
 
@@ -171,6 +178,10 @@ async def sync_customers(
     (``"N/M"``): prepare and send only this run's share of the chunks (``flows/shards.py``).
     ``wait``: while another run delivers from the same ledger, refuse at once (0), wait at
     most this many seconds, or (None) until it ends (``Ledger.lock_delivery``).
+    ``max_absent_share``/``allow_absent``: stop before sending when more of the customers
+    the partner holds are absent from the extract (``flows/absent.py``).
+    ``acknowledgement_retention_days``: how long the history of acknowledgements is kept
+    (each customer's last one always is).
     """
     quiet_errors.install()
     spec = SourceSpec(source, customers, accounts, cards, rename)
@@ -212,6 +223,9 @@ async def sync_customers(
             stream=stream,
             wait=wait,
             reported=reported,
+            max_absent_share=max_absent_share,
+            allow_absent=allow_absent,
+            acknowledgement_retention_days=acknowledgement_retention_days,
         )
         transient = result.customers_failed - result.customers_rejected
         if retry_outage and transient > 0:
@@ -248,6 +262,9 @@ async def _sync(
     stream: bool,
     reported: list[Path],
     wait: float | None = 0.0,
+    max_absent_share: float = 0.1,
+    allow_absent: bool = False,
+    acknowledgement_retention_days: int = 400,
 ) -> SyncResult:
     """One attempt of the run: prepare, check the guards, deliver (or dry-run), report.
 
@@ -268,6 +285,7 @@ async def _sync(
         "mode": mode,
         "stream": stream,
         "shard_chunks": layout.owned,
+        "prefect_flow_run_id": _flow_run_id(),
     }
     run_id = ledger.start_run(parameters) if dry_run is None else f"dry-{uuid.uuid4().hex[:12]}"
     result.run_id = run_id
@@ -311,6 +329,9 @@ async def _sync(
                 policy=policy,
                 progress=progress,
             )
+            _judge_absent_after_stream(
+                result, preparation, ledger, layout, run_dir, max_absent_share
+            )
             return result
         with _stage(result, "prepare"):
             preparation = prepare(
@@ -324,6 +345,8 @@ async def _sync(
             )
         _apply_preparation(result, preparation)
         check_guards(preparation)
+        absent, known = judge_absent(result, preparation, ledger, layout, run_dir)
+        absent_guard(absent, known, max_absent_share, allow_absent)
         if dry_run is not None:
             with _stage(result, "dry-run"):
                 written = write_dry_run(spool_path, Path(dry_run), batch_size, run_id)
@@ -355,6 +378,11 @@ async def _sync(
         raise
     finally:
         spool_path.unlink(missing_ok=True)
+        if dry_run is None:
+            try:
+                ledger.prune_acknowledgements(_days_ago(acknowledgement_retention_days))
+            except Exception as error:  # retention only: the run's record stands
+                log.warning("Could not prune old acknowledgements: %s", type(error).__name__)
         report_path = Path(report) if report else run_dir / "report.json"
         reported.append(report_path)  # from here on the run's own report tells its end
         await close_run(
@@ -577,8 +605,45 @@ def _counts(result: SyncResult) -> dict[str, int]:
         "orphan_cards": result.orphan_cards,
         "customers_created": result.customers_created,
         "customers_updated": result.customers_updated,
+        "customers_absent": result.customers_absent,
         "batches": len(result.batches),
     }
+
+
+def _flow_run_id() -> str | None:
+    """The Prefect flow run's id, when this runs as one (None from a plain call)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    return str(run.id) if run is not None else None
+
+
+def _days_ago(days: int) -> str:
+    """UTC text, as the ledger writes times, ``days`` before now."""
+    when = datetime.now(UTC) - timedelta(days=max(days, 0))
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _judge_absent_after_stream(
+    result: SyncResult,
+    preparation: Preparation,
+    ledger: SqliteLedger,
+    layout: ChunkLayout,
+    run_dir: Path,
+    max_absent_share: float,
+) -> None:
+    """A stream has sent already: who is absent is reported, and a share above the guard's
+    limit only warned about (the guard itself needs the guards-first default)."""
+    absent, known = judge_absent(result, preparation, ledger, layout, run_dir)
+    if known and absent > max_absent_share * known:
+        log.warning(
+            "%d of the %d customers the partner holds are absent from this extract (%.1f%%); "
+            "a truncated export looks like this (streaming cannot stop before sending)",
+            absent,
+            known,
+            100.0 * absent / known,
+        )
 
 
 __all__ = ["ReportNotWritten", "close_run", "held_back_guard", "state_folder", "sync_customers"]
