@@ -74,9 +74,7 @@ def unreadable(path: str, error: BaseException) -> InputError:
     return InputError(path, f"cannot be read ({type(error).__name__})")
 
 
-def not_a_regular_file(
-    path: str, storage_options: Mapping[str, Any] | None
-) -> InputError | None:
+def not_a_regular_file(path: str, storage_options: Mapping[str, Any] | None) -> InputError | None:
     """Why a local path that is listed cannot be read as a file, or None when it can.
 
     A FIFO would block the reader for ever, a broken link or a folder only fails later
