@@ -343,8 +343,7 @@ def _scan_records(
                     row += 1
                     last_start, last = start, record
                     if expected and scan.misshapen is None and len(record) != expected:
-                        scan.misshapen = (row, start, len(record))
-                        return scan
+                        scan.misshapen = (row, start, len(record))  # read on: a quote may
                     size = sum(len(f.encode()) + 1 for f in record) if max_bytes else 0
                     if max_bytes and scan.oversized is None and size > max_bytes:
                         scan.oversized = (row, start)
