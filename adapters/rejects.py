@@ -10,6 +10,7 @@ would run as a formula is neutralised (``adapters.csv_safety``).
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from pathlib import Path
@@ -31,7 +32,9 @@ def write_rejects(rejects: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            neutralised_frame(rejects).to_csv(stream, index=False, lineterminator="\n")
+            neutralised_frame(rejects).to_csv(
+                stream, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC
+            )
         os.chmod(temporary, FILE_MODE)
         os.replace(temporary, target)
     except BaseException:
@@ -63,7 +66,13 @@ class RejectsWriter:
             )
             self._stream = os.fdopen(handle, "w", encoding="utf-8", newline="")
         neutralised_frame(rejects).to_csv(
-            self._stream, index=False, header=self.rows == 0, lineterminator="\n"
+            self._stream,
+            index=False,
+            header=self.rows == 0,
+            lineterminator="\n",
+            # every text cell quoted: a CR inside one is not a line break (LF ends a line,
+            # and minimal quoting would leave a CR bare)
+            quoting=csv.QUOTE_NONNUMERIC,
         )
         self.rows += len(rejects)
 
