@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from schemas import contract
 from schemas.columns import TEXT_DTYPE, as_arrow, split_list_cells, text_series
 from schemas.datetimes import normalised_datetimes
+from transforms.card_shape import MASK, card_shaped
 
 DATETIME_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "customers": ("customerCreationDate", "enrollmentStartDate", "enrollmentEndDate"),
@@ -203,14 +204,15 @@ def integers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 
 def quoted(values: pd.Series, limit: int = 60) -> pd.Series:
-    """Cell values for a message: single-quoted, cut to ``limit`` characters.
+    """Cell values for a message: single-quoted, cut to ``limit`` characters; a value of
+    card-data shape (``transforms.card_shape``) is replaced by its mask, whatever its column.
 
     Never call this on a column of ``schemas.contract.SENSITIVE_COLUMNS``.
     """
     text = values.astype(TEXT_DTYPE).fillna("")
     long = text.str.len().to_numpy() > limit
     cut = text.str.slice(0, limit).where(~long, text.str.slice(0, limit) + "...")
-    return "'" + cut + "'"
+    return ("'" + cut + "'").mask(card_shaped(text).to_numpy(), MASK)
 
 
 def _problems(index: np.ndarray, column: str, rule: str, reason: str | np.ndarray) -> pd.DataFrame:
