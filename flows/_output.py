@@ -10,14 +10,14 @@ from typing import Any, Final
 
 import orjson
 
+from adapters.csv_safety import neutralised
+
 FORMATS: Final = ("table", "json", "csv")
-_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: object) -> str:
-    """A CSV cell a spreadsheet will not run: text starting like a formula gets a ``'``."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    """A CSV cell a spreadsheet will not run (``adapters.csv_safety``, as every CSV we write)."""
+    return neutralised("" if value is None else str(value))
 
 
 def _cell(value: object) -> str:
