@@ -129,6 +129,8 @@ def validate_source(extract: Extract) -> Validation:
     )
     for reason, count in validation.held_back_by_reason.items():
         log.info("Held back for %s: %s", reason, f"{count:,}")
+    if validation.settlement_width_warning:  # once per run, with the count
+        log.warning(validation.settlement_width_warning)
     return validation
 
 
