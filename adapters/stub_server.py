@@ -1,4 +1,4 @@
-"""The stand-in partner server: the contract of ../shared/partner-api.md, strictly, on loopback.
+"""The stand-in partner server: the contract of docs/partner-contract.md, strictly, on loopback.
 
 Tests, the demo and the benchmarks talk to it over real HTTP on 127.0.0.1. It validates every
 request body with ``schemas.document.CustomersRequest`` (switch off with ``validate=False``
