@@ -1,4 +1,4 @@
-"""The stand-in partner server: the contract of ../shared/partner-api.md, strictly, on loopback.
+"""The stand-in partner server: the contract of docs/partner-contract.md, strictly, on loopback.
 
 Tests, the demo and the benchmarks talk to it over real HTTP on 127.0.0.1. It validates every
 request body with ``schemas.document.CustomersRequest`` (switch off with ``validate=False``
@@ -50,7 +50,7 @@ from pydantic import ValidationError
 
 from adapters.partner_client import is_loopback
 from schemas import contract
-from schemas.document import CustomersRequest
+from schemas.document import CustomersRequest, RequestProblem, request_problems
 from schemas.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -242,8 +242,13 @@ class StubPartner:
         max_recorded_requests: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         ssl_context: ssl.SSLContext | None = None,
+        puts_need_create: bool = True,
     ) -> None:
         self.faults = faults or StubFaults()
+        # A PUT of a customer this instance never accepted is a 400 naming it, as the
+        # partner would answer (schemas.document.request_problems); off for a stand-in
+        # that must accept updates of customers created before it started.
+        self.puts_need_create = puts_need_create
         self._ssl = ssl_context
         self.validate = validate
         self.keep_documents = keep_documents
@@ -583,6 +588,12 @@ class StubPartner:
                 errors = validation_errors(error, body)
                 return self._bad_request(request, request_id, _count_customers(body), errors)
             ids = [customer.sourceCustomerId for customer in valid.customers]
+            created = self.accepted if self.puts_need_create else _EVERYONE
+            problems = request_problems(valid, request.method, created)
+            if problems:
+                return self._bad_request(
+                    request, request_id, len(ids), [_problem_item(p) for p in problems]
+                )
         else:
             try:
                 parsed = orjson.loads(body)
@@ -639,6 +650,26 @@ class StubPartner:
 
     async def _not_found(self, request: web.Request) -> web.Response:
         return _problem(404, "Not Found", request.headers.get(contract.REQUEST_ID_HEADER))
+
+
+class _Everyone:
+    """A container holding every customer id: no PUT is of an unknown customer."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERYONE = _Everyone()
+
+
+def _problem_item(problem: RequestProblem) -> dict[str, Any]:
+    """A request-level problem as a partner-style ``validationErrors`` item."""
+    return {
+        "customerIndex": problem.index,
+        "sourceCustomerId": problem.customer_id,
+        "field": problem.field,
+        "message": problem.message,
+    }
 
 
 def _body_error(message: str, field_name: str = "(body)") -> dict[str, Any]:

@@ -36,7 +36,7 @@ from flows.chunks import (
 from flows.shards import Shard
 from schemas.records import Extract
 from transforms.plan import plan_customers
-from transforms.validate import Validation, validate_extract
+from transforms.validate import Validation, settlement_width_warning, validate_extract
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,8 @@ def validate_source(extract: Extract) -> Validation:
     )
     for reason, count in validation.held_back_by_reason.items():
         log.info("Held back for %s: %s", reason, f"{count:,}")
+    if validation.settlement_width_warning:  # once per run, with the count
+        log.warning(validation.settlement_width_warning)
     return validation
 
 
@@ -271,11 +273,12 @@ def validated_chunks(
         workers=workers or default_workers(),
         only=owned,
     )
-    read = held_back = 0
+    read = held_back = long_portfolio_ids = 0
     with closing(chunks):  # spill files and worker processes go when this stops, too
         for number, chunk in enumerate(chunks, start=1):
             read += chunk.validation.customers_read
             held_back += chunk.validation.customers_held_back
+            long_portfolio_ids += chunk.validation.portfolio_ids_over_settlement_width
             log.info(
                 "Chunk %d of %d: %s customers so far, %s held back",
                 number,
@@ -284,6 +287,9 @@ def validated_chunks(
                 f"{held_back:,}",
             )
             yield chunk
+    warning = settlement_width_warning(long_portfolio_ids)
+    if warning:  # once per run (of a shard), with the count of every chunk
+        log.warning(warning)
 
 
 def prepare(

@@ -58,7 +58,12 @@ class NormalisedTable:
 def normalise_table(raw: pd.DataFrame, table: str) -> NormalisedTable:
     """The normalised form of one raw table (or one chunk of it)."""
     columns = contract.COLUMNS[table]
-    missing = [name for name in (*columns, contract.ROW_COLUMN) if name not in raw.columns]
+    optional = contract.OPTIONAL_COLUMNS[table]
+    missing = [
+        name
+        for name in (*columns, contract.ROW_COLUMN)
+        if name not in raw.columns and name not in optional
+    ]
     if missing:
         raise ValueError(f"{table} frame lacks column(s): {', '.join(missing)}")
     index = pd.RangeIndex(len(raw))
@@ -66,6 +71,9 @@ def normalise_table(raw: pd.DataFrame, table: str) -> NormalisedTable:
     problems: list[pd.DataFrame] = []
     for name in columns:
         if name == "networkIdentifier":
+            continue
+        if name not in raw.columns:  # an optional column left out: all missing
+            out[name] = pd.Series(np.nan, index=index, dtype=TEXT_DTYPE)
             continue
         out[name] = stripped_text(raw[name], index)
     for name in DATETIME_COLUMNS.get(table, ()):
