@@ -6,11 +6,13 @@ import argparse
 import asyncio
 
 from flows.cmd_run import print_result
+from flows.prefect_setup import wait_for_prefect_server
 
 
 def main(args: argparse.Namespace) -> int:
     from flows.replay import replay_dead_letters
 
+    wait_for_prefect_server()
     result = asyncio.run(
         replay_dead_letters(
             api_url=args.api_url,

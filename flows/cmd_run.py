@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from adapters.readers import parse_rename
+from flows.prefect_setup import wait_for_prefect_server
 from flows.report import EXIT_ABORTED, SyncResult, summary_lines
 from schemas.errors import ConfigError, GuardTripped, InputError
 
@@ -26,6 +27,7 @@ def run_flow(**parameters: object) -> SyncResult:
     """Run the flow; user-facing errors come out of it as themselves, not as tracebacks."""
     from flows.sync import sync_customers
 
+    wait_for_prefect_server()
     return asyncio.run(sync_customers(**parameters))  # type: ignore[arg-type]
 
 
