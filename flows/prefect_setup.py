@@ -24,6 +24,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ def configure_prefect() -> None:
 
 _HEALTH_POLL_SECONDS: Final = 0.1
 _PORTS: Final = range(8000, 9000)  # Prefect's own range for the temporary server
-_PORT_IN_USE: Final = 3  # uvicorn's exit status when its port is taken
+_STARTUP_FAILED: Final = 3  # uvicorn's exit status when its port is taken, or start-up failed
+_RELAUNCHES: Final = 3
 
 
 @dataclass
@@ -71,6 +73,10 @@ class _ServerStart:
 
     port: int
     process: subprocess.Popen[bytes]
+    output: Path
+    """An owner-only file with the server's output until it answers: a server that fails
+    prints a traceback, which the user sees only if they open it (named in the error)."""
+    relaunches: int = 0
 
 
 _started: _ServerStart | None = None
@@ -98,7 +104,16 @@ def _free_port() -> int:
     raise PrefectServerError("Prefect: no free port in 8000-8999 for its temporary API server")
 
 
-def _launch(port: int) -> subprocess.Popen[bytes]:
+def _port_taken(port: int) -> bool:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def _launch(port: int, output: Path) -> subprocess.Popen[bytes]:
     """The command line of Prefect's own ``SubprocessASGIServer`` (prefect 3.9), started
     without importing Prefect: its settings reach the subprocess through the environment
     (and the same profile), as they reach this process."""
@@ -112,12 +127,15 @@ def _launch(port: int) -> subprocess.Popen[bytes]:
         "PREFECT__SERVER_EPHEMERAL": "1",
         "PREFECT__SERVER_FINAL": "1",
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
-         "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "error", "--lifespan", "on"],
-        env=env,
-    )  # fmt: skip
+    command = [
+        sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
+        "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "error", "--lifespan", "on",
+    ]  # fmt: skip
+    with output.open("ab") as sink:
+        return subprocess.Popen(
+            command, env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink
+        )
 
 
 def start_prefect_server() -> None:
@@ -128,7 +146,10 @@ def start_prefect_server() -> None:
     configure_prefect()
     if _started is None and needs_temporary_server():
         port = _free_port()
-        _started = _ServerStart(port, _launch(port))
+        descriptor, name = tempfile.mkstemp(prefix="customer-sync-prefect-server-", suffix=".log")
+        os.close(descriptor)  # mkstemp makes it owner-only (0600)
+        output = Path(name)
+        _started = _ServerStart(port, _launch(port, output), output)
         # a command that fails before its flow starts must not leave the server behind
         atexit.register(_stop_unclaimed)
 
@@ -137,6 +158,7 @@ def _stop_unclaimed() -> None:
     global _started
     if _started is not None:
         _stop(_started.process)
+        _started.output.unlink(missing_ok=True)
         _started = None
 
 
@@ -160,8 +182,8 @@ def _startup_timeout() -> float:
 def _failed(problem: str) -> PrefectServerError:
     home = os.environ.get("PREFECT_HOME", "~/.prefect")
     return PrefectServerError(
-        f"PREFECT_HOME {home}: Prefect's temporary API server {problem}: raise "
-        f"{STARTUP_TIMEOUT_VARIABLE}, or set PREFECT_API_URL to a running Prefect server"
+        f"PREFECT_HOME {home}: Prefect's temporary API server {problem}; or set "
+        "PREFECT_API_URL to a running Prefect server"
     )
 
 
@@ -177,17 +199,29 @@ def wait_for_prefect_server() -> None:
     deadline = time.monotonic() + _startup_timeout()
     while not _healthy(started.port):
         status = started.process.poll()
-        if status == _PORT_IN_USE:  # another process took the port meanwhile
+        if (
+            status == _STARTUP_FAILED
+            and started.relaunches < _RELAUNCHES
+            and _port_taken(started.port)
+        ):  # another process took the port meanwhile: another port
+            started.relaunches += 1
             started.port = _free_port()
-            started.process = _launch(started.port)
+            started.process = _launch(started.port, started.output)
         elif status is not None:
             _started = None
-            raise _failed(f"exited with status {status} before it answered")
+            raise _failed(
+                f"exited with status {status} before it answered (its output: {started.output})"
+            )
         elif time.monotonic() > deadline:
             _stop(started.process)
             _started = None
-            raise _failed(f"did not answer within {_startup_timeout():g} s")
+            raise _failed(
+                f"did not answer within {_startup_timeout():g} s (its output: {started.output})"
+            )
         time.sleep(_HEALTH_POLL_SECONDS)
+    # it answers: its output so far is of no interest (the file stays open to it; gone
+    # from the folder)
+    started.output.unlink(missing_ok=True)
 
     from prefect.server.api.server import SubprocessASGIServer
 
