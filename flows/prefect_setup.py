@@ -210,13 +210,15 @@ def wait_for_prefect_server() -> None:
         elif status is not None:
             _started = None
             raise _failed(
-                f"exited with status {status} before it answered (its output: {started.output})"
+                f"exited with status {status} before it answered: see its output in "
+                f"{started.output}"
             )
         elif time.monotonic() > deadline:
             _stop(started.process)
             _started = None
             raise _failed(
-                f"did not answer within {_startup_timeout():g} s (its output: {started.output})"
+                f"did not answer within {_startup_timeout():g} s (its output: "
+                f"{started.output}): raise {STARTUP_TIMEOUT_VARIABLE}"
             )
         time.sleep(_HEALTH_POLL_SECONDS)
     # it answers: its output so far is of no interest (the file stays open to it; gone
