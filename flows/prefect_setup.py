@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +64,6 @@ def configure_prefect() -> None:
 
 _HEALTH_POLL_SECONDS: Final = 0.1
 _PORTS: Final = range(8000, 9000)  # Prefect's own range for the temporary server
-_STARTUP_FAILED: Final = 3  # uvicorn's exit status when its port is taken, or start-up failed
-_RELAUNCHES: Final = 3
 
 
 @dataclass
@@ -76,15 +75,45 @@ class _ServerStart:
     output: Path
     """An owner-only file with the server's output until it answers: a server that fails
     prints a traceback, which the user sees only if they open it (named in the error)."""
-    relaunches: int = 0
+    ready: bool = False
 
 
 _started: _ServerStart | None = None
 
 
+def _settings_elsewhere() -> bool:
+    """True when Prefect may take an API URL (or server settings) from somewhere other
+    than the environment: the active profile, a .env, prefect.toml or [tool.prefect] in
+    pyproject.toml of the working folder. We then leave the server to Prefect: pointing
+    the run at a temporary server would override where the user sends it."""
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
+    try:
+        chosen = tomllib.loads(profiles.read_text()) if profiles.is_file() else {}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return True
+    active = os.environ.get("PREFECT_PROFILE") or chosen.get("active", "ephemeral")
+    profile = chosen.get("profiles", {}).get(active, {})
+    if not isinstance(profile, dict) or "PREFECT_API_URL" in profile:
+        return True
+    if active != "ephemeral" and profile:  # a profile of the user's own: theirs to run
+        return True
+    cwd = Path.cwd()
+    try:
+        if (cwd / "prefect.toml").is_file():
+            return True
+        if (cwd / ".env").is_file() and "PREFECT_" in (cwd / ".env").read_text():
+            return True
+        pyproject = cwd / "pyproject.toml"
+        return pyproject.is_file() and "[tool.prefect" in pyproject.read_text()
+    except (OSError, UnicodeDecodeError):
+        return True
+
+
 def needs_temporary_server() -> bool:
-    """True when a flow run here would start Prefect's temporary server (no API URL set)."""
-    if os.environ.get("PREFECT_API_URL"):
+    """True when a flow run here would start Prefect's temporary server: no API URL set,
+    in the environment or anywhere else Prefect reads its settings from."""
+    if os.environ.get("PREFECT_API_URL") or _settings_elsewhere():
         return False
     enabled = os.environ.get("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE") or os.environ.get(
         "PREFECT_SERVER_EPHEMERAL_ENABLED", "true"
@@ -102,15 +131,6 @@ def _free_port() -> int:
                 continue
             return port
     raise PrefectServerError("Prefect: no free port in 8000-8999 for its temporary API server")
-
-
-def _port_taken(port: int) -> bool:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-        return False
 
 
 def _launch(port: int, output: Path) -> subprocess.Popen[bytes]:
@@ -144,17 +164,23 @@ def start_prefect_server() -> None:
     ``wait_for_prefect_server()`` waits for it and hands it to Prefect."""
     global _started
     configure_prefect()
-    if _started is None and needs_temporary_server():
+    # Once Prefect is imported (a test harness, a notebook, a caller's own settings) it has
+    # read its settings: it runs its own server, or the one it was given.
+    if _started is None and "prefect" not in sys.modules and needs_temporary_server():
         port = _free_port()
         descriptor, name = tempfile.mkstemp(prefix="customer-sync-prefect-server-", suffix=".log")
         os.close(descriptor)  # mkstemp makes it owner-only (0600)
         output = Path(name)
         _started = _ServerStart(port, _launch(port, output), output)
-        # a command that fails before its flow starts must not leave the server behind
-        atexit.register(_stop_unclaimed)
+        # Prefect, imported later, talks to it as to any server by its URL: it then never
+        # imports its own server code in this process (5-15 s of imports saved).
+        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+        atexit.register(_stop_at_exit)
 
 
-def _stop_unclaimed() -> None:
+def _stop_at_exit() -> None:
+    """Stop our server when this process ends (as Prefect stops its own): also when the
+    command failed before its flow started."""
     global _started
     if _started is not None:
         _stop(_started.process)
@@ -188,26 +214,18 @@ def _failed(problem: str) -> PrefectServerError:
 
 
 def wait_for_prefect_server() -> None:
-    """Wait until the server ``start_prefect_server()`` started answers, then hand it to
-    Prefect (its ``SubprocessASGIServer``, which the flow's client looks up), so the flow
-    does not start a second one. A one-line ``PrefectServerError`` if it does not come up:
-    it exited, or did not answer within the start-up timeout (wall clock)."""
+    """Wait until the server ``start_prefect_server()`` started answers (the flow must not
+    start before: its first requests would find nobody listening). A one-line
+    ``PrefectServerError`` if it does not come up: it exited, or did not answer within the
+    start-up timeout (wall clock)."""
     global _started
     started = _started
-    if started is None:
+    if started is None or started.ready:
         return
     deadline = time.monotonic() + _startup_timeout()
     while not _healthy(started.port):
         status = started.process.poll()
-        if (
-            status == _STARTUP_FAILED
-            and started.relaunches < _RELAUNCHES
-            and _port_taken(started.port)
-        ):  # another process took the port meanwhile: another port
-            started.relaunches += 1
-            started.port = _free_port()
-            started.process = _launch(started.port, started.output)
-        elif status is not None:
+        if status is not None:  # (3 is also a port taken between our check and its bind)
             _started = None
             raise _failed(
                 f"exited with status {status} before it answered: see its output in "
@@ -222,20 +240,9 @@ def wait_for_prefect_server() -> None:
             )
         time.sleep(_HEALTH_POLL_SECONDS)
     # it answers: its output so far is of no interest (the file stays open to it; gone
-    # from the folder)
+    # from the folder); it is stopped when this process exits
     started.output.unlink(missing_ok=True)
-
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
-    if server.running:  # Prefect started one itself meanwhile: keep that, stop ours
-        _stop(started.process)
-    else:
-        server.port = started.port
-        server.server_process = started.process
-        server.running = True
-        atexit.register(server.stop)
-    _started = None
+    started.ready = True
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
