@@ -11,7 +11,6 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from flows.prefect_setup import configure_prefect, start_prefect_server
 from schemas.errors import CustomerSyncError
 
 # command name -> module holding `main(args: argparse.Namespace) -> int`
@@ -143,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # before anything imports Prefect (it reads its settings once, at import)
+    # before anything imports Prefect (it reads its settings once, at import); after the
+    # parsing, so that --help imports nothing more
+    from flows.prefect_setup import configure_prefect, start_prefect_server
+
     configure_prefect()
     try:
         if args.command in _FLOW_COMMANDS:

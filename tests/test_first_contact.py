@@ -117,3 +117,35 @@ def test_a_command_imports_only_what_it_needs(
     assert done.returncode == 0, done.stderr
     imported = set(done.stdout.split("IMPORTED", 1)[1].split())
     assert not imported & set(must_not_import)
+
+
+def test_chunk_workers_import_no_prefect() -> None:
+    code = "import sys, flows.chunks; sys.exit('prefect' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_api_url_the_user_configured_is_never_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.prefect_setup import needs_temporary_server
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("PREFECT_API_URL", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    assert needs_temporary_server()  # an empty home: Prefect would start its own
+
+    (tmp_path / "prefect-home").mkdir()
+    (tmp_path / "prefect-home" / "profiles.toml").write_text(
+        'active = "local"\n[profiles.local]\nPREFECT_API_URL = "http://127.0.0.1:4200/api"\n'
+    )
+    assert not needs_temporary_server()  # the profile's server, not ours
+
+    (tmp_path / "prefect-home" / "profiles.toml").unlink()
+    (tmp_path / ".env").write_text("PREFECT_API_URL=http://127.0.0.1:4200/api\n")
+    assert not needs_temporary_server()
+
+    (tmp_path / ".env").unlink()
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    assert not needs_temporary_server()
