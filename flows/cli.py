@@ -26,6 +26,9 @@ _HANDLERS = {
     "runs": "flows.cmd_runs",
     "history": "flows.cmd_history",
 }
+# commands that run a Prefect flow: its temporary API server is started at entry, so it
+# comes up while the command imports pandas and Prefect (the command waits for it)
+_FLOW_COMMANDS = frozenset({"run", "demo", "replay"})
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -184,8 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = importlib.import_module(_HANDLERS[args.command])
+    # before anything imports Prefect (it reads its settings once, at import); after the
+    # parsing, so that --help imports nothing more
+    from flows.prefect_setup import configure_prefect, start_prefect_server
+
+    configure_prefect()
     try:
+        if args.command in _FLOW_COMMANDS:
+            start_prefect_server()
+        handler = importlib.import_module(_HANDLERS[args.command])
         status: int = handler.main(args)
     except CustomerSyncError as error:
         print(f"customer-sync: {error}", file=sys.stderr)

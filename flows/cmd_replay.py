@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from flows.cmd_run import check_before_the_flow, exit_after, lock_wait, print_result
+from flows.prefect_setup import wait_for_prefect_server
 
 
 def main(args: argparse.Namespace) -> int:
@@ -20,6 +21,7 @@ def main(args: argparse.Namespace) -> int:
     from flows.replay import replay_dead_letters
 
     try:
+        wait_for_prefect_server()
         result = asyncio.run(
             replay_dead_letters(
                 api_url=args.api_url,

@@ -10,6 +10,7 @@ import sys
 from adapters.readers import parse_rename
 from flows.config_check import check_configuration, state_folder
 from flows.outcome import RunOutcome, stop_of
+from flows.prefect_setup import wait_for_prefect_server
 from flows.report import SyncResult, summary_lines, write_stopped_report
 from schemas.errors import ConfigError, CustomerSyncError
 
@@ -62,6 +63,7 @@ def run_flow(**parameters: object) -> SyncResult:
     """Run the flow; user-facing errors come out of it as themselves, not as tracebacks."""
     from flows.sync import sync_customers
 
+    wait_for_prefect_server()
     return asyncio.run(sync_customers(**parameters))  # type: ignore[arg-type]
 
 
