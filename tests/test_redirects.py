@@ -105,11 +105,12 @@ async def test_one_same_origin_redirect_is_followed_with_body_and_token() -> Non
         faults = StubFaults(redirect_to=stub.url + MOVED_PREFIX + contract.CUSTOMERS_PATH)
         stub.faults = faults
         async with client_for(stub) as client:
-            (batch,) = batches(4, method="PUT")
+            # a POST: the stand-in refuses PUTs of customers it never created
+            (batch,) = batches(4, method="POST")
             outcome = await deliver_batch(client, batch, FAST)
     assert outcome.status == "acknowledged"
     assert outcome.acknowledged == batch.customer_ids
-    assert {c.method for c in stub.accepted.values()} == {"PUT"}
+    assert {c.method for c in stub.accepted.values()} == {"POST"}
     assert [r.status for r in stub.requests] == [307, 200]
     assert stub.counters.unauthorized == 0  # the token went along to the same origin
 
