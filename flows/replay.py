@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import flow
 
 from adapters.delivery import RetryPolicy
-from adapters.ledger import SqliteLedger
+from adapters.ledger_factory import ledger_location, open_ledger
 from adapters.partner_client import PartnerClient
 from adapters.spool import SpoolWriter
 from flows.deliver import deliver_spool, write_dry_run
@@ -36,7 +36,7 @@ async def replay_dead_letters(
 ) -> SyncResult:
     """Deliver every dead-lettered customer again, with its method and document."""
     state = state_folder(state_dir)
-    ledger = SqliteLedger.open(state)
+    ledger = open_ledger(ledger_location(state_dir))
     letters = ledger.dead_letters()
     run_id = ledger.start_run({"replay": True, "dry_run": dry_run, "api_url": api_url})
     result = SyncResult(run_id=run_id, dry_run=dry_run is not None)

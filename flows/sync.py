@@ -20,6 +20,7 @@ from prefect import flow
 
 from adapters.delivery import DeliveryOutcome, RetryPolicy
 from adapters.ledger import SqliteLedger
+from adapters.ledger_factory import ledger_location, open_ledger, work_folder
 from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS
 from adapters.partner_client import PartnerClient, PartnerSettings
 from flows import quiet_errors
@@ -51,8 +52,7 @@ DEFAULT_STATE_DIR = ".state"
 
 def state_folder(state_dir: str | os.PathLike[str] | None) -> Path:
     """The ledger's folder: the option, else $CUSTOMER_SYNC_STATE_DIR, else ./.state."""
-    chosen = state_dir or os.environ.get("CUSTOMER_SYNC_STATE_DIR") or DEFAULT_STATE_DIR
-    return Path(chosen)
+    return work_folder(ledger_location(state_dir))  # a URL ledger: $CUSTOMER_SYNC_WORK_DIR
 
 
 @contextmanager
@@ -227,7 +227,7 @@ async def _sync(
     settings = await partner_settings(api_url, look_up_block=dry_run is None)
     state = state_folder(state_dir)
     result = SyncResult(dry_run=dry_run is not None)
-    ledger = SqliteLedger.open(state)
+    ledger = open_ledger(ledger_location(state_dir))
     parameters: Mapping[str, object] = {
         "source": spec.describe(),
         "api_url": settings.api_url,
