@@ -44,7 +44,7 @@ from transforms.plan import plan_customers
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class ANY_JSON:  # noqa: N801 - reads as a value in an assertion
+class ANY_JSON:
     """Equal to a JSON column holding ``value``, whichever backend read it."""
 
     def __init__(self, value: object) -> None:
@@ -233,7 +233,7 @@ def test_read_only_opening_reads_and_cannot_write(state: Path) -> None:
         assert reader.known_customer_count() == 3
         with pytest.raises(DB_ERRORS, match="read-only"):
             reader.start_run({})
-        with pytest.raises(DB_ERRORS, match="read-?only"):
+        with pytest.raises(DB_ERRORS, match=r"read-?only"):
             reader.mark_sending("r", _batch("b2", _ids("b")))
     if not is_database_url(state):
         assert not (state / "locks" / "r.lock").exists()
