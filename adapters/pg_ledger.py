@@ -75,7 +75,8 @@ def _connect(url: str, *, read_only: bool) -> psycopg.Connection[tuple[Any, ...]
         )
     except psycopg.Error as error:
         # libpq's message names host, port and user, never the password
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error)
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = "; ".join(lines) or type(error).__name__  # one line: libpq's are several
         raise ConfigError(f"{masked_url(url)}: cannot connect to the ledger: {reason}") from None
     db.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
     db.execute("SET TIME ZONE 'UTC'")
