@@ -76,7 +76,27 @@ SELECT a.source_customer_id, a.fingerprint, b.finished_at AS acknowledged_at,
 FROM acknowledged AS a JOIN batches AS b ON b.batch_key = a.batch_key;
 """
 
-MIGRATIONS: Final = (_V1,)
+# why a run ended as it did (flows/outcome.py): the error, or the counts of an incomplete run
+_V2: Final = """
+ALTER TABLE runs ADD COLUMN reason TEXT;
+"""
+
+# every acknowledgement, not only the last: a customer's history of sends. Append-only
+# (rows older than the retention setting are pruned, the current one always kept); the
+# backfill gives a ledger written before this table its last acknowledgements. Indexed by
+# batch: a customer's history finds its batches first (CUSTOMER_SENDS), pruning goes by batch.
+_V3: Final = """
+CREATE TABLE acknowledgements (
+    source_customer_id TEXT NOT NULL,
+    fingerprint        TEXT NOT NULL,
+    batch_key          INTEGER NOT NULL
+);
+CREATE INDEX acknowledgements_by_batch ON acknowledgements (batch_key, source_customer_id);
+INSERT INTO acknowledgements (source_customer_id, fingerprint, batch_key)
+SELECT source_customer_id, fingerprint, batch_key FROM acknowledged;
+"""
+
+MIGRATIONS: Final = (_V1, _V2, _V3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
@@ -103,9 +123,11 @@ START_RUN: Final = (
     "INSERT INTO runs (run_id, started_at, status, parameters, host, pid) "
     "VALUES (?, ?, 'running', ?, ?, ?)"
 )
-FINISH_RUN: Final = "UPDATE runs SET finished_at = ?, status = ?, counts = ? WHERE run_id = ?"
+FINISH_RUN: Final = (
+    "UPDATE runs SET finished_at = ?, status = ?, counts = ?, reason = ? WHERE run_id = ?"
+)
 RUNS: Final = (
-    "SELECT run_id, started_at, finished_at, status, parameters, counts, host, pid "
+    "SELECT run_id, started_at, finished_at, status, parameters, counts, host, pid, reason "
     "FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?"
 )
 # one parameter holding a JSON array of ids: no temp table, no limit on bound variables
@@ -147,6 +169,12 @@ ACKNOWLEDGE: Final = (
     "FROM json_each(?) WHERE true "
     "ON CONFLICT (source_customer_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
     "batch_key = excluded.batch_key"
+)
+# the same customers appended to the history of acknowledgements (same parameters)
+RECORD_ACKNOWLEDGEMENTS: Final = (
+    "INSERT INTO acknowledgements (source_customer_id, fingerprint, batch_key) "
+    "SELECT key, value, (SELECT batch_key FROM batches WHERE run_id = ? AND batch_id = ?) "
+    "FROM json_each(?)"
 )
 ANY_DEAD_LETTER: Final = "SELECT EXISTS (SELECT 1 FROM dead_letters)"
 CLEAR_DEAD_LETTERS: Final = (
@@ -192,4 +220,38 @@ DEAD_LETTER_IDS: Final = "SELECT source_customer_id FROM dead_letters"
 DEAD_LETTER_IDS_AMONG: Final = (
     "SELECT d.source_customer_id FROM json_each(?) AS j "
     "JOIN dead_letters AS d ON d.source_customer_id = j.value"
+)
+
+# --- the morning-after queries (adapters/ledger_queries.py) ---------------------------------
+RUN_BY_ID: Final = (
+    "SELECT run_id, started_at, finished_at, status, parameters, counts, host, pid, reason "
+    "FROM runs WHERE run_id = ?"
+)
+BATCHES_OF_RUN: Final = (
+    "SELECT run_id, batch_id, method, customer_ids, state, attempts, http_status, request_id, "
+    "error, sent_at, finished_at FROM batches WHERE run_id = ? ORDER BY batch_key"
+)
+# instr() on the JSON text finds the few candidate batches fast (the id in quotes, as
+# orjson writes it); json_each confirms the id is an element, not part of another one
+CUSTOMER_SENDS: Final = (
+    "SELECT b.batch_key, b.run_id, b.batch_id, b.method, b.state, b.http_status, "
+    "b.request_id, b.sent_at, b.finished_at, a.fingerprint "
+    "FROM batches AS b LEFT JOIN acknowledgements AS a "
+    "ON a.batch_key = b.batch_key AND a.source_customer_id = ?1 "
+    "WHERE instr(b.customer_ids, ?2) > 0 "
+    "AND EXISTS (SELECT 1 FROM json_each(b.customer_ids) WHERE value = ?1) "
+    "ORDER BY b.batch_key"
+)
+DEAD_LETTER_OF: Final = (
+    "SELECT fingerprint, kind, http_status, request_id, answer, run_id, batch_id "
+    "FROM dead_letters WHERE source_customer_id = ?"
+)
+ACKNOWLEDGED_IDS: Final = "SELECT source_customer_id FROM acknowledged"
+# acknowledgements of batches finished before ?1, except each customer's current one
+PRUNE_ACKNOWLEDGEMENTS: Final = (
+    "DELETE FROM acknowledgements WHERE batch_key IN "
+    "(SELECT batch_key FROM batches WHERE finished_at < ?1) "
+    "AND NOT EXISTS (SELECT 1 FROM acknowledged AS a "
+    "WHERE a.source_customer_id = acknowledgements.source_customer_id "
+    "AND a.batch_key = acknowledgements.batch_key)"
 )

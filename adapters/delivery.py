@@ -5,9 +5,20 @@ One batch gives one outcome (``DeliveryOutcome``, a ``BatchOutcome``):
 * ``acknowledged``: every customer of the batch was acknowledged;
 * ``rejected``: the partner refused some customers as invalid (400/413/422); they are in
   ``rejected`` with the partner's validationErrors, every other customer was acknowledged;
-* ``failed``: some customers were neither acknowledged nor rejected (retries exhausted, or
-  an answer that does not heal: 403, 404, 405, 415, 501...). ``acknowledged`` and
-  ``rejected`` still say what became of the others, so a partial success is never lost.
+* ``failed``: some customers were neither acknowledged nor rejected (retries exhausted, an
+  answer that does not heal: 403, 404, 405, 415, 501..., or a redirect we do not follow:
+  terminal, not retried, not split, its reason names the target host). ``acknowledged``
+  and ``rejected`` still say what became of the others, so a partial success is never lost.
+
+A 200 whose body carries ``validationErrors`` or an error ``type`` (DECISION, partner-api.md
+"More facts"): the customers its errors name (by ``sourceCustomerId`` or ``customerIndex``,
+as for a 400) are rejected with those errors, the others of that request are acknowledged.
+A 200 with errors that names nobody acknowledges nobody: like a 400 without culprits, the
+request is split to isolate the customer(s) concerned, so no customer is lost or taken as
+delivered on the partner's word that something went wrong.
+
+Every text made from the partner's answer (or a transport error) goes through
+``transforms.redaction``: the partner may echo our token and card data (issue 11).
 
 Every HTTP attempt carries its own ``X-CDLX-Request-Id``: ``{batch_id}-{n}``, n counting the
 batch's attempts across retries and splits.
@@ -23,22 +34,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import orjson
 
 from adapters.auth import PartnerAuthError
+from adapters.http_exchange import RedirectRefused, retryable_status
 from adapters.partner_client import PartnerClient, PartnerResponse
 from schemas.records import Batch, BatchOutcome
+from transforms.redaction import problem_text, redacted, sensitive_values
 
 logger = logging.getLogger(__name__)
 
 SPLIT_STATUSES = frozenset({400, 413, 422})
 """The partner refuses the content: isolate the customers it refuses, send the rest."""
-MAX_ERROR_TEXT = 2000
-
-
-def retryable_status(status: int) -> bool:
-    """Answers that can heal by waiting: 408, 425, 429 and 5xx except 501/505."""
-    return status in (408, 425, 429) or (status >= 500 and status not in (501, 505))
+__all__ = ["retryable_status"]  # one rule for what heals, shared with startSession
 
 
 def transient_error(error: BaseException) -> bool:
@@ -114,23 +121,6 @@ class _Failure:
     request_id: str | None
 
 
-def _error_text(item: Any) -> str:
-    if isinstance(item, dict) and ("field" in item or "message" in item):
-        return f"{item.get('field', '?')}: {item.get('message', '')}"
-    return item if isinstance(item, str) else orjson.dumps(item).decode()
-
-
-def _describe(response: PartnerResponse, items: Sequence[Any] | None = None) -> str:
-    problem = response.problem
-    if items is None:
-        items = problem.validation_errors if problem is not None else ()
-    title = (problem.title if problem is not None else None) or "rejected"
-    text = f"HTTP {response.status} {title}"
-    if items:
-        text += ": " + "; ".join(_error_text(item) for item in items)
-    return text[:MAX_ERROR_TEXT]
-
-
 class _BatchDelivery:
     """The state of one batch while it is retried and, on a 400, split."""
 
@@ -148,6 +138,22 @@ class _BatchDelivery:
         self.failure: _Failure | None = None
         self.request_ids: list[str] = []
         self.last: PartnerResponse | None = None
+        self._secrets: frozenset[str] | None = None
+
+    def secrets(self) -> frozenset[str]:
+        """What must never be stored as text: the credentials sent and the batch's postal
+        codes, last4 and iin (computed only when an error is described)."""
+        if self._secrets is None:
+            self._secrets = sensitive_values(self.batch.documents)
+        return self._secrets | self.client.credentials()
+
+    def describe(self, response: PartnerResponse, items: Sequence[Any] | None = None) -> str:
+        """The partner's answer as text that is safe to store and show."""
+        problem = response.problem
+        if items is None:
+            items = problem.validation_errors if problem is not None else ()
+        title = (problem.title or problem.type) if problem is not None else None
+        return problem_text(response.status, title, items, self.secrets())
 
     def body(self, part: Sequence[int]) -> bytes:
         if len(part) == len(self.batch.documents):
@@ -166,19 +172,24 @@ class _BatchDelivery:
             if answer.request_id is not None:
                 self.request_ids.append(answer.request_id)
             return
-        if answer.status not in SPLIT_STATUSES:
-            reason = _describe(answer)
+        if not answer.ok_with_errors and answer.status not in SPLIT_STATUSES:
+            reason = self.describe(answer)
             self.failure = _Failure(reason, answer.status, answer.request_id)
             return
         if len(part) == 1:
-            self.rejected[part[0]] = _describe(answer)
+            self.rejected[part[0]] = self.describe(answer)
             return
         culprits = self.culprits(answer, part)
         if culprits:
             for position, items in culprits.items():
-                self.rejected[part[position]] = _describe(answer, items)
+                self.rejected[part[position]] = self.describe(answer, items)
             rest = [index for position, index in enumerate(part) if position not in culprits]
-            if rest:
+            if rest and answer.ok_with_errors:
+                # the partner took the request: the customers it did not name are delivered
+                self.acknowledged.extend(rest)
+                if answer.request_id is not None:
+                    self.request_ids.append(answer.request_id)
+            elif rest:
                 await self.deliver(rest)
             return
         middle = len(part) // 2
@@ -206,6 +217,7 @@ class _BatchDelivery:
         """One request for ``part``, retried while the failure can heal."""
         body = self.body(part)
         batch, policy = self.batch, self.policy
+        last_request_id: str | None = None
         for attempt in range(1, policy.max_attempts + 1):
             self.attempts += 1
             request_id = f"{batch.batch_id}-{self.attempts}"
@@ -216,12 +228,22 @@ class _BatchDelivery:
             except PartnerAuthError as error:
                 if not error.transient:
                     raise
-                reason, status = str(error), error.status
+                reason, status = redacted(str(error), self.secrets()), error.status
+                last_request_id = request_id
+            except RedirectRefused as error:
+                # terminal: retrying would meet the same redirect, splitting would send the
+                # same card data towards it; nothing was sent to the target
+                logger.warning("batch %s: %s", batch.batch_id, error)
+                return _Failure(str(error), None, request_id)
             except (aiohttp.ClientError, TimeoutError) as error:
-                reason = f"{type(error).__name__}: {error}".rstrip(": ")
+                reason = redacted(f"{type(error).__name__}: {error}".rstrip(": "), self.secrets())
+                last_request_id = request_id
                 if not transient_error(error):
                     return _Failure(reason, None, request_id)
             else:
+                # the partner's requestId of this attempt (ours when it gave none): what a
+                # dead letter keeps once the retries give up
+                last_request_id = answer.request_id or request_id
                 if answer.status == 401:
                     raise PartnerAuthError(
                         "the partner refused our credentials (HTTP 401 after renewal)",
@@ -253,7 +275,8 @@ class _BatchDelivery:
             "batch %s: %d customers failed after %d attempts (%s)",
             batch.batch_id, len(part), policy.max_attempts, reason,
         )  # fmt: skip
-        return _Failure(f"gave up after {policy.max_attempts} attempts: {reason}", status, None)
+        reason = f"gave up after {policy.max_attempts} attempts: {reason}"
+        return _Failure(reason, status, last_request_id or request_id)
 
     def outcome(self) -> DeliveryOutcome:
         ids = self.batch.customer_ids
@@ -266,10 +289,13 @@ class _BatchDelivery:
             acknowledged = tuple(ids[index] for index in sorted(self.acknowledged))
         last = self.last
         request_id = self.request_ids[-1] if self.request_ids else None
+        if request_id is None and last is not None:
+            request_id = last.request_id  # refused whole: the refusal's requestId
         if self.failure is not None:
             status, http_status = "failed", self.failure.status
             error: str | None = self.failure.reason
-            request_id = request_id or self.failure.request_id
+            # the failed request's id, not an earlier part's that was acknowledged
+            request_id = self.failure.request_id or request_id
         elif rejected:
             status, http_status = "rejected", 400
             error = f"{len(rejected)} of {len(ids)} customers rejected by the partner"

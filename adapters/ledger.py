@@ -26,19 +26,24 @@ import orjson
 
 from adapters import _ledger_sql as sql
 from adapters._checkpointer import Checkpointer
+from adapters._delivery_lock import DeliveryLock, DeliveryScope
+from adapters._delivery_lock import RunLocked as RunLocked
 from adapters._ledger_writer import GroupWriter
 from adapters._ledger_writer import LedgerWriteError as LedgerWriteError
 from adapters._run_locks import RunLocks
 from adapters.ledger_records import BatchRecord as BatchRecord
 from adapters.ledger_records import BatchState as BatchState
 from adapters.ledger_records import CustomerResult as CustomerResult
+from adapters.ledger_records import CustomerSend as CustomerSend
 from adapters.ledger_records import DeadLetter as DeadLetter
 from adapters.ledger_records import DeadLetterKind as DeadLetterKind
+from adapters.ledger_records import DeadLetterNote as DeadLetterNote
 from adapters.ledger_records import Mark as _Mark
 from adapters.ledger_records import Outcome as _Outcome
 from adapters.ledger_records import RunRecord as RunRecord
 from adapters.ledger_records import batch_record as _batch_record
 from adapters.ledger_records import customer_results as customer_results
+from adapters.ledger_records import customer_send as _customer_send
 from adapters.ledger_records import dead_letter as _dead_letter
 from adapters.ledger_records import export_dead_letters as _export_dead_letters
 from adapters.ledger_records import mark_row as _mark
@@ -71,9 +76,23 @@ class Ledger(Protocol):
     and before any later mark) and ``await aflush``.
     """
 
+    def lock_delivery(
+        self, owned: Sequence[int] | None = None, partitions: int = 1, wait: float | None = 0.0
+    ) -> None:
+        """Hold this ledger's delivery lock until ``close`` (or the process dies).
+
+        One delivering run (or replay) per ledger; shards of one chunk layout (``owned``
+        chunks of ``partitions``) may hold it together when their chunks are disjoint.
+        Raises ``RunLocked`` naming the holder(s) at once (``wait`` 0), after ``wait``
+        seconds, or only once they end (``wait`` None). Call it before ``start_run``.
+        """
+        ...
+
     def start_run(self, parameters: Mapping[str, object]) -> str: ...
 
-    def finish_run(self, run_id: str, status: str, counts: Mapping[str, int]) -> None: ...
+    def finish_run(
+        self, run_id: str, status: str, counts: Mapping[str, int], reason: str | None = None
+    ) -> None: ...
 
     def acknowledged_fingerprints(self, customer_ids: Sequence[str]) -> dict[str, str]: ...
 
@@ -143,6 +162,7 @@ class SqliteLedger:
         self._read_only = read_only
         self._lock = threading.RLock()
         self._runs = RunLocks(state_dir / LOCK_FOLDER, writable=not read_only)
+        self._delivery = DeliveryLock(state_dir / LOCK_FOLDER)
         self._checkpoints = Checkpointer(state_dir / LEDGER_FILE, CHECKPOINT_EVERY, BUSY_TIMEOUT_MS)
         self._writer: GroupWriter[_Mark | _Outcome] = GroupWriter(
             self._commit, name=f"ledger-writer-{LEDGER_FILE}"
@@ -151,8 +171,30 @@ class SqliteLedger:
     # --- opening and closing -------------------------------------------------------------
     @classmethod
     def open(cls, state_dir: Path, *, read_only: bool = False) -> SqliteLedger:
-        """Open (creating when missing, unless ``read_only``) the ledger in ``state_dir``."""
-        state_dir = Path(state_dir)
+        """Open (creating when missing, unless ``read_only``) the ledger in ``state_dir``.
+
+        A ledger that cannot be used (not SQLite, truncated, newer than this code, in a
+        folder that cannot be written) is a ``ConfigError`` naming the file: nothing was
+        read or sent yet.
+        """
+        path = Path(state_dir) / LEDGER_FILE
+        try:
+            _check_ledger_file(path)
+            return cls._open(Path(state_dir), read_only=read_only)
+        except sqlite3.OperationalError as error:
+            raise ConfigError(
+                f"{path}: cannot open the ledger{'' if read_only else ' for writing'}: {error} "
+                "(is the state folder writable, and a folder?)"
+            ) from None
+        except sqlite3.DatabaseError as error:
+            raise ConfigError(f"{path}: {_CORRUPT} ({error})") from None
+        except OSError as error:
+            raise ConfigError(
+                f"{error.filename or path}: cannot open the ledger: {error.strerror or error}"
+            ) from None
+
+    @classmethod
+    def _open(cls, state_dir: Path, *, read_only: bool) -> SqliteLedger:
         path = state_dir / LEDGER_FILE
         if read_only:
             if not path.exists():
@@ -191,6 +233,7 @@ class SqliteLedger:
         with self._lock:
             self._checkpoints.close()
             self._runs.release_all()
+            self._delivery.release()
             self._db.close()  # the last connection to close checkpoints what is left
 
     def __enter__(self) -> Self:
@@ -258,10 +301,23 @@ class SqliteLedger:
             except BaseException:
                 self._runs.release(run_id)
                 raise
+        self._delivery.name_run(run_id)
         return run_id
 
-    def finish_run(self, run_id: str, status: str, counts: Mapping[str, int]) -> None:
-        """Close a run with its final status and the counts of its report.
+    def lock_delivery(
+        self, owned: Sequence[int] | None = None, partitions: int = 1, wait: float | None = 0.0
+    ) -> None:
+        """See ``Ledger.lock_delivery``: a ``flock`` under ``<state>/locks`` (see
+        ``adapters/_delivery_lock.py``), dropped by the kernel when the process dies."""
+        if self._read_only:
+            raise sqlite3.OperationalError("the ledger was opened read-only")
+        self._delivery.acquire(DeliveryScope.of(owned, partitions), wait)
+
+    def finish_run(
+        self, run_id: str, status: str, counts: Mapping[str, int], reason: str | None = None
+    ) -> None:
+        """Close a run with its final status, the counts of its report and why it ended
+        so (``flows/outcome.py``: completed, incomplete, aborted, failed, interrupted).
 
         The writes queued before it (``queue_outcome``) are committed first.
         """
@@ -270,7 +326,7 @@ class SqliteLedger:
             with self._write() as db:
                 updated = db.execute(
                     sql.FINISH_RUN,
-                    (_now(), status, _json(dict(counts)), run_id),
+                    (_now(), status, _json(dict(counts)), reason, run_id),
                 ).rowcount
                 if updated != 1:
                     raise KeyError(f"no run {run_id!r} in the ledger")
@@ -285,6 +341,38 @@ class SqliteLedger:
         """Runs, newest first."""
         rows = self._read(sql.RUNS, (-1 if limit is None else limit,))
         return [_run_record(r) for r in rows]
+
+    # --- the morning after (adapters/ledger_queries.py) ----------------------------------
+    def run(self, run_id: str) -> RunRecord | None:
+        """One run by its id, if the ledger has it."""
+        rows = self._read(sql.RUN_BY_ID, (run_id,))
+        return _run_record(rows[0]) if rows else None
+
+    def batches_of_run(self, run_id: str) -> list[BatchRecord]:
+        """Every batch of a run, in the order they were marked."""
+        return [_batch_record(r) for r in self._read(sql.BATCHES_OF_RUN, (run_id,))]
+
+    def customer_sends(self, customer_id: str) -> list[CustomerSend]:
+        """Every batch that carried ``customer_id``, oldest first."""
+        quoted = orjson.dumps(customer_id).decode()
+        rows = self._read(sql.CUSTOMER_SENDS, (customer_id, quoted))
+        return [_customer_send(r) for r in rows]
+
+    def dead_letter_note(self, customer_id: str) -> DeadLetterNote | None:
+        """The customer's dead letter, its document left out, if it has one."""
+        rows = self._read(sql.DEAD_LETTER_OF, (customer_id,))
+        return DeadLetterNote(*rows[0]) if rows else None
+
+    def acknowledged_ids(self) -> list[str]:
+        """Every customer the partner has acknowledged at least once (the ones it holds)."""
+        return [r[0] for r in self._read(sql.ACKNOWLEDGED_IDS)]
+
+    def prune_acknowledgements(self, older_than: str) -> int:
+        """Drop acknowledgements of batches finished before ``older_than`` (UTC text, as
+        the ledger writes times), each customer's current one kept; how many went."""
+        self._writer.drain()
+        with self._write() as db:
+            return int(db.execute(sql.PRUNE_ACKNOWLEDGEMENTS, (older_than,)).rowcount)
 
     # --- planning ------------------------------------------------------------------------
     def acknowledged_fingerprints(self, customer_ids: Sequence[str]) -> dict[str, str]:
@@ -403,7 +491,17 @@ class SqliteLedger:
                 )
             for stopped_run in stopped:
                 self._runs.forget(stopped_run)
+                self._remove_spools(stopped_run)
             return batches
+
+    def _remove_spools(self, stopped_run: str) -> None:
+        """Remove the spool files (card data) a stopped run left in its folder."""
+        run_dir = self._state_dir / "runs" / stopped_run
+        if not run_dir.is_dir():
+            return
+        for spool in run_dir.glob("spool*.arrow*"):
+            with contextlib.suppress(FileNotFoundError):
+                spool.unlink()
 
     # --- dead letters --------------------------------------------------------------------
     def dead_letters(self) -> list[DeadLetter]:
@@ -477,11 +575,45 @@ class _Transaction:
             db.execute(sql.RECORD_BATCH, row)
         if write.acknowledged is not None:
             db.execute(sql.ACKNOWLEDGE, (*write.key, write.acknowledged))
+            db.execute(sql.RECORD_ACKNOWLEDGEMENTS, (*write.key, write.acknowledged))
             if self.may_hold_dead_letters():
                 db.execute(sql.CLEAR_DEAD_LETTERS, (write.acknowledged,))
         if write.dead:
             db.executemany(sql.DEAD_LETTER, [(*row, now) for row in write.dead])
             self.added_dead_letters()
+
+
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+_CORRUPT: Final = (
+    "not a usable customer-sync ledger: the file is damaged or is not a ledger; restore it "
+    "from a backup, or move it aside to start a new ledger (every customer is then sent again)"
+)
+
+
+def _check_ledger_file(path: Path) -> None:
+    """Refuse a ledger file that is not SQLite, or is shorter than its header says (cut
+    off by a full disk or a partial copy). SQLite itself would only notice when a query
+    reaches a missing page, in the middle of a run. An empty file is a new ledger."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0 or not path.is_file():
+        return
+    with path.open("rb") as ledger:
+        header = ledger.read(100)
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise ConfigError(f"{path}: {_CORRUPT} (no SQLite header)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65_536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    header_size_valid = header[24:28] == header[92:96]  # SQLite's own validity rule
+    wal = path.with_name(path.name + "-wal")
+    wal_has_pages = wal.exists() and wal.stat().st_size > 0
+    if header_size_valid and not wal_has_pages and size < pages * page_size:
+        raise ConfigError(
+            f"{path}: {_CORRUPT} (truncated: {size:,} bytes of {pages * page_size:,})"
+        )
 
 
 def _migrate(db: sqlite3.Connection) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Final, Literal, Protocol
 
 import orjson
 
+from adapters.urls import without_user_info
 from schemas.records import Batch, BatchOutcome, Method
 
 BatchState = Literal["sending", "acknowledged", "rejected", "failed", "interrupted"]
@@ -52,6 +53,8 @@ class RunRecord:
     counts: dict[str, int]
     host: str
     pid: int
+    reason: str | None = None
+    """Why the run ended as ``status`` says (an error, or what made it incomplete)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,38 @@ class DeadLetter:
     batch_id: str
 
 
+@dataclass(frozen=True)
+class CustomerSend:
+    """One batch that carried a customer: how it went out and what became of the batch.
+
+    ``acknowledged_fingerprint`` is the fingerprint the partner acknowledged in this
+    batch, None when this send was not acknowledged (or its record was pruned).
+    """
+
+    run_id: str
+    batch_id: str
+    method: Method
+    batch_state: BatchState
+    http_status: int | None
+    request_id: str | None
+    sent_at: str
+    finished_at: str | None
+    acknowledged_fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class DeadLetterNote:
+    """A customer's dead letter without its document (no card data): why it failed."""
+
+    fingerprint: str
+    kind: DeadLetterKind
+    http_status: int | None
+    request_id: str | None
+    answer: str | None
+    run_id: str
+    batch_id: str
+
+
 def now_text() -> str:
     """The current UTC time as the ledger writes it: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -113,6 +148,8 @@ def redacted(value: object) -> object:
         }
     if isinstance(value, list | tuple | set | frozenset):
         return [redacted(v) for v in value]
+    if isinstance(value, str):
+        return without_user_info(value)  # a URL's user:password@ is a credential too
     return value
 
 
@@ -278,6 +315,23 @@ def run_record(row: Sequence[Any]) -> RunRecord:
         counts=orjson.loads(row[5]) if row[5] else {},
         host=row[6],
         pid=row[7],
+        reason=row[8],
+    )
+
+
+def customer_send(row: Sequence[Any]) -> CustomerSend:
+    """From CUSTOMER_SENDS' columns: batch_key, run_id, batch_id, method, state,
+    http_status, request_id, sent_at, finished_at, the acknowledged fingerprint."""
+    return CustomerSend(
+        run_id=row[1],
+        batch_id=row[2],
+        method=row[3],
+        batch_state=row[4],
+        http_status=row[5],
+        request_id=row[6],
+        sent_at=row[7],
+        finished_at=row[8],
+        acknowledged_fingerprint=row[9],
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,10 +41,72 @@ def parquet_file(path: str, storage_options: Mapping[str, Any] | None) -> Iterat
             stream.close()
 
 
+MAX_COLUMNS: Final = 1000
+"""A file with more columns than this is refused (the contract has at most 11)."""
+TEXT_ONLY_COLUMNS: Final = frozenset(
+    {
+        "sourceCustomerId",
+        "sourceParentCustomerId",
+        "sourceAccountId",
+        "sourceCustomerIds",
+        "primarySourceCustomerId",
+        "sourcePortfolioId",
+        "organizationId",
+        "postalCode",
+        "last4",
+        "iin",
+    }
+)
+"""Contract columns that must be written as text: a number has lost its leading zeros
+(``00123`` is ``123``), and guessing how many there were would send a wrong id."""
+
+
 def parquet_columns(path: str, storage_options: Mapping[str, Any] | None) -> list[str]:
     """The file's column names, from its footer."""
+    return list(parquet_schema(path, storage_options).names)
+
+
+def parquet_schema(path: str, storage_options: Mapping[str, Any] | None) -> pa.Schema:
+    """The file's Arrow schema, from its footer (refused past ``MAX_COLUMNS`` columns)."""
     with parquet_file(path, storage_options) as parquet:
-        return list(parquet.schema_arrow.names)
+        schema = parquet.schema_arrow
+    if len(schema) > MAX_COLUMNS:
+        raise InputError(
+            path, f"has {len(schema):,} columns, more than the {MAX_COLUMNS:,} allowed"
+        )
+    return schema
+
+
+def refuse_numbers_for_text(path: str, schema: pa.Schema, sources: Mapping[str, str]) -> None:
+    """``InputError`` when a ``TEXT_ONLY_COLUMNS`` column (``sources``: contract -> file
+    column) is not text in the file, or is a list whose items are not text."""
+    for name, source in sources.items():
+        if name not in TEXT_ONLY_COLUMNS:
+            continue
+        kind = schema.field(source).type
+        items = ""
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            kind, items = kind.value_type, "a list of "
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if _is_text(kind):
+            continue
+        raise InputError(
+            path,
+            f"column {source} is {items}{kind}, but {name} must be text: leading zeros "
+            "cannot be recovered from a number (write the column as strings)",
+        )
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_string_view(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_null(kind)
+    )
 
 
 def read_parquet_columns(

@@ -41,7 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from adapters.files import open_binary
+from adapters.files import READ_ERRORS, not_a_regular_file, open_binary, unreadable
 from adapters.parquet_files import parquet_file
 from adapters.readers import (
     Rename,
@@ -165,11 +165,17 @@ def estimate_rows(path: str, storage_options: Mapping[str, Any] | None = None) -
     if table_format(path) == "parquet":
         with parquet_file(path, storage_options) as parquet:
             return int(parquet.metadata.num_rows)
+    refused = not_a_regular_file(path, storage_options)  # a FIFO would block this for ever
+    if refused is not None:
+        raise refused
     breaks, last = 0, b"\n"
-    with open_binary(path, storage_options) as stream:
-        while block := stream.read(_COUNT_BYTES):
-            breaks += block.count(b"\n")
-            last = block[-1:]
+    try:
+        with open_binary(path, storage_options) as stream:
+            while block := stream.read(_COUNT_BYTES):
+                breaks += block.count(b"\n")
+                last = block[-1:]
+    except READ_ERRORS as error:  # a truncated .gz: one line, not a traceback
+        raise unreadable(path, error) from error
     lines = breaks + (last != b"\n")  # the last line may have no break
     return max(lines - 1, 0)  # the header
 

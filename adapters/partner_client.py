@@ -3,7 +3,16 @@
 ``PartnerClient`` owns ONE ``aiohttp.ClientSession`` per run (a bounded connection pool,
 mutual TLS from certificate paths) and sends one request per ``send`` call. Retries,
 back-off and splitting live in ``adapters.delivery``; the only re-try here is the one
-immediate re-send after a 401 once the auth scheme has renewed its token.
+immediate re-send after an expired session (a 401, or a 500 whose body ``type`` is
+``SessionValidationException``) once the auth scheme has renewed its token. Redirects are
+followed (at most one, same origin only) by ``adapters.http_exchange``.
+
+Every answer's body is parsed, a 200 included: a 200 whose body carries
+``validationErrors`` or an error ``type`` gets a ``problem`` (see ``PartnerResponse``), and
+``adapters.delivery`` decides what it means for the customers it names. A 200 whose body is
+unreadable or has no ``requestId`` is an acknowledgement under the echoed header id (the
+partner's documented 200 carries only ``requestId``; refusing it would re-send delivered
+customers); it is logged (without the body).
 
 Plain http is refused unless the host is loopback (the stand-in server).
 """
@@ -12,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +36,8 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from yarl import URL
 
-from adapters.auth import Auth, SessionTokenAuth, StaticBearerAuth
+from adapters.auth import SESSION_EXPIRED_TYPE, Auth, SessionTokenAuth, StaticBearerAuth
+from adapters.http_exchange import exchange
 from schemas import contract
 from schemas.errors import ConfigError
 
@@ -96,13 +107,44 @@ class PartnerResponse:
     request_id: str | None
     """The partner's requestId (from the body, else the echoed header)."""
     problem: ProblemDetails | None = None
-    """The parsed error body of a non-2xx answer, when it was readable."""
+    """The parsed error body of a non-2xx answer, when it was readable; for a 2xx, only
+    when the body carries ``validationErrors`` or an error ``type`` (``has_errors``)."""
     retry_after: float | None = None
     """Seconds to wait from ``Retry-After``, when the answer carried one."""
 
     @property
     def ok(self) -> bool:
-        return 200 <= self.status < 300
+        """A 2xx whose body carries no error: every customer sent is acknowledged."""
+        return 200 <= self.status < 300 and self.problem is None
+
+    @property
+    def ok_with_errors(self) -> bool:
+        """A 2xx whose body carries errors: NOT an acknowledgement of the customers named."""
+        return 200 <= self.status < 300 and self.problem is not None
+
+    @property
+    def session_expired(self) -> bool:
+        """A 401, or the partner's 500 whose body ``type`` is ``SessionValidationException``."""
+        if self.status == 401:
+            return True
+        problem = self.problem
+        return self.status == 500 and problem is not None and problem.type == SESSION_EXPIRED_TYPE
+
+
+_SANE_REQUEST_ID = re.compile(r"[\w.:-]{1,128}")
+
+
+def _request_id(value: object) -> str | None:
+    """A requestId from the partner's body, when it looks like one (it is stored and shown:
+    a body that echoes anything else there must not put it into the report)."""
+    return value if isinstance(value, str) and _SANE_REQUEST_ID.fullmatch(value) else None
+
+
+def _has_errors(problem: ProblemDetails) -> bool:
+    """A 2xx body that reports an error: validationErrors, or a ``type`` other than blank."""
+    return bool(problem.validation_errors) or (
+        problem.type is not None and problem.type not in ("", "about:blank")
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -193,7 +235,7 @@ def _problem(payload: bytes) -> ProblemDetails | None:
         title=parsed.get("title") if isinstance(parsed.get("title"), str) else None,
         status=status if isinstance(status, int) else None,
         validation_errors=tuple(errors) if isinstance(errors, list) else (),
-        request_id=parsed.get("requestId") if isinstance(parsed.get("requestId"), str) else None,
+        request_id=_request_id(parsed.get("requestId")),
     )
 
 
@@ -206,6 +248,15 @@ class PartnerClient:
         self._ssl = ssl_context(self.settings)
         self.auth = auth or default_auth(self.settings)
         self._session: aiohttp.ClientSession | None = None
+        self._credentials: set[str] = set()
+        self._unreadable_acknowledgements = 0
+
+    def credentials(self) -> frozenset[str]:
+        """Every credential value sent in this run (for masking echoed error text only;
+        never store or log it)."""
+        values = set(self._credentials)
+        values |= {v.partition(" ")[2] for v in self._credentials if v.startswith("Bearer ")}
+        return frozenset(v for v in values if v)
 
     async def __aenter__(self) -> Self:
         settings = self.settings
@@ -239,15 +290,17 @@ class PartnerClient:
         return self._session
 
     async def send(self, method: Method, body: bytes, request_id: str) -> PartnerResponse:
-        """One attempt of ``method /v2/data/customers``; after a 401, renew and re-send once.
+        """One attempt of ``method /v2/data/customers``; after an expired session (401, or
+        500 ``SessionValidationException``), renew (single-flight) and re-send once.
 
-        Transport errors (``aiohttp.ClientError``, ``TimeoutError``) and
-        ``adapters.auth.PartnerAuthError`` propagate to the caller.
+        Transport errors (``aiohttp.ClientError``, ``TimeoutError``),
+        ``adapters.auth.PartnerAuthError`` and ``adapters.http_exchange.RedirectRefused``
+        propagate to the caller.
         """
         session = self.session
         auth_headers = await self.auth.headers(session)
         response = await self._attempt(session, method, body, request_id, auth_headers)
-        if response.status == 401:
+        if response.session_expired:
             fresh = await self.auth.renew(session, auth_headers)
             if fresh is not None:
                 response = await self._attempt(session, method, body, request_id, fresh)
@@ -261,24 +314,29 @@ class PartnerClient:
         request_id: str,
         auth_headers: Any,
     ) -> PartnerResponse:
-        headers = {contract.REQUEST_ID_HEADER: request_id, **auth_headers}
-        async with session.request(method, self._url, data=body, headers=headers) as answer:
-            payload = await answer.read()
-            status = answer.status
-            echoed = answer.headers.get(contract.REQUEST_ID_HEADER)
-            retry_after = answer.headers.get("Retry-After")
-        if 200 <= status < 300:
-            partner_id = echoed
-            try:
-                parsed = orjson.loads(payload)
-                if isinstance(parsed, dict) and isinstance(parsed.get("requestId"), str):
-                    partner_id = parsed["requestId"]
-            except orjson.JSONDecodeError:
-                pass
-            return PartnerResponse(status, partner_id)
+        self._credentials.update(auth_headers.values())
+        headers = {
+            "Content-Type": "application/json",  # the partner answers 415 without it
+            contract.REQUEST_ID_HEADER: request_id,
+            **auth_headers,
+        }
+        answer = await exchange(session, method, self._url, body, headers)
+        status, payload = answer.status, answer.payload
+        echoed = _request_id(answer.headers.get(contract.REQUEST_ID_HEADER))
         problem = _problem(payload)
         partner_id = problem.request_id if problem is not None and problem.request_id else echoed
-        return PartnerResponse(status, partner_id, problem, retry_after_seconds(retry_after))
+        if 200 <= status < 300:
+            if problem is None or problem.request_id is None:
+                self._unreadable_acknowledgements += 1
+                log = logger.warning if self._unreadable_acknowledgements == 1 else logger.debug
+                log(
+                    "HTTP %d without a readable requestId (request %s); taken as acknowledged "
+                    "(%d so far)", status, request_id, self._unreadable_acknowledgements,
+                )  # fmt: skip
+            errors = problem if problem is not None and _has_errors(problem) else None
+            return PartnerResponse(status, partner_id, errors)
+        retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
+        return PartnerResponse(status, partner_id, problem, retry_after)
 
     def __repr__(self) -> str:
         return f"PartnerClient(url={str(self._url)!r}, auth={self.auth!r})"

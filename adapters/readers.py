@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -23,17 +24,19 @@ import pandas as pd
 import pyarrow as pa
 
 from adapters.csv_files import csv_header, csv_text_batches, read_csv_text
-from adapters.files import filesystem
+from adapters.files import filesystem, not_a_regular_file
 from adapters.parquet_files import (
     parquet_batches,
-    parquet_columns,
+    parquet_schema,
     read_parquet_columns,
+    refuse_numbers_for_text,
     text_column,
 )
 from schemas import contract
 from schemas.columns import TEXT_DTYPE, text_series
 from schemas.errors import ConfigError, InputError
 from schemas.records import Extract
+from transforms.card_shape import shown_name
 
 Format = Literal["csv", "parquet"]
 Rename = Mapping[str, str] | Mapping[str, Mapping[str, str]]
@@ -298,7 +301,7 @@ def _layout(
         raise ValueError(f"unknown table {table!r}")
     renames = _renames_for(rename, table)
     named = [renames.get(name, name) for name in file_columns]
-    repeated = sorted({name for name in named if named.count(name) > 1})
+    repeated = sorted(shown_name(n) for n, count in Counter(named).items() if count > 1)
     if repeated:
         after = " after --rename" if renames else ""
         raise InputError(path, f"column(s) appear more than once{after}: {', '.join(repeated)}")
@@ -316,7 +319,9 @@ def _missing_message(missing: list[str], found: list[str]) -> str:
     message = f"missing required column(s): {', '.join(missing)}"
     by_lower = {name.strip().lower(): name for name in found}
     hints = [
-        f"{by_lower[name.lower()]!r} -> {name}" for name in missing if name.lower() in by_lower
+        f"{shown_name(by_lower[name.lower()])!r} -> {name}"
+        for name in missing
+        if name.lower() in by_lower
     ]
     if hints:
         message += (
@@ -324,7 +329,7 @@ def _missing_message(missing: list[str], found: list[str]) -> str:
             "fix the header or pass --rename)"
         )
     else:
-        shown = ", ".join(found[:20]) + (", ..." if len(found) > 20 else "")
+        shown = ", ".join(map(shown_name, found[:20])) + (", ..." if len(found) > 20 else "")
         message += f" (the file has: {shown or 'no columns'})"
     return message
 
@@ -339,10 +344,13 @@ def _open_layout(
     except OSError as error:
         raise InputError(path, f"cannot be reached ({type(error).__name__})") from error
     if not exists:
-        raise InputError(path, "file not found")
+        raise not_a_regular_file(path, storage_options) or InputError(path, "file not found")
     if fmt == "csv":
         return _layout(path, table, fmt, csv_header(path, storage_options), rename)
-    return _layout(path, table, fmt, parquet_columns(path, storage_options), rename)
+    schema = parquet_schema(path, storage_options)
+    layout = _layout(path, table, fmt, list(schema.names), rename)
+    refuse_numbers_for_text(path, schema, layout.sources)
+    return layout
 
 
 # --- Arrow -> raw text frame ---------------------------------------------------------------

@@ -1,13 +1,16 @@
 """The rejects file: one CSV row per problem found in an extract, readable by its owner only.
 
 Its columns are ``transforms.validate.REJECT_COLUMNS``. Reasons never hold values of
-sensitive columns (``last4``, ``iin``, postal codes), but the file still names customers and
-accounts, so it is created with mode 0600 and replaced atomically (a reader never sees half
-a file, and a crash never leaves one).
+sensitive columns (``last4``, ``iin``, postal codes) nor values of card-data shape in any
+column (``transforms.card_shape``), but the file still names customers and accounts, so it
+is created with mode 0600 and replaced atomically (a reader never sees half a file, and a
+crash never leaves one). People open it in spreadsheets: every cell that a spreadsheet
+would run as a formula is neutralised (``adapters.csv_safety``).
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from pathlib import Path
@@ -15,6 +18,8 @@ from types import TracebackType
 from typing import TextIO
 
 import pandas as pd
+
+from adapters.csv_safety import neutralised_frame
 
 FILE_MODE = 0o600
 
@@ -27,7 +32,9 @@ def write_rejects(rejects: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            rejects.to_csv(stream, index=False, lineterminator="\n")
+            neutralised_frame(rejects).to_csv(
+                stream, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC
+            )
         os.chmod(temporary, FILE_MODE)
         os.replace(temporary, target)
     except BaseException:
@@ -58,7 +65,15 @@ class RejectsWriter:
                 prefix=f".{self.path.name}.", dir=self.path.parent
             )
             self._stream = os.fdopen(handle, "w", encoding="utf-8", newline="")
-        rejects.to_csv(self._stream, index=False, header=self.rows == 0, lineterminator="\n")
+        neutralised_frame(rejects).to_csv(
+            self._stream,
+            index=False,
+            header=self.rows == 0,
+            lineterminator="\n",
+            # every text cell quoted: a CR inside one is not a line break (LF ends a line,
+            # and minimal quoting would leave a CR bare)
+            quoting=csv.QUOTE_NONNUMERIC,
+        )
         self.rows += len(rejects)
 
     def close(self) -> Path | None:

@@ -1,4 +1,4 @@
-"""The stand-in partner server: the contract of ../shared/partner-api.md, strictly, on loopback.
+"""The stand-in partner server: the contract of docs/partner-contract.md, strictly, on loopback.
 
 Tests, the demo and the benchmarks talk to it over real HTTP on 127.0.0.1. It validates every
 request body with ``schemas.document.CustomersRequest`` (switch off with ``validate=False``
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hmac
 import json
@@ -49,7 +50,7 @@ from pydantic import ValidationError
 
 from adapters.partner_client import is_loopback
 from schemas import contract
-from schemas.document import CustomersRequest
+from schemas.document import CustomersRequest, RequestProblem, request_problems
 from schemas.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,10 @@ Fault = int | Literal["drop"]
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_VALIDATION_ERRORS = 200
 STATS_PATH = "/_stub/stats"
+MOVED_PREFIX = "/_stub/moved"
+"""``MOVED_PREFIX + CUSTOMERS_PATH`` serves data requests without redirect faults: the
+target of a same-origin redirect that works."""
+SESSION_EXPIRED_TYPE = "SessionValidationException"
 EXPIRE_TOKENS_PATH = "/_stub/expire-tokens"
 
 
@@ -94,6 +99,24 @@ class StubFaults:
     """Dropped connections happen after the customers were recorded (an ambiguous outcome)."""
     anonymous_errors: bool = False
     """validationErrors name no customer (neither index nor id), like a terse partner."""
+    redirect_to: str | None = None
+    """Data requests to ``CUSTOMERS_PATH`` are answered ``redirect_status`` to this URL
+    (after the token check; ``MOVED_PREFIX`` paths are never redirected)."""
+    redirect_status: int = 307
+    redirect_session_to: str | None = None
+    """``startSession`` is answered ``redirect_status`` to this URL."""
+    echo_errors: bool = False
+    """Every authorised data request is answered 400 with a ``title`` and
+    ``validationErrors`` that echo the request's headers (the token included) and values
+    (postal codes, last4, iin, whole documents), naming each customer."""
+    ok_with_errors_ids: frozenset[str] = frozenset()
+    """Customers named in the ``validationErrors`` of a 200 and NOT accepted; the others of
+    the request are accepted. With ``anonymous_errors`` the errors name nobody and nothing
+    of that request is accepted."""
+    expiry_as_500: bool = False
+    """An unknown or expired session token is answered 500 ``SessionValidationException``."""
+    jwt_tokens: bool = False
+    """Session tokens are JWT-shaped, carrying ``sessionExpirationTimestamp`` (epoch s)."""
     seed: int | None = 0
 
     def __post_init__(self) -> None:
@@ -219,8 +242,13 @@ class StubPartner:
         max_recorded_requests: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         ssl_context: ssl.SSLContext | None = None,
+        puts_need_create: bool = True,
     ) -> None:
         self.faults = faults or StubFaults()
+        # A PUT of a customer this instance never accepted is a 400 naming it, as the
+        # partner would answer (schemas.document.request_problems); off for a stand-in
+        # that must accept updates of customers created before it started.
+        self.puts_need_create = puts_need_create
         self._ssl = ssl_context
         self.validate = validate
         self.keep_documents = keep_documents
@@ -243,6 +271,8 @@ class StubPartner:
         router = app.router
         router.add_post(contract.CUSTOMERS_PATH, self._customers)
         router.add_put(contract.CUSTOMERS_PATH, self._customers)
+        router.add_post(MOVED_PREFIX + contract.CUSTOMERS_PATH, self._customers)
+        router.add_put(MOVED_PREFIX + contract.CUSTOMERS_PATH, self._customers)
         router.add_post(contract.START_SESSION_PATH, self._start_session)
         router.add_get(STATS_PATH, self._stats)
         router.add_post(EXPIRE_TOKENS_PATH, self._expire)
@@ -312,8 +342,32 @@ class StubPartner:
             and hmac.compare_digest(credential.strip().encode(), self._bearer)
         )
 
+    def _unauthorised(self, request: web.Request, request_id: str, body: bytes) -> web.Response:
+        self.counters.unauthorized += 1
+        if self.faults.expiry_as_500:
+            self._record(request, request_id, _count_customers(body), 500)
+            answer = _problem(500, "Session is not valid", request_id)
+            payload = orjson.loads(answer.body)  # type: ignore[arg-type]
+            answer.body = orjson.dumps({**payload, "type": SESSION_EXPIRED_TYPE})
+            return answer
+        self._record(request, request_id, _count_customers(body), 401)
+        return _problem(401, "Unauthorized", request_id)
+
+    def _new_token(self) -> str:
+        if not self.faults.jwt_tokens:
+            return secrets.token_urlsafe(32)
+        expires = int(time.time() + self.faults.token_lifetime)
+
+        def part(value: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(orjson.dumps(value)).rstrip(b"=").decode()
+
+        claims = {"sessionExpirationTimestamp": expires, "jti": secrets.token_hex(8)}
+        return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.{secrets.token_urlsafe(16)}"
+
     async def _start_session(self, request: web.Request) -> web.Response:
         request_id = request.headers.get(contract.REQUEST_ID_HEADER) or str(uuid.uuid4())
+        if self.faults.redirect_session_to is not None:
+            return _redirect(self.faults.redirect_status, self.faults.redirect_session_to)
         if request.content_type != "application/json":
             return _problem(415, "Unsupported Media Type", request_id)
         try:
@@ -328,7 +382,7 @@ class StubPartner:
         ):
             message = f"body must be {{'scopes': {list(contract.SESSION_SCOPES)}}}"
             return _problem(400, "Bad Request", request_id, [_body_error(message, "scopes")])
-        token = secrets.token_urlsafe(32)
+        token = self._new_token()
         self._generation += 1
         self._tokens[token] = (self._generation, self._clock())
         self.counters.sessions_started += 1
@@ -382,13 +436,22 @@ class StubPartner:
         """The answer to one data request, or None for a dropped connection."""
         self.counters.requests += 1
         request_id = request.headers.get(contract.REQUEST_ID_HEADER) or str(uuid.uuid4())
-        fault = self._pick_fault(body)
-        if fault is not None and not (fault == "drop" and self.faults.drop_after_accept):
-            return self._inject(request, request_id, body, fault)
+        # the partner's order: who is asking, then what goes wrong, then what was sent
         if not self._authorised(request):
-            self.counters.unauthorized += 1
-            self._record(request, request_id, _count_customers(body), 401)
-            return _problem(401, "Unauthorized", request_id)
+            return self._unauthorised(request, request_id, body)
+        faults = self.faults
+        if faults.redirect_to is not None and request.path == contract.CUSTOMERS_PATH:
+            self._record(request, request_id, _count_customers(body), faults.redirect_status)
+            return _redirect(faults.redirect_status, faults.redirect_to)
+        fault = self._pick_fault(body)
+        if fault is not None and not (fault == "drop" and faults.drop_after_accept):
+            return self._inject(request, request_id, body, fault)
+        if faults.echo_errors:
+            return self._echo(request, request_id, body)
+        if faults.ok_with_errors_ids:
+            answer = self._ok_with_errors(request, request_id, body)
+            if answer is not None:
+                return answer
         if request.content_type != "application/json":
             self.counters.unsupported_media += 1
             self._record(request, request_id, None, 415)
@@ -412,6 +475,99 @@ class StubPartner:
         self._record(request, request_id, count, fault)
         return _problem(fault, "Injected fault", request_id, headers=headers)
 
+    def _echo(self, request: web.Request, request_id: str, body: bytes) -> web.Response:
+        """A careless partner's 400: everything it received, echoed back (issue 11)."""
+        headers = {str(name): value for name, value in request.headers.items()}
+        try:
+            customers = orjson.loads(body)["customers"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            customers = []
+        items: list[dict[str, Any]] = [
+            {
+                "customerIndex": None,
+                "sourceCustomerId": None,
+                "field": "(headers)",
+                "message": f"request headers were {headers}",
+                "headers": headers,
+            }
+        ]
+        for index, customer in enumerate(customers):
+            values = _card_values(customer)
+            items.append(
+                {
+                    "customerIndex": index,
+                    "sourceCustomerId": customer.get("sourceCustomerId"),
+                    "field": "accounts[0].cards[0].last4",
+                    "message": f"values {values} in {orjson.dumps(customer).decode()}",
+                    "rejectedValue": customer,
+                }
+            )
+            items.append(
+                {
+                    "customerIndex": index,
+                    "sourceCustomerId": customer.get("sourceCustomerId"),
+                    "field": "postalCode",
+                    "message": f"postal code {values.get('postalCode')} with token "
+                    f"{request.headers.get(contract.SESSION_TOKEN_HEADER)}",
+                }
+            )
+            items.append(  # the same values, plain, under a field that is not sensitive
+                {
+                    "customerIndex": index,
+                    "sourceCustomerId": customer.get("sourceCustomerId"),
+                    "field": "accounts[0].status",
+                    "message": " ".join(str(v) for v in values.values())
+                    + f" {request.headers.get(contract.SESSION_TOKEN_HEADER)}",
+                }
+            )
+        response = self._bad_request(request, request_id, len(customers), items)
+        parsed = orjson.loads(response.body)  # type: ignore[arg-type]
+        parsed["title"] = (
+            f"Validation failed for {headers} and {body[:300].decode(errors='replace')}"
+        )
+        parsed["detail"] = body.decode(errors="replace")
+        response.body = orjson.dumps(parsed)
+        return response
+
+    def _ok_with_errors(
+        self, request: web.Request, request_id: str, body: bytes
+    ) -> web.Response | None:
+        """A 200 whose validationErrors name the ``ok_with_errors_ids`` of the request (not
+        accepted); the rest is accepted as usual. None: the request names none of them."""
+        try:
+            customers = orjson.loads(body)["customers"]
+            ids = [customer["sourceCustomerId"] for customer in customers]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+        named = [i for i, cid in enumerate(ids) if cid in self.faults.ok_with_errors_ids]
+        if not named:
+            return None
+        anonymous = self.faults.anonymous_errors
+        if not anonymous and len(named) < len(ids):
+            rest = [c for i, c in enumerate(customers) if i not in named]
+            accepted = self._accept(
+                request, request_id, orjson.dumps({"customers": rest}), drop_after=False
+            )
+            if accepted is None or accepted.status != 200:
+                return accepted
+            self.requests.pop()  # recorded again below, as the 200 with errors it is
+        errors = [
+            {
+                "customerIndex": None if anonymous else index,
+                "sourceCustomerId": None if anonymous else ids[index],
+                "field": "sourceCustomerId",
+                "message": "customer not processed (configured 200-with-errors id)",
+            }
+            for index in named
+        ]
+        self._record(request, request_id, len(ids), 200)
+        payload = {"type": "ValidationException", "validationErrors": errors}
+        return web.Response(
+            body=orjson.dumps({**payload, "requestId": request_id}),
+            content_type="application/json",
+            headers={contract.REQUEST_ID_HEADER: request_id},
+        )
+
     def _bad_request(
         self, request: web.Request, request_id: str, count: int | None, errors: list[dict[str, Any]]
     ) -> web.Response:
@@ -432,6 +588,12 @@ class StubPartner:
                 errors = validation_errors(error, body)
                 return self._bad_request(request, request_id, _count_customers(body), errors)
             ids = [customer.sourceCustomerId for customer in valid.customers]
+            created = self.accepted if self.puts_need_create else _EVERYONE
+            problems = request_problems(valid, request.method, created)
+            if problems:
+                return self._bad_request(
+                    request, request_id, len(ids), [_problem_item(p) for p in problems]
+                )
         else:
             try:
                 parsed = orjson.loads(body)
@@ -490,6 +652,26 @@ class StubPartner:
         return _problem(404, "Not Found", request.headers.get(contract.REQUEST_ID_HEADER))
 
 
+class _Everyone:
+    """A container holding every customer id: no PUT is of an unknown customer."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERYONE = _Everyone()
+
+
+def _problem_item(problem: RequestProblem) -> dict[str, Any]:
+    """A request-level problem as a partner-style ``validationErrors`` item."""
+    return {
+        "customerIndex": problem.index,
+        "sourceCustomerId": problem.customer_id,
+        "field": problem.field,
+        "message": problem.message,
+    }
+
+
 def _body_error(message: str, field_name: str = "(body)") -> dict[str, Any]:
     return {
         "customerIndex": None,
@@ -497,6 +679,28 @@ def _body_error(message: str, field_name: str = "(body)") -> dict[str, Any]:
         "field": field_name,
         "message": message,
     }
+
+
+def _redirect(status: int, location: str) -> web.Response:
+    return web.Response(status=status, headers={"Location": location})
+
+
+def _card_values(customer: Any) -> dict[str, Any]:
+    """postalCode, last4 and iin found anywhere in one customer document (for echoing)."""
+    found: dict[str, Any] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("postalCode", "last4", "iin"):
+                    found.setdefault(key, value)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(customer)
+    return found
 
 
 def _count_customers(body: bytes) -> int | None:
@@ -606,6 +810,18 @@ def fault_arguments(faults: StubFaults) -> list[str]:
         f"--token-lifetime={faults.token_lifetime}",
     ]
     arguments += [f"--reject-id={customer_id}" for customer_id in sorted(faults.reject_ids)]
+    arguments += [f"--ok-with-errors-id={cid}" for cid in sorted(faults.ok_with_errors_ids)]
+    arguments += [f"--redirect-to={faults.redirect_to}"] if faults.redirect_to else []
+    arguments += (
+        [f"--redirect-session-to={faults.redirect_session_to}"]
+        if faults.redirect_session_to
+        else []
+    )
+    arguments += [f"--redirect-status={faults.redirect_status}"]
+    arguments += ["--anonymous-errors"] if faults.anonymous_errors else []
+    arguments += ["--echo-errors"] if faults.echo_errors else []
+    arguments += ["--expiry-as-500"] if faults.expiry_as_500 else []
+    arguments += ["--jwt-tokens"] if faults.jwt_tokens else []
     return arguments
 
 
@@ -660,6 +876,14 @@ def faults_from_args(args: argparse.Namespace) -> StubFaults:
         drop_share=args.drop_share,
         token_lifetime=args.token_lifetime,
         reject_ids=frozenset(args.reject_id),
+        anonymous_errors=args.anonymous_errors,
+        redirect_to=args.redirect_to,
+        redirect_status=args.redirect_status,
+        redirect_session_to=args.redirect_session_to,
+        echo_errors=args.echo_errors,
+        ok_with_errors_ids=frozenset(args.ok_with_errors_id),
+        expiry_as_500=args.expiry_as_500,
+        jwt_tokens=args.jwt_tokens,
         seed=None,
     )
 
@@ -680,6 +904,20 @@ async def serve_until_stopped(
         await stub.stop()
 
 
+def add_edge_fault_arguments(parser: argparse.ArgumentParser) -> None:
+    """The redirect, echo, 200-with-errors and session flags (the CLI's stub-api too)."""
+    parser.add_argument("--anonymous-errors", action="store_true")
+    parser.add_argument("--redirect-to", metavar="URL", help="redirect data requests there")
+    parser.add_argument(
+        "--redirect-status", type=int, default=307, choices=(301, 302, 303, 307, 308)
+    )
+    parser.add_argument("--redirect-session-to", metavar="URL")
+    parser.add_argument("--echo-errors", action="store_true", help="400s that echo the request")
+    parser.add_argument("--ok-with-errors-id", action="append", default=[], metavar="ID")
+    parser.add_argument("--expiry-as-500", action="store_true")
+    parser.add_argument("--jwt-tokens", action="store_true")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m adapters.stub_server")
     parser.add_argument("--host", default="127.0.0.1")
@@ -691,6 +929,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--drop-share", type=float, default=0.0)
     parser.add_argument("--token-lifetime", type=float, default=3600.0)
     parser.add_argument("--reject-id", action="append", default=[])
+    add_edge_fault_arguments(parser)
     parser.add_argument("--no-validate", action="store_true", help="skip body validation")
     parser.add_argument("--keep-documents", action="store_true", help="keep accepted JSON")
     return parser

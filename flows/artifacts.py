@@ -41,6 +41,15 @@ async def publish_run_artifacts(result: SyncResult, held_back: list[pd.DataFrame
             table=[{k: str(v) for k, v in row.items()} for row in frame.to_dict("records")],
             description=f"Customers held back, by reason (first {MAX_TABLE_ROWS})",
         )
+    if result.rejected_by_reason:
+        await acreate_table_artifact(
+            key="rejected-by-reason",
+            table=[
+                {"reason": reason, "customers": str(count)}
+                for reason, count in list(result.rejected_by_reason.items())[:MAX_TABLE_ROWS]
+            ],
+            description="The partner's refusals by validation error (field: message)",
+        )
     failed = [o for o in result.batches if o.status != "acknowledged"][:MAX_TABLE_ROWS]
     if failed:
         await acreate_table_artifact(

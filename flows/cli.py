@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Sequence
 
@@ -22,7 +23,12 @@ _HANDLERS = {
     "demo": "flows.cmd_demo",
     "replay": "flows.cmd_replay",
     "dead-letters": "flows.cmd_dead_letters",
+    "runs": "flows.cmd_runs",
+    "history": "flows.cmd_history",
 }
+# commands that run a Prefect flow: its temporary API server is started at entry, so it
+# comes up while the command imports pandas and Prefect (the command waits for it)
+_FLOW_COMMANDS = frozenset({"run", "demo", "replay"})
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +55,19 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 0.05)",
     )
     parser.add_argument("--rejects", metavar="FILE", help="where to write the rejects CSV")
+
+
+def _add_wait_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=float,
+        nargs="?",
+        const=math.inf,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another run delivers from the same ledger, wait for it to end (at most "
+        "SECONDS, if given) instead of refusing at once",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     stub.add_argument("--drop-share", type=float, default=0.0, metavar="SHARE")
     stub.add_argument("--token-lifetime", type=float, default=3600.0, metavar="SECONDS")
     stub.add_argument("--reject-id", action="append", default=[], metavar="ID")
+    stub.add_argument("--anonymous-errors", action="store_true")
+    stub.add_argument("--redirect-to", metavar="URL", help="redirect data requests there")
+    stub.add_argument("--redirect-status", type=int, default=307, choices=(301, 302, 303, 307, 308))
+    stub.add_argument("--redirect-session-to", metavar="URL", help="redirect startSession there")
+    stub.add_argument("--echo-errors", action="store_true", help="400s that echo the request")
+    stub.add_argument("--ok-with-errors-id", action="append", default=[], metavar="ID")
+    stub.add_argument("--expiry-as-500", action="store_true", help="expired session: HTTP 500")
+    stub.add_argument("--jwt-tokens", action="store_true", help="JWT-shaped session tokens")
 
     for name, help_text in (
         ("run", "validate, plan and deliver an extract"),
@@ -120,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--allow-mass-update", action="store_true")
         sub.add_argument("--max-update-share", type=float, default=0.5, metavar="SHARE")
         sub.add_argument("--no-progress", action="store_true", help="no progress display")
+        sub.add_argument(
+            "--max-absent-share",
+            type=float,
+            default=0.1,
+            metavar="SHARE",
+            help="stop before sending when more than this share of the customers the partner "
+            "holds is absent from the extract (default 0.1)",
+        )
+        sub.add_argument("--allow-absent", action="store_true")
+        if name == "run":
+            _add_wait_argument(sub)
 
     replay = commands.add_parser("replay", help="re-send the dead letters of earlier runs")
     replay.add_argument("--api-url", metavar="URL")
@@ -127,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--dry-run", metavar="DIR")
     replay.add_argument("--report", metavar="FILE")
     replay.add_argument("--concurrency", type=int, default=8, metavar="N")
+    _add_wait_argument(replay)
 
     dead = commands.add_parser("dead-letters", help="export the dead letters as JSONL")
     dead.add_argument("out", help="JSONL file to write (readable by the owner only)")
@@ -134,13 +173,29 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument(
         "--documents", action="store_true", help="include the documents (card data) in the export"
     )
+
+    runs = commands.add_parser("runs", help="list recent runs, or show one run")
+    runs.add_argument("run_id", nargs="?", metavar="RUN_ID")
+    runs.add_argument("--limit", type=int, default=20, metavar="N")
+    history = commands.add_parser("history", help="every send of one customer")
+    history.add_argument("customer_id", metavar="CUSTOMER_ID")
+    for sub in (runs, history):
+        sub.add_argument("--state", metavar="DIR")
+        sub.add_argument("--format", choices=("table", "json", "csv"), default="table")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = importlib.import_module(_HANDLERS[args.command])
+    # before anything imports Prefect (it reads its settings once, at import); after the
+    # parsing, so that --help imports nothing more
+    from flows.prefect_setup import configure_prefect, start_prefect_server
+
+    configure_prefect()
     try:
+        if args.command in _FLOW_COMMANDS:
+            start_prefect_server()
+        handler = importlib.import_module(_HANDLERS[args.command])
         status: int = handler.main(args)
     except CustomerSyncError as error:
         print(f"customer-sync: {error}", file=sys.stderr)

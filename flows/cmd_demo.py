@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from adapters.stub_server import serve_stub_in_thread
-from flows.cmd_run import print_result, run_flow
+from flows.cmd_run import check_before_the_flow, exit_after, print_result, run_flow
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -22,20 +22,32 @@ def sample_folder() -> Path:
 def main(args: argparse.Namespace) -> int:
     with serve_stub_in_thread() as stub, tempfile.TemporaryDirectory() as scratch:
         print(f"stand-in partner API listening on {stub.url}")
-        result = run_flow(
-            source=str(sample_folder()),
+        state = args.state or str(Path(scratch) / "state")
+        check_before_the_flow(
             api_url=stub.url,
+            dry_run=args.dry_run,
             batch_size=args.batch_size,
             concurrency=args.concurrency,
-            dry_run=args.dry_run,
-            state_dir=args.state or str(Path(scratch) / "state"),
-            full_refresh=args.full_refresh,
-            mode=args.mode,
-            max_update_share=args.max_update_share,
-            allow_mass_update=args.allow_mass_update,
+            state_dir=state,
             report=args.report,
-            progress=False if args.no_progress else None,
         )
+        try:
+            result = run_flow(
+                source=str(sample_folder()),
+                api_url=stub.url,
+                batch_size=args.batch_size,
+                concurrency=args.concurrency,
+                dry_run=args.dry_run,
+                state_dir=state,
+                full_refresh=args.full_refresh,
+                mode=args.mode,
+                max_update_share=args.max_update_share,
+                allow_mass_update=args.allow_mass_update,
+                report=args.report,
+                progress=False if args.no_progress else None,
+            )
+        except Exception as error:
+            return exit_after(error)
         print_result(result)
         if not result.dry_run:
             print(f"the stand-in partner accepted {len(stub.accepted):,} customers")

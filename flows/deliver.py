@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -27,11 +28,13 @@ from prefect.cache_policies import NONE
 from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote
 
+from adapters.auth import PartnerAuthError
 from adapters.delivery import RetryEvent, RetryPolicy, deliver_batch
 from adapters.ledger import SqliteLedger
 from adapters.partner_client import PartnerClient
 from flows.report import BatchOutcomes
 from flows.spool_batches import PlannedBatch, planned_batches, spool_batch_count
+from schemas.errors import ConfigError
 from schemas.records import Batch, BatchOutcome
 
 log = logging.getLogger(__name__)
@@ -106,13 +109,29 @@ async def deliver_group(
             event.delay,
         )
 
-    async def _one(planned: PlannedBatch) -> BatchOutcome:
+    refused: list[PartnerAuthError] = []
+
+    async def _one(planned: PlannedBatch) -> BatchOutcome | None:
         async with limiter:
+            if refused:  # our credentials are refused for good: nothing more goes out
+                return None
             if ledger is not None:
                 # committed before the request goes out, together with every outcome
                 # queued before it (group commit on the ledger's writer thread)
                 await ledger.amark_sending(run_id, planned.batch)
-            outcome = await deliver_batch(client, planned.batch, policy, on_retry=_log_retry)
+            try:
+                outcome = await deliver_batch(client, planned.batch, policy, on_retry=_log_retry)
+            except PartnerAuthError as error:
+                refused.append(error)
+                if ledger is not None:
+                    # the partner applied none of it: recorded as failed, not left in flight
+                    ledger.queue_outcome(
+                        run_id,
+                        _refused(planned.batch, error),
+                        planned.fingerprints,
+                        _DocumentsById(planned.batch),
+                    )
+                return None
             if ledger is not None:
                 # queued while this batch still holds its slot: the next batch's mark waits
                 # for it, so at most `concurrency` batches are ever in flight in the ledger
@@ -132,9 +151,12 @@ async def deliver_group(
             on_outcome(outcome)
         return outcome
 
-    outcomes = await asyncio.gather(*(_one(planned) for planned in group))
+    delivered = await asyncio.gather(*(_one(planned) for planned in group))
     if ledger is not None:
         await ledger.aflush()  # a finished task run's outcomes are all committed
+    if refused:
+        raise refused[0]
+    outcomes = [outcome for outcome in delivered if outcome is not None]
     run_log.info(
         "Delivered %d batches (%d customers): %d acknowledged",
         len(outcomes),
@@ -143,6 +165,21 @@ async def deliver_group(
     )
     # not a list: Prefect links every item of a returned list to the task run (a leaf here)
     return BatchOutcomes(outcomes)
+
+
+def _refused(batch: Batch, error: PartnerAuthError) -> BatchOutcome:
+    """A batch whose credentials were refused (401 after renewal, or no session): the
+    partner applied none of it, so it is failed, with the reason, and never in flight."""
+    return BatchOutcome(
+        batch_id=batch.batch_id,
+        method=batch.method,
+        customer_ids=batch.customer_ids,
+        status="failed",
+        attempts=1,
+        http_status=error.status,
+        request_id=None,
+        error=f"not delivered: {error}",
+    )
 
 
 async def deliver_spool(
@@ -169,32 +206,75 @@ async def deliver_spool(
     outcomes = BatchOutcomes()
     in_flight: set[asyncio.Future[BatchOutcomes]] = set()
     groups = _groups(planned_batches(spool_path, batch_size, run_id), batches_per_task_run)
-    for number, group in enumerate(groups, start=first_task_run):
-        in_flight.add(
-            asyncio.ensure_future(
-                deliver_group(
-                    number, quote(group), client, limiter, ledger, run_id, policy, on_outcome
+    try:
+        for number, group in enumerate(groups, start=first_task_run):
+            in_flight.add(
+                asyncio.ensure_future(
+                    deliver_group(
+                        number, quote(group), client, limiter, ledger, run_id, policy, on_outcome
+                    )
                 )
             )
-        )
-        if len(in_flight) >= TASK_RUNS_IN_FLIGHT:
-            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for future in done:
-                outcomes.extend(future.result())
-    for future in asyncio.as_completed(in_flight):
-        outcomes.extend(await future)
+            if len(in_flight) >= TASK_RUNS_IN_FLIGHT:
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    outcomes.extend(future.result())
+        for future in asyncio.as_completed(in_flight):
+            outcomes.extend(await future)
+    except Exception:
+        # the other group still running records its outcomes before the run ends (and
+        # closes the ledger); a group stops early once the credentials are refused
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        raise
     return outcomes
 
 
+DRY_RUN_MARKER = ".customer-sync-dry-run"
+"""The file a dry run leaves in its folder: a later dry run may replace what it holds."""
+_DRY_RUN_BODY = re.compile(r"^\d{6}-(POST|PUT)\.json$")
+
+
+def check_dry_run_folder(out_dir: Path) -> None:
+    """Refuse a dry-run folder that holds anything we did not write (checked before the
+    extract is read): a new or empty folder, or one holding only an earlier dry run's
+    marker and bodies, is fine."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: the dry-run folder is a file; give a new or empty folder")
+    names = [entry.name for entry in os.scandir(out_dir)]
+    if not names:
+        return
+    foreign = [n for n in names if n != DRY_RUN_MARKER and not _DRY_RUN_BODY.match(n)]
+    if DRY_RUN_MARKER not in names or foreign:
+        raise ConfigError(
+            f"{out_dir}: the dry-run folder is not empty and was not written by a dry run "
+            f"({len(names):,} entries); give a new or empty folder"
+        )
+
+
 def write_dry_run(spool_path: Path, out_dir: Path, batch_size: int, run_id: str) -> list[Batch]:
-    """Write each planned request body to ``out_dir`` (owner-only: it holds card data)."""
+    """Write each planned request body to ``out_dir`` (owner-only: it holds card data).
+
+    An earlier dry run's bodies there are removed first (so no old body is mixed in, or
+    keeps an old mode); a folder holding anything else is refused."""
+    check_dry_run_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for entry in os.scandir(out_dir):
+        if _DRY_RUN_BODY.match(entry.name):
+            os.unlink(entry.path)
+    marker = os.open(out_dir / DRY_RUN_MARKER, _NEW_PRIVATE_FILE & ~os.O_EXCL, 0o600)
+    os.close(marker)
     written: list[Batch] = []
     for planned in planned_batches(spool_path, batch_size, run_id):
         batch = planned.batch
         path = out_dir / f"{len(written) + 1:06d}-{batch.method}.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path, _NEW_PRIVATE_FILE, 0o600)  # never through a planted link
         with open(fd, "wb") as sink:
+            os.fchmod(fd, 0o600)  # whatever the umask
             sink.write(batch.body)
         written.append(batch)
     return written
+
+
+_NEW_PRIVATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_TRUNC

@@ -36,7 +36,7 @@ from flows.chunks import (
 from flows.shards import Shard
 from schemas.records import Extract
 from transforms.plan import plan_customers
-from transforms.validate import Validation, validate_extract
+from transforms.validate import Validation, settlement_width_warning, validate_extract
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ class Preparation:
     customers_valid: int = 0
     customers_held_back: int = 0
     held_back_by_reason: dict[str, int] = field(default_factory=dict)
+    orphan_accounts: int = 0
+    orphan_cards: int = 0
     creates: int = 0
     updates: int = 0
     unchanged: int = 0
@@ -78,6 +80,8 @@ class Preparation:
     ignored_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     extract_share: float = 1.0
     """The share of the extract's chunks prepared (below 1 for a shard)."""
+    seen_ids: list[pa.Array] = field(default_factory=list)
+    """Every customer id read, valid or held back, chunk by chunk (who is absent)."""
     held_back: list[pd.DataFrame] = field(default_factory=list)
     """The first ``HELD_BACK_KEPT`` held-back rows (for the run's artifact; all of them
     are in the rejects file)."""
@@ -92,6 +96,8 @@ class Preparation:
         self.customers_read += validation.customers_read
         self.customers_valid += validation.customers_valid
         self.customers_held_back += validation.customers_held_back
+        self.orphan_accounts += validation.orphan_accounts
+        self.orphan_cards += validation.orphan_cards
         for reason, count in validation.held_back_by_reason.items():
             self.held_back_by_reason[reason] = self.held_back_by_reason.get(reason, 0) + count
         kept = sum(len(frame) for frame in self.held_back)
@@ -129,6 +135,8 @@ def validate_source(extract: Extract) -> Validation:
     )
     for reason, count in validation.held_back_by_reason.items():
         log.info("Held back for %s: %s", reason, f"{count:,}")
+    if validation.settlement_width_warning:  # once per run, with the count
+        log.warning(validation.settlement_width_warning)
     return validation
 
 
@@ -265,11 +273,12 @@ def validated_chunks(
         workers=workers or default_workers(),
         only=owned,
     )
-    read = held_back = 0
+    read = held_back = long_portfolio_ids = 0
     with closing(chunks):  # spill files and worker processes go when this stops, too
         for number, chunk in enumerate(chunks, start=1):
             read += chunk.validation.customers_read
             held_back += chunk.validation.customers_held_back
+            long_portfolio_ids += chunk.validation.portfolio_ids_over_settlement_width
             log.info(
                 "Chunk %d of %d: %s customers so far, %s held back",
                 number,
@@ -278,6 +287,9 @@ def validated_chunks(
                 f"{held_back:,}",
             )
             yield chunk
+    warning = settlement_width_warning(long_portfolio_ids)
+    if warning:  # once per run (of a shard), with the count of every chunk
+        log.warning(warning)
 
 
 def prepare(
@@ -320,6 +332,10 @@ def plan_chunk(
     """One prepared chunk planned into ``spool``; its rejects written, its counts added."""
     validation = chunk.validation
     preparation.add_validation(validation)
+    preparation.seen_ids.append(chunk.documents.customer_ids)
+    if len(validation.held_back):
+        held = validation.held_back["sourceCustomerId"].dropna().astype(str).tolist()
+        preparation.seen_ids.append(pa.array(held, type=pa.large_string()))
     rejects.write(validation.rejects)
     planned = nest_and_plan(
         quote(chunk),  # type: ignore[call-overload]  # unwrapped by Prefect

@@ -17,9 +17,20 @@ from adapters.delivery import RetryPolicy
 from adapters.ledger_factory import ledger_location, open_ledger
 from adapters.partner_client import PartnerClient
 from adapters.spool import SpoolWriter
-from flows.deliver import deliver_spool, write_dry_run
-from flows.report import SyncResult, summary_lines, write_report
-from flows.sync import apply_outcomes, export_dead_letters_of, partner_settings, state_folder
+from adapters.urls import without_user_info
+from flows import quiet_errors
+from flows.config_check import check_configuration
+from flows.deliver import check_dry_run_folder, deliver_spool, write_dry_run
+from flows.report import SyncResult, write_stopped_report
+from flows.sync import (
+    apply_outcomes,
+    close_run,
+    export_dead_letters_of,
+    lock_delivery,
+    partner_settings,
+    state_folder,
+)
+from schemas.errors import CustomerSyncError
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +44,34 @@ async def replay_dead_letters(
     batch_size: int = 50,
     report: str | None = None,
     retry_policy: RetryPolicy | None = None,
+    wait: float | None = 0.0,
 ) -> SyncResult:
-    """Deliver every dead-lettered customer again, with its method and document."""
+    """Deliver every dead-lettered customer again, with its method and document.
+
+    It takes the same delivery lock as a run (``wait`` as there); a dry run takes none.
+    """
+    quiet_errors.install()
     state = state_folder(state_dir)
+    try:
+        check_configuration(
+            api_url=api_url,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            state_dir=state,
+            report=report,
+        )
+        if dry_run is not None:
+            check_dry_run_folder(Path(dry_run))
+    except CustomerSyncError as error:
+        write_stopped_report(report, error)
+        raise
     ledger = open_ledger(ledger_location(state_dir))
+    if dry_run is None:
+        lock_delivery(ledger, None, 1, wait)
     letters = ledger.dead_letters()
-    run_id = ledger.start_run({"replay": True, "dry_run": dry_run, "api_url": api_url})
+    shown_url = without_user_info(api_url) if api_url else None
+    run_id = ledger.start_run({"replay": True, "dry_run": dry_run, "api_url": shown_url})
     result = SyncResult(run_id=run_id, dry_run=dry_run is not None)
     result.customers_read = len(letters)
     result.customers_planned = len(letters)
@@ -71,19 +104,21 @@ async def replay_dead_letters(
                 )
             apply_outcomes(result, outcomes)
             export_dead_letters_of(result, ledger, run_dir)
+    except BaseException as error:
+        result.stop(error)
+        raise
     finally:
         spool_path.unlink(missing_ok=True)
-        ledger.finish_run(
+        await close_run(
+            result,
+            ledger,
             run_id,
-            "completed" if not result.customers_failed else "incomplete",
+            Path(report) if report else run_dir / "report.json",
             {
                 "customers_read": result.customers_read,
                 "customers_sent": result.customers_sent,
                 "customers_failed": result.customers_failed,
+                "customers_rejected": result.customers_rejected,
             },
         )
-        ledger.close()
-        write_report(result, Path(report) if report else run_dir / "report.json")
-        for line in summary_lines(result):
-            log.info(line)
     return result

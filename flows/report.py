@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import orjson
 
+from flows.outcome import (
+    EXIT_ABORTED,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    RunOutcome,
+    Stop,
+    decide_outcome,
+    stop_of,
+)
 from schemas.records import BatchOutcome
+from transforms.refusals import rejected_by_reason
 
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1
-EXIT_ABORTED = 2
+__all__ = ["EXIT_ABORTED", "EXIT_INCOMPLETE", "EXIT_OK", "BatchOutcomes", "SyncResult"]
 
 
 class BatchOutcomes(Sequence[BatchOutcome]):
@@ -91,13 +100,30 @@ class SyncResult:
     customers_sent: int = 0
     customers_failed: int = 0
     customers_rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    """The partner's refusals: ``field: message`` (values masked) -> customers."""
+    customers_known: int = 0
+    """Customers the partner holds that this run could judge (a shard: its share)."""
+    customers_absent: int = 0
+    """Of those, how many tonight's extract no longer has (the partner keeps them)."""
+    absent_customers: str | None = None
+    """The file of their ids (owner-only), when there are any."""
     batches: BatchOutcomes = field(default_factory=BatchOutcomes)
     rejects: str | None = None
     dry_run_dir: str | None = None
     dead_letters: str | None = None
     interrupted_batches_resumed: int = 0
     seconds_by_stage: dict[str, float] = field(default_factory=dict)
+    orphan_accounts: int = 0
+    """Account rows with no holder in the customers table (never sent: the run is
+    incomplete)."""
+    orphan_cards: int = 0
+    """Card rows whose account is missing or an orphan."""
     aborted: str | None = None
+    """Why the run stopped before its end (a guard, bad input or configuration, or an
+    error); None when it ran to the end."""
+    stopped_as: Literal["aborted", "failed", "interrupted"] | None = None
+    """How it stopped (``flows.outcome``): set with ``aborted`` by ``stop``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.batches, BatchOutcomes):  # a list given by hand
@@ -118,14 +144,31 @@ class SyncResult:
     def batches_failed(self) -> int:
         return sum(1 for outcome in self.batches if outcome.status != "acknowledged")
 
+    def stop(self, error: BaseException) -> None:
+        """Record that ``error`` stopped the run (the first stop is the one reported)."""
+        if self.aborted is None:
+            stopped = stop_of(error)
+            self.aborted, self.stopped_as = stopped.reason, stopped.status
+
+    @property
+    def outcome(self) -> RunOutcome:
+        """The run's status, exit status and reason (``flows.outcome``)."""
+        stopped = None
+        if self.aborted is not None:
+            stopped = Stop(self.stopped_as or "aborted", self.aborted)
+        return decide_outcome(
+            stop=stopped,
+            held_back=self.customers_held_back,
+            orphan_rows=self.orphan_accounts + self.orphan_cards,
+            rejected=self.customers_rejected,
+            failed=self.customers_failed,
+        )
+
     @property
     def exit_status(self) -> int:
-        """0 every valid customer delivered, 1 some held back or failed, 2 aborted."""
-        if self.aborted:
-            return EXIT_ABORTED
-        if self.customers_held_back or self.customers_failed:
-            return EXIT_INCOMPLETE
-        return EXIT_OK
+        """0 completed, 1 incomplete (held back, orphans, rejected, failed), 2 aborted or
+        failed, 130 interrupted: see ``flows.outcome``."""
+        return self.outcome.exit_status
 
     @property
     def customers_per_second(self) -> float:
@@ -138,7 +181,10 @@ class SyncResult:
         }
         data["batches"] = [_batch_entry(outcome) for outcome in self.batches]
         data["reconciles"] = self.reconciles
-        data["exit_status"] = self.exit_status
+        outcome = self.outcome
+        data["status"] = outcome.status
+        data["reason"] = outcome.reason
+        data["exit_status"] = outcome.exit_status
         return data
 
     def to_json(self) -> bytes:
@@ -160,11 +206,34 @@ def _batch_entry(outcome: BatchOutcome) -> dict[str, Any]:
 
 
 def write_report(result: SyncResult, path: str | os.PathLike[str]) -> Path:
-    """Write the JSON report; it holds ids and answers only, so the default umask applies."""
+    """Write the JSON report, readable by its owner only like every file a run writes
+    (it holds ids and the partner's answers). Raises ``OSError`` (ENOSPC, EFBIG, ...)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(result.to_json())
+    body = result.to_json()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # not /dev/stdout or a pipe
+            os.fchmod(fd, 0o600)
+        with open(fd, "wb", closefd=False) as sink:
+            sink.write(body)
+    finally:
+        os.close(fd)
     return target
+
+
+def write_stopped_report(path: str | os.PathLike[str] | None, error: BaseException) -> Path | None:
+    """Best effort, for a run stopped before it started (bad configuration, unusable
+    input): the report at ``path`` (if one was asked for) says so, so that an older report
+    there is not taken for this run's. A report that cannot be written is left alone."""
+    if path is None:
+        return None
+    result = SyncResult()
+    result.stop(error)
+    try:
+        return write_report(result, path)
+    except OSError:
+        return None
 
 
 def summary_lines(result: SyncResult) -> list[str]:
@@ -177,6 +246,11 @@ def summary_lines(result: SyncResult) -> list[str]:
     )
     for reason, count in sorted(result.held_back_by_reason.items(), key=lambda kv: -kv[1]):
         lines.append(f"  held back, {reason}: {count:,}")
+    if result.orphan_accounts or result.orphan_cards:
+        lines.append(
+            f"orphans: accounts {result.orphan_accounts:,}, cards {result.orphan_cards:,} "
+            "(no holder in the customers table; not sent)"
+        )
     if result.dry_run:
         lines.append(
             f"dry run: {result.customers_planned:,} planned ({result.customers_created:,} create, "
@@ -190,9 +264,17 @@ def summary_lines(result: SyncResult) -> list[str]:
             f"{result.customers_failed:,} failed ({result.customers_rejected:,} rejected by the "
             f"partner) in {len(result.batches):,} batches"
         )
+        for reason, count in result.rejected_by_reason.items():
+            lines.append(f"  rejected, {reason}: {count:,}")
         retried = sum(1 for outcome in result.batches if outcome.attempts > 1)
         if retried:
             lines.append(f"  batches retried: {retried:,}")
+    if result.customers_known:
+        lines.append(
+            f"absent from the extract: {result.customers_absent:,} of the "
+            f"{result.customers_known:,} customers the partner holds"
+            + (f" (ids in {result.absent_customers})" if result.absent_customers else "")
+        )
     if result.seconds_by_stage:
         stages = ", ".join(f"{name} {secs:.2f}s" for name, secs in result.seconds_by_stage.items())
         lines.append(f"time: {stages}")
@@ -203,6 +285,17 @@ def summary_lines(result: SyncResult) -> list[str]:
     if result.dead_letters:
         lines.append(f"dead letters: {result.dead_letters}")
     lines.append("counts reconcile" if result.reconciles else "WARNING: counts do not reconcile")
-    if result.aborted:
-        lines.append(f"ABORTED: {result.aborted}")
+    outcome = result.outcome
+    if outcome.status in ("aborted", "failed", "interrupted"):
+        lines.append(f"{outcome.status.upper()}: {outcome.reason}")
+    elif outcome.status == "incomplete":
+        lines.append(f"INCOMPLETE: {outcome.reason}")
+    lines.append(f"outcome: {outcome.status} (exit status {outcome.exit_status})")
     return lines
+
+
+def refusals_by_reason(outcomes: Iterable[BatchOutcome]) -> dict[str, int]:
+    """The partner's refusals of these batches grouped by reason (``transforms.refusals``)."""
+    return rejected_by_reason(
+        answer for outcome in outcomes for answer in outcome.rejected.values()
+    )

@@ -6,13 +6,14 @@ Call it from a notebook as a plain function (``asyncio.run(sync_customers(...))`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,16 +21,27 @@ from prefect import flow
 
 from adapters.delivery import DeliveryOutcome, RetryPolicy
 from adapters.ledger import SqliteLedger
-from adapters.ledger_factory import ledger_location, open_ledger, work_folder
+from adapters.ledger_factory import ledger_location, open_ledger
 from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS
 from adapters.partner_client import PartnerClient, PartnerSettings
+from adapters.urls import without_user_info
 from flows import quiet_errors
+from flows.absent import judge_absent
 from flows.artifacts import ProgressArtifact, publish_run_artifacts
 from flows.chunks import WHOLE_CUSTOMERS
-from flows.deliver import deliver_spool, task_run_size, write_dry_run
+from flows.config_check import DEFAULT_STATE_DIR as DEFAULT_STATE_DIR
+from flows.config_check import check_configuration, state_folder
+from flows.deliver import check_dry_run_folder, deliver_spool, task_run_size, write_dry_run
 from flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout, prepare
 from flows.progress import DeliveryProgress
-from flows.report import BatchOutcomes, SyncResult, summary_lines, write_report
+from flows.report import (
+    BatchOutcomes,
+    SyncResult,
+    refusals_by_reason,
+    summary_lines,
+    write_report,
+    write_stopped_report,
+)
 from flows.run_retries import (
     RUN_RETRIES,
     RUN_RETRY_DELAY_SECONDS,
@@ -40,19 +52,12 @@ from flows.run_retries import (
 from flows.secrets import apartner_token_from_block
 from flows.shards import Shard
 from flows.stream import CheckGuards, prepare_while_delivering
-from schemas.errors import ConfigError, GuardTripped
+from schemas.errors import ConfigError, CustomerSyncError, GuardTripped
 from schemas.records import BatchOutcome
-from transforms.plan import mass_update_guard
+from transforms.plan import absent_guard, mass_update_guard
 from transforms.validate import held_back_guard
 
 log = logging.getLogger(__name__)
-
-DEFAULT_STATE_DIR = ".state"
-
-
-def state_folder(state_dir: str | os.PathLike[str] | None) -> Path:
-    """The ledger's folder: the option, else $CUSTOMER_SYNC_STATE_DIR, else ./.state."""
-    return work_folder(ledger_location(state_dir))  # a URL ledger: $CUSTOMER_SYNC_WORK_DIR
 
 
 @contextmanager
@@ -74,6 +79,8 @@ def _apply_preparation(result: SyncResult, preparation: Preparation) -> None:
     result.customers_unchanged = preparation.unchanged
     result.customers_planned = preparation.planned
     result.rejects = preparation.rejects_path
+    result.orphan_accounts = preparation.orphan_accounts
+    result.orphan_cards = preparation.orphan_cards
     if result.dry_run:  # nothing is sent: the planned methods are the whole story
         result.customers_created = preparation.creates
         result.customers_updated = preparation.updates
@@ -92,6 +99,7 @@ def apply_outcomes(result: SyncResult, outcomes: Sequence[BatchOutcome]) -> None
             result.customers_created += delivered
         else:
             result.customers_updated += delivered
+    result.rejected_by_reason = refusals_by_reason(outcomes)
 
 
 async def partner_settings(api_url: str | None, *, look_up_block: bool = True) -> PartnerSettings:
@@ -154,6 +162,10 @@ async def sync_customers(
     chunk_customers: int | None = None,
     stream: bool = False,
     shard: str | None = None,
+    wait: float | None = 0.0,
+    max_absent_share: float = 0.1,
+    allow_absent: bool = False,
+    acknowledgement_retention_days: int = 400,
 ) -> SyncResult:
     """Deliver every valid customer of an extract to the partner, exactly once per change.
 
@@ -165,9 +177,33 @@ async def sync_customers(
     up to 150,000, else 50,000). ``stream``: deliver each chunk while the next ones are
     prepared, the guards checked on the running totals (``flows/stream.py``). ``shard``
     (``"N/M"``): prepare and send only this run's share of the chunks (``flows/shards.py``).
+    ``wait``: while another run delivers from the same ledger, refuse at once (0), wait at
+    most this many seconds, or (None) until it ends (``Ledger.lock_delivery``).
+    ``max_absent_share``/``allow_absent``: stop before sending when more of the customers
+    the partner holds are absent from the extract (``flows/absent.py``).
+    ``acknowledgement_retention_days``: how long the history of acknowledgements is kept
+    (each customer's last one always is).
     """
     quiet_errors.install()
     spec = SourceSpec(source, customers, accounts, cards, rename)
+    try:
+        # first: a wrong option is found in a second, not after the extract is prepared
+        check_configuration(
+            api_url=api_url,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            state_dir=state_folder(state_dir),
+            report=report,
+        )
+        if dry_run is not None:  # configuration: before the extract is looked at
+            check_dry_run_folder(Path(dry_run))
+        layout = _layout(spec, chunk_customers, shard)
+    except CustomerSyncError as error:
+        write_stopped_report(report, error)  # an older report must not still say "0"
+        await stop_run_retries()
+        raise
+    reported: list[Path] = []
     try:
         result = await _sync(
             spec,
@@ -184,8 +220,13 @@ async def sync_customers(
             report=report,
             progress=progress,
             retry_policy=retry_policy,
-            layout=_layout(spec, chunk_customers, shard),
+            layout=layout,
             stream=stream,
+            wait=wait,
+            reported=reported,
+            max_absent_share=max_absent_share,
+            allow_absent=allow_absent,
+            acknowledgement_retention_days=acknowledgement_retention_days,
         )
         transient = result.customers_failed - result.customers_rejected
         if retry_outage and transient > 0:
@@ -194,6 +235,8 @@ async def sync_customers(
                 "is retried later and sends only what was not acknowledged"
             )
     except Exception as error:
+        if not reported:  # stopped before the run was recorded (e.g. the ledger unusable)
+            write_stopped_report(report, error)
         if not worth_a_run_retry(error, retry_outage=retry_outage):
             await stop_run_retries()
         raise
@@ -218,19 +261,24 @@ async def _sync(
     retry_policy: RetryPolicy | None,
     layout: ChunkLayout,
     stream: bool,
+    reported: list[Path],
+    wait: float | None = 0.0,
+    max_absent_share: float = 0.1,
+    allow_absent: bool = False,
+    acknowledgement_retention_days: int = 400,
 ) -> SyncResult:
-    """One attempt of the run: prepare, check the guards, deliver (or dry-run), report."""
-    if not 1 <= batch_size <= 50:
-        raise ValueError(f"batch_size must be between 1 and 50, not {batch_size}")
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    """One attempt of the run: prepare, check the guards, deliver (or dry-run), report.
+
+    The report's path is appended to ``reported`` once the run's own reporting begins."""
     settings = await partner_settings(api_url, look_up_block=dry_run is None)
     state = state_folder(state_dir)
     result = SyncResult(dry_run=dry_run is not None)
     ledger = open_ledger(ledger_location(state_dir))
+    if dry_run is None:  # one delivering run per ledger, before anything is read or sent
+        lock_delivery(ledger, layout.owned, layout.partitions, wait)
     parameters: Mapping[str, object] = {
         "source": spec.describe(),
-        "api_url": settings.api_url,
+        "api_url": without_user_info(settings.api_url) if settings.api_url else None,
         "batch_size": batch_size,
         "concurrency": concurrency,
         "dry_run": dry_run,
@@ -238,6 +286,7 @@ async def _sync(
         "mode": mode,
         "stream": stream,
         "shard_chunks": layout.owned,
+        "prefect_flow_run_id": _flow_run_id(),
     }
     run_id = ledger.start_run(parameters) if dry_run is None else f"dry-{uuid.uuid4().hex[:12]}"
     result.run_id = run_id
@@ -252,7 +301,8 @@ async def _sync(
             )
     run_dir = state / "runs" / run_id
     spool_path = run_dir / "spool.arrow"
-    log.info("Run %s: syncing %s to %s", run_id, spec.describe(), settings.api_url)
+    shown_url = without_user_info(settings.api_url) if settings.api_url else None
+    log.info("Run %s: syncing %s to %s", run_id, spec.describe(), shown_url)
     preparation = Preparation()
     check_guards = run_guards(
         known_customers=ledger.known_customer_count(),  # before anything of this run is sent
@@ -280,6 +330,9 @@ async def _sync(
                 policy=policy,
                 progress=progress,
             )
+            _judge_absent_after_stream(
+                result, preparation, ledger, layout, run_dir, max_absent_share
+            )
             return result
         with _stage(result, "prepare"):
             preparation = prepare(
@@ -293,6 +346,8 @@ async def _sync(
             )
         _apply_preparation(result, preparation)
         check_guards(preparation)
+        absent, known = judge_absent(result, preparation, ledger, layout, run_dir)
+        absent_guard(absent, known, max_absent_share, allow_absent)
         if dry_run is not None:
             with _stage(result, "dry-run"):
                 written = write_dry_run(spool_path, Path(dry_run), batch_size, run_id)
@@ -319,20 +374,90 @@ async def _sync(
             await tracker.finish()
             apply_outcomes(result, outcomes)
             export_dead_letters_of(result, ledger, run_dir)
-    except GuardTripped as tripped:
-        result.aborted = str(tripped)
+    except BaseException as error:
+        result.stop(error)  # the outcome (flows/outcome.py) says aborted, failed or interrupted
         raise
     finally:
         spool_path.unlink(missing_ok=True)
         if dry_run is None:
-            ledger.finish_run(run_id, _run_status(result), _counts(result))
-        ledger.close()
-        await publish_run_artifacts(result, preparation.held_back)
+            try:
+                ledger.prune_acknowledgements(_days_ago(acknowledgement_retention_days))
+            except Exception as error:  # retention only: the run's record stands
+                log.warning("Could not prune old acknowledgements: %s", type(error).__name__)
         report_path = Path(report) if report else run_dir / "report.json"
+        reported.append(report_path)  # from here on the run's own report tells its end
+        await close_run(
+            result,
+            ledger,
+            run_id if dry_run is None else None,
+            report_path,
+            _counts(result),
+            held_back=preparation.held_back,
+        )
+    return result
+
+
+async def close_run(
+    result: SyncResult,
+    ledger: SqliteLedger,
+    run_id: str | None,
+    report_path: Path,
+    counts: Mapping[str, int],
+    *,
+    held_back: Sequence[Any] = (),
+) -> None:
+    """End a run on every path: the report written, then the ledger's run row closed, both
+    with the same outcome (``result.outcome``), then the summary logged.
+
+    A report that cannot be written (a full disk, a file-size limit) fails the run: the
+    ledger records ``failed`` with that reason (it still knows what was sent), and a
+    ``ReportNotWritten`` is raised unless an earlier error is already on its way out.
+    """
+    already_stopped = result.aborted is not None
+    try:
+        await publish_run_artifacts(result, list(held_back))
+    except Exception as error:  # the Prefect UI's copy only: the report and ledger remain
+        log.warning("Could not publish the run's artifacts: %s", type(error).__name__)
+    not_written: ReportNotWritten | None = None
+    try:
         write_report(result, report_path)
+    except OSError as error:
+        not_written = ReportNotWritten(
+            f"{report_path}: cannot write the report ({error.strerror or error}); "
+            "the ledger records what was sent"
+        )
+        result.stop(not_written)
+    try:
+        if run_id is not None:
+            outcome = result.outcome
+            ledger.finish_run(run_id, outcome.status, counts, reason=outcome.reason)
+    except Exception as error:
+        result.stop(error)
+        if not_written is None:  # the report must not say more than the ledger could keep
+            with contextlib.suppress(OSError):
+                write_report(result, report_path)
+        raise
+    finally:
+        ledger.close()
         for line in summary_lines(result):
             log.info(line)
-    return result
+    if not_written is not None and not already_stopped:
+        raise not_written
+
+
+class ReportNotWritten(CustomerSyncError):
+    """The run's report could not be written: the run failed (exit 2) whatever it sent."""
+
+
+def lock_delivery(
+    ledger: SqliteLedger, owned: Sequence[int] | None, partitions: int, wait: float | None
+) -> None:
+    """Take the ledger's delivery lock (held until it closes); refused: close it, raise."""
+    try:
+        ledger.lock_delivery(owned, partitions, wait=wait)
+    except BaseException:
+        ledger.close()
+        raise
 
 
 def _progress_of(
@@ -469,14 +594,6 @@ def held_back_guard_totals(preparation: Preparation, max_share: float) -> None:
         )
 
 
-def _run_status(result: SyncResult) -> str:
-    if result.aborted:
-        return "aborted"
-    if result.customers_failed:
-        return "incomplete"
-    return "completed"
-
-
 def _counts(result: SyncResult) -> dict[str, int]:
     return {
         "customers_read": result.customers_read,
@@ -484,10 +601,50 @@ def _counts(result: SyncResult) -> dict[str, int]:
         "customers_unchanged": result.customers_unchanged,
         "customers_sent": result.customers_sent,
         "customers_failed": result.customers_failed,
+        "customers_rejected": result.customers_rejected,
+        "orphan_accounts": result.orphan_accounts,
+        "orphan_cards": result.orphan_cards,
         "customers_created": result.customers_created,
         "customers_updated": result.customers_updated,
+        "customers_absent": result.customers_absent,
         "batches": len(result.batches),
     }
 
 
-__all__ = ["held_back_guard", "state_folder", "sync_customers"]
+def _flow_run_id() -> str | None:
+    """The Prefect flow run's id, when this runs as one (None from a plain call)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    return str(run.id) if run is not None else None
+
+
+def _days_ago(days: int) -> str:
+    """UTC text, as the ledger writes times, ``days`` before now."""
+    when = datetime.now(UTC) - timedelta(days=max(days, 0))
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _judge_absent_after_stream(
+    result: SyncResult,
+    preparation: Preparation,
+    ledger: SqliteLedger,
+    layout: ChunkLayout,
+    run_dir: Path,
+    max_absent_share: float,
+) -> None:
+    """A stream has sent already: who is absent is reported, and a share above the guard's
+    limit only warned about (the guard itself needs the guards-first default)."""
+    absent, known = judge_absent(result, preparation, ledger, layout, run_dir)
+    if known and absent > max_absent_share * known:
+        log.warning(
+            "%d of the %d customers the partner holds are absent from this extract (%.1f%%); "
+            "a truncated export looks like this (streaming cannot stop before sending)",
+            absent,
+            known,
+            100.0 * absent / known,
+        )
+
+
+__all__ = ["ReportNotWritten", "close_run", "held_back_guard", "state_folder", "sync_customers"]

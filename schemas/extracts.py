@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from typing import Any, Final
+from typing import Any, Final, Optional
 
 import numpy as np
 import pandas as pd
@@ -46,13 +46,16 @@ CARD_KEY_CHECK: Final = "unique_card_key"
 """The name of the card-key check (its rule is ``unique``)."""
 
 _ID_LENGTH: Final = {"max_value": c.MAX_ID_LENGTH}
-_PORTFOLIO_LENGTH: Final = {"max_value": c.MAX_PORTFOLIO_ID_LENGTH}
+_POSTAL_CODE_LENGTH: Final = {"max_value": c.MAX_POSTAL_CODE_LENGTH}
+CONTROL_CHARACTERS_PATTERN: Final = f"[\\x00-\\x{c.CONTROL_CHARACTER_MAX:02x}]"
+"""A regex (RE2 and Rust syntax) that finds a C0 control character anywhere in a cell."""
 
 RULES: Final[dict[str, str]] = {
     "required": "is required",
     "allowed_values": "is not an allowed value",
     "max_length": "is too long",
     "unique": "appears on more than one row",
+    "control_characters": "holds a control character (such as NUL, tab, CR or LF)",
     "utc_datetime": "is not an ISO-8601 date or date-time",
     "country_code": "is not an ISO 3166-1 alpha-2 country code",
     "last4_digits": "must be exactly 4 digits",
@@ -87,6 +90,7 @@ ALLOWED_VALUES: Final[dict[str, tuple[object, ...]]] = {
     "type": c.ACCOUNT_TYPES,
     "cardType": c.CARD_TYPES,
     "networkIdentifier": c.NETWORK_IDENTIFIERS,
+    "redemptionEligibility": c.REDEMPTION_ELIGIBILITIES,
 }
 """The enum of each column checked with ``isin`` (``status`` differs per table: see
 ``STATUS_VALUES``)."""
@@ -165,6 +169,33 @@ def _digits_of_length(values: pd.Series, lengths: tuple[int, ...]) -> pd.Series:
     return pd.Series((sized & digits) | missing, index=values.index)
 
 
+def control_free(values: pd.Series) -> pd.Series:
+    """Where a cell holds no C0 control character (U+0000..U+001F); missing: True.
+
+    One scan of the column's bytes decides the usual case (no byte below 0x20 at all: every
+    cell is clean); only then is the regex run over the cells. UTF-8 never uses bytes below
+    0x80 inside a multi-byte character, so a control byte is a control character.
+    """
+    cells = as_arrow(values)
+    clean = np.ones(len(cells), dtype=bool)
+    data = _data_bytes(cells)
+    if len(data) and data.min() <= c.CONTROL_CHARACTER_MAX:
+        hits = pc.match_substring_regex(cells, CONTROL_CHARACTERS_PATTERN).fill_null(False)
+        clean = ~np.asarray(hits, dtype=bool)
+    return pd.Series(clean, index=values.index)
+
+
+def _data_bytes(cells: pyarrow.Array) -> np.ndarray:
+    """The bytes of every cell of a large-string array together (null cells' bytes too, so a
+    scan of them can only err towards running the exact check)."""
+    _, offset_buffer, data_buffer = cells.buffers()
+    if len(cells) == 0 or data_buffer is None:
+        return np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64)
+    start, end = offsets[cells.offset], offsets[cells.offset + len(cells)]
+    return np.frombuffer(data_buffer, dtype=np.uint8)[start:end]
+
+
 def _utc_shaped(cells: pyarrow.Array) -> np.ndarray:
     """Cells that look like ``YYYY-MM-DDTHH:MM:SSZ`` (20 characters ending in Z); cheap."""
     shaped = pc.and_(pc.equal(pc.binary_length(cells), 20), pc.ends_with(cells, "Z"))
@@ -218,7 +249,7 @@ class CustomerExtract(pa.DataFrameModel):
     sourceCustomerId: Series[Text] = pa.Field(unique=True, str_length=_ID_LENGTH)
     sourceParentCustomerId: Series[Text] = pa.Field(nullable=True, str_length=_ID_LENGTH)
     organizationId: Series[Text] = pa.Field(str_length=_ID_LENGTH)
-    postalCode: Series[Text]
+    postalCode: Series[Text] = pa.Field(str_length=_POSTAL_CODE_LENGTH)
     country: Series[Text]
     customerCreationDate: Series[Text]
     enrollmentStartDate: Series[Text]
@@ -226,6 +257,11 @@ class CustomerExtract(pa.DataFrameModel):
     enrollmentOptInStatus: Series[Text] = pa.Field(isin=c.ENROLLMENT_OPT_IN_STATUSES)
     alertOptInStatus: Series[Text]
     targetingIndicator: Series[Text] = pa.Field(isin=c.TARGETING_INDICATORS)
+    # Optional: frames built without it (tests, notebooks) are valid; the readers add it
+    # all-missing when a file leaves it out, which nest treats as absent.
+    redemptionEligibility: Optional[Series[Text]] = pa.Field(  # noqa: UP045 - pandera
+        nullable=True, isin=c.REDEMPTION_ELIGIBILITIES
+    )
     row: Series[np.int64] = pa.Field(alias=c.ROW_COLUMN)
 
     class Config:
@@ -237,6 +273,10 @@ class CustomerExtract(pa.DataFrameModel):
     )
     def _dates(cls, values: Series[str]) -> Series[bool]:
         return is_utc_datetime(values)  # type: ignore[return-value]
+
+    @pa.check(*c.CONTROL_FREE_COLUMNS["customers"], name="control_characters")
+    def _control_free(cls, values: Series[str]) -> Series[bool]:
+        return control_free(values)  # type: ignore[return-value]
 
     @pa.check("country", name="country_code")
     def _country(cls, values: Series[str]) -> Series[bool]:
@@ -268,7 +308,7 @@ class AccountExtract(pa.DataFrameModel):
     primarySourceCustomerId: Series[Text] = pa.Field(str_length=_ID_LENGTH)
     status: Series[Text] = pa.Field(isin=c.ACCOUNT_STATUSES)
     type: Series[Text] = pa.Field(isin=c.ACCOUNT_TYPES)
-    sourcePortfolioId: Series[Text] = pa.Field(str_length=_PORTFOLIO_LENGTH)
+    sourcePortfolioId: Series[Text] = pa.Field(str_length=_ID_LENGTH)
     accountOpenDate: Series[Text]
     accountCloseDate: Series[Text] = pa.Field(nullable=True)
     row: Series[np.int64] = pa.Field(alias=c.ROW_COLUMN)
@@ -280,6 +320,10 @@ class AccountExtract(pa.DataFrameModel):
     @pa.check("accountOpenDate", "accountCloseDate", name="utc_datetime")
     def _dates(cls, values: Series[str]) -> Series[bool]:
         return is_utc_datetime(values)  # type: ignore[return-value]
+
+    @pa.check(*c.CONTROL_FREE_COLUMNS["accounts"], name="control_characters")
+    def _control_free(cls, values: Series[str]) -> Series[bool]:
+        return control_free(values)  # type: ignore[return-value]
 
     @pa.check("sourceCustomerIds", name="holder_ids_length")
     def _holder_lengths(cls, values: Series[str]) -> Series[bool]:
@@ -369,6 +413,10 @@ class CardExtract(pa.DataFrameModel):
     @pa.check("openDate", "closeDate", name="utc_datetime")
     def _dates(cls, values: Series[str]) -> Series[bool]:
         return is_utc_datetime(values)  # type: ignore[return-value]
+
+    @pa.check(*c.CONTROL_FREE_COLUMNS["cards"], name="control_characters")
+    def _control_free(cls, values: Series[str]) -> Series[bool]:
+        return control_free(values)  # type: ignore[return-value]
 
     @pa.check("last4", name="last4_digits")
     def _last4(cls, values: Series[str]) -> Series[bool]:

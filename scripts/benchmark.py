@@ -4,7 +4,8 @@ Runs, one after another, each in its own process so their memory peaks do not mi
 nest (dict approach vs reference vs columnar), read+validate, preparation (dict baseline
 vs whole-extract vs chunked, 1M vs 5M), delivery client vs plain aiohttp and the latency
 bound, flow delivery vs plain aiohttp vs one task run per batch, end to end, and
-guards-first vs streaming vs two shards at once.
+guards-first vs streaming vs two shards at once, and the CLI's start-up (whole processes,
+with and without .pyc files).
 ``--quick`` uses small sizes (a smoke run of a few minutes); the default sizes are the
 issue's targets (1M customers, 20,000 batches) and take a long while on 2 cores.
 
@@ -36,6 +37,7 @@ FULL = {
     "flow-delivery": ["scripts/bench_flow_delivery.py", "--batches", "20000"],
     "end-to-end": ["scripts/bench_end_to_end.py", "--customers", "1000000"],
     "scale-out": ["scripts/bench_scale_out.py", "--customers", "1000000"],
+    "startup": ["scripts/bench_startup.py", "--runs", "5", "--no-bytecode"],
 }
 QUICK = {
     "nest": ["scripts/bench_nest.py", "--customers", "100000", "--repeat", "1"],
@@ -48,6 +50,7 @@ QUICK = {
                       "--naive-batches", "300"],
     "end-to-end": ["scripts/bench_end_to_end.py", "--customers", "100000"],
     "scale-out": ["scripts/bench_scale_out.py", "--customers", "20000"],
+    "startup": ["scripts/bench_startup.py", "--runs", "2", "--cases", "help,validate,demo-warm"],
 }  # fmt: skip
 
 

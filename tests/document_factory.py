@@ -41,7 +41,11 @@ def account(
         "sourcePortfolioId": "PF-1",
         "accountOpenDate": DATE,
         "accountCloseDate": None,
-        "cards": [card(account_id, holders[n % len(holders)]) for n in range(cards)],
+        # a card once per holder and last4 (the partner's, and validation's, card key)
+        "cards": [
+            card(account_id, holders[n % len(holders)], **({"last4": f"{n:04d}"} if n else {}))
+            for n in range(cards)
+        ],
     }
     document.update(overrides)
     return document

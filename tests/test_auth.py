@@ -96,7 +96,7 @@ async def test_tokens_never_reach_logs_or_reprs(caplog: pytest.LogCaptureFixture
         assert token not in repr(auth)
         assert token not in repr(client)
     assert auth.generation > 1
-    assert "session token refused (401)" in caplog.text
+    assert "session token refused (expired)" in caplog.text
     assert token not in caplog.text
     assert "0042" not in caplog.text  # last4 of the factory's cards
 

@@ -84,7 +84,20 @@ def test_card_without_optional_close_date_passes() -> None:
         ({"sourceCustomerIds": []}, "at least 1 item"),
         ({"status": "SUSPENDED"}, "'OPEN', 'CLOSED', 'DISPUTE' or 'FRAUD'"),
         ({"type": "XYZ"}, "Input should be 'PPD'"),
-        ({"sourcePortfolioId": "P" * 21}, "at most 20 characters"),
+        ({"sourcePortfolioId": "P" * 121}, "at most 120 characters"),
+        ({"sourcePortfolioId": "P\x00"}, "should match pattern"),
+        ({"sourceAccountId": "A\nB"}, "should match pattern"),
+        ({"sourceCustomerIds": ["C1", "C1"]}, "lists a holder more than once"),
+        ({"accountOpenDate": "2023-02-30T00:00:00Z"}, "should match pattern"),
+        ({"accountOpenDate": "2023-01-01T00:00:60Z"}, "should match pattern"),
+        (
+            {"status": "CLOSED", "accountCloseDate": "2000-01-01T00:00:00Z"},
+            "accountCloseDate is before accountOpenDate",
+        ),
+        (
+            {"cards": [card("A1", "C1"), card("A1", "C1")]},
+            r"cards\[1\] repeats the holder and last4",
+        ),
         ({"status": "CLOSED"}, "accountCloseDate is required"),
         ({"accountCloseDate": DATE}, "accountCloseDate must be null"),
         ({"cards": [card("OTHER", "C1")]}, r"cards\[0\].sourceAccountId must be the account's id"),
@@ -127,6 +140,26 @@ def test_closed_account_with_close_date_passes() -> None:
         ({"sourceParentCustomerId": None}, "must be a string or absent, not null"),
         ({"customerCreationDate": None}, "valid string"),
         ({"accounts": [account("A1", ["SOMEONE"])]}, "must include the customer's own id"),
+        ({"country": "ZZ"}, "not an assigned ISO 3166-1 alpha-2"),
+        ({"country": "UK"}, "not an assigned ISO 3166-1 alpha-2"),
+        ({"customerCreationDate": "2023-02-30T00:00:00Z"}, "pattern"),
+        ({"enrollmentStartDate": "2023-02-29T00:00:00Z"}, "pattern"),
+        ({"postalCode": "9" * 21}, "at most 20 characters"),
+        ({"postalCode": "787\x0053"}, "should match pattern"),
+        ({"postalCode": "78753\n"}, "should match pattern"),
+        ({"sourceCustomerId": "C\r1"}, "should match pattern"),
+        ({"organizationId": "5000\x004"}, "should match pattern"),
+        ({"sourceParentCustomerId": "P\t1"}, "should match pattern"),
+        ({"redemptionEligibility": "SOME"}, "'ALL' or 'NONE'"),
+        ({"redemptionEligibility": None}, "must be ALL, NONE or absent, not null"),
+        (
+            {"enrollmentEndDate": "2000-01-01T00:00:00Z"},
+            "enrollmentEndDate is before enrollmentStartDate",
+        ),
+        (
+            {"accounts": [account("A1", ["C1"]), account("A1", ["C1"])]},
+            r"accounts\[1\] repeats the sourceAccountId",
+        ),
     ],
 )
 def test_customer_rules(overrides: dict[str, Any], match: str) -> None:
@@ -205,3 +238,27 @@ def test_error_text_never_shows_the_input() -> None:
         CardDocument.model_validate_json(_json(card("A1", "C1", last4="98x7", iin="99")))
     assert "98x7" not in str(caught.value)
     assert "'99'" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["ALL", "NONE"])
+def test_redemption_eligibility_passes_when_given(value: str) -> None:
+    document = CustomerDocument.model_validate_json(
+        _json(customer("C1") | {"redemptionEligibility": value})
+    )
+    assert document.redemptionEligibility == value
+
+
+def test_control_character_errors_do_not_echo_the_postal_code() -> None:
+    with pytest.raises(ValidationError) as caught:
+        CustomerDocument.model_validate_json(_json(customer("C1") | {"postalCode": "SECRET\n9"}))
+    assert "SECRET" not in str(caught.value)
+
+
+def test_real_dates_and_assigned_countries_pass() -> None:
+    CustomerDocument.model_validate_json(
+        _json(
+            customer("C1")
+            | {"customerCreationDate": "2024-02-29T23:59:59Z", "country": "GB"}
+            | {"postalCode": "SW1A 1AA", "organizationId": "AFFINA"}
+        )
+    )

@@ -98,7 +98,23 @@ FAILING = [
     ("customers", {"organizationId": "0" * 121}, "str_length"),
     ("accounts", {"sourceAccountId": "A" * 121}, "str_length"),
     ("accounts", {"primarySourceCustomerId": "C" * 121}, "str_length"),
-    ("accounts", {"sourcePortfolioId": "P" * 21}, "str_length"),
+    # DECISION: portfolio ids follow the 120 of every id (20 is only the settlement width)
+    ("accounts", {"sourcePortfolioId": "P" * 121}, "str_length"),
+    # the stand-in's postal code limit, now validation's too
+    ("customers", {"postalCode": "9" * 21}, "str_length"),
+    # optional redemptionEligibility: an enum when given
+    ("customers", {"redemptionEligibility": "SOME"}, "isin"),
+    ("customers", {"redemptionEligibility": "all"}, "isin"),
+    # control characters in ids, organizationId and postalCode
+    *[
+        (table, {column: value}, "control_characters")
+        for table, columns in contract.CONTROL_FREE_COLUMNS.items()
+        for column in columns
+        for value in ("X\x00Y", "X\nY", "X\rY", "X\tY", "X\x1fY")
+        if column != "sourceCustomerIds"
+    ],
+    ("accounts", {"sourceCustomerIds": "C001|C0\n03"}, "control_characters"),
+    ("accounts", {"sourceCustomerIds": "C001\x00"}, "control_characters"),
     ("accounts", {"sourceCustomerIds": "C001|" + "C" * 121}, "holder_ids_length"),
     ("accounts", {"sourceCustomerIds": "C" * 121}, "holder_ids_length"),  # one holder
     ("cards", {"sourceAccountId": "A" * 121}, "str_length"),
@@ -204,6 +220,14 @@ def test_same_last4_on_another_holder_or_account_is_unique() -> None:
         # not as normalising writes them, but the rule is only about the statuses
         ("customers", {"alertOptInStatus": "NEW|ALL"}),
         ("customers", {"alertOptInStatus": "NEW|NEW"}),
+        # portfolio ids up to 120 (longer than the settlement width of 20 only warns)
+        ("accounts", {"sourcePortfolioId": "P" * 120}),
+        ("accounts", {"sourcePortfolioId": "76afcd28-b494-4b29-b7f2-3eb614a92f97"}),
+        ("customers", {"postalCode": "9" * 20}),
+        ("customers", {"postalCode": "78753", "sourceCustomerId": "afa2r21-25f9-4501"}),
+        # DEL and non-ASCII text are not control characters
+        ("customers", {"sourceCustomerId": "C\x7f\u00e9\u2028", "postalCode": "SW1A 1AA"}),
+        ("customers", {"redemptionEligibility": None}),
     ],
 )
 def test_boundary_values_pass(table: str, cells: dict[str, object]) -> None:
@@ -219,6 +243,7 @@ def test_boundary_values_pass(table: str, cells: dict[str, object]) -> None:
         ("accounts", "type", contract.ACCOUNT_TYPES),
         ("cards", "cardType", contract.CARD_TYPES),
         ("cards", "networkIdentifier", contract.NETWORK_IDENTIFIERS),
+        ("customers", "redemptionEligibility", contract.REDEMPTION_ELIGIBILITIES),
     ],
 )
 def test_every_enum_value_passes(table: str, column: str, values: tuple[object, ...]) -> None:
@@ -263,3 +288,8 @@ def test_lazy_validation_reports_every_failure_at_once() -> None:
         CardExtract.validate(frame, lazy=True)
     checks = {rule_name(str(c)) for c in caught.value.failure_cases["check"]}
     assert {"last4_digits", "iin_digits", "allowed_values"} <= checks
+
+
+def test_a_frame_without_the_optional_redemption_column_passes() -> None:
+    frame = normalised("customers").drop(columns=["redemptionEligibility"], errors="ignore")
+    CustomerExtract.validate(frame, lazy=True)

@@ -172,6 +172,11 @@ def test_absent_optional_columns() -> None:
     )
 
 
+def test_absent_redemption_eligibility_column() -> None:
+    customers, accounts, cards = household()
+    _assert_same_bytes((customers.drop(columns=["redemptionEligibility"]), accounts, cards))
+
+
 def test_refuses_what_the_reference_refuses() -> None:
     customers, accounts, cards = household()
     with pytest.raises(ValueError, match="'country'"):
@@ -245,3 +250,27 @@ def test_customers_split_into_parts_give_the_same_documents(inputs: Frames, part
         pieces += customer_document_bytes(part, part_accounts, part_cards).documents
 
     assert pieces == customer_document_bytes(*inputs).documents
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    normalised_inputs(),
+    st.sampled_from(["absent", "values", "arbitrary"]),
+    st.lists(st.sampled_from(["ALL", "NONE", "", None]), min_size=5, max_size=5),
+)
+def test_same_bytes_with_or_without_redemption_eligibility(
+    inputs: Frames, shape: str, values: list[str | None]
+) -> None:
+    """The optional field in both nests: column absent, the partner's values (and empty or
+    missing cells), or arbitrary text as normalised_inputs draws it."""
+    customers, accounts, cards = inputs
+    if shape == "absent":
+        customers = customers.drop(columns=["redemptionEligibility"])
+    elif shape == "values":
+        cells = pd.Series(values[: len(customers)], dtype="str", index=customers.index)
+        customers = customers.assign(redemptionEligibility=cells)
+    _assert_same_bytes((customers, accounts, cards))

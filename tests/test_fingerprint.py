@@ -320,3 +320,40 @@ def test_changes_if_and_only_if_the_document_changes(inputs: Frames, data: st.Da
         )
     ]
     assert list(fingerprints_same) == documents_same
+
+
+# Fingerprints of tests.normalised_factory.household() taken before redemptionEligibility
+# existed: a ledger written then must not see these customers as changed.
+_FINGERPRINTS_BEFORE_REDEMPTION_ELIGIBILITY = {
+    "c1": "537f0f526161e86d4991cae725f427dc",
+    "c2": "c624838c08f6f3b30d679a1f46f4c214",
+    "c3": "c6cf006c6b97ad24fbadc26d7800b21f",
+}
+
+
+def test_without_redemption_eligibility_fingerprints_are_as_before_the_field() -> None:
+    from tests.normalised_factory import household
+
+    customers, accounts, cards = household()
+    assert customer_fingerprints(customers, accounts, cards).to_dict() == (
+        _FINGERPRINTS_BEFORE_REDEMPTION_ELIGIBILITY
+    )
+    absent = customers.drop(columns=["redemptionEligibility"])
+    empty = customers.assign(redemptionEligibility=pd.Series([""] * 3, dtype="str"))
+    for variant in (absent, empty):
+        assert customer_fingerprints(variant, accounts, cards).to_dict() == (
+            _FINGERPRINTS_BEFORE_REDEMPTION_ELIGIBILITY
+        )
+
+
+def test_redemption_eligibility_changes_the_fingerprint() -> None:
+    from tests.normalised_factory import household
+
+    customers, accounts, cards = household()
+    given = customers.assign(redemptionEligibility=pd.Series(["ALL", "NONE", None], dtype="str"))
+    fingerprints = customer_fingerprints(given, accounts, cards).to_dict()
+    before = _FINGERPRINTS_BEFORE_REDEMPTION_ELIGIBILITY
+    assert fingerprints["c1"] != before["c1"] and fingerprints["c2"] != before["c2"]
+    assert fingerprints["c3"] == before["c3"]
+    other = given.assign(redemptionEligibility=pd.Series(["NONE", "NONE", None], dtype="str"))
+    assert customer_fingerprints(other, accounts, cards)["c1"] != fingerprints["c1"]

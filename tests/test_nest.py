@@ -46,7 +46,10 @@ def test_fields_are_in_the_partners_order() -> None:
     )
 
     (document,) = documents
-    assert tuple(document) == contract.CUSTOMER_FIELDS
+    # redemptionEligibility is left out when the extract has none (the optional column)
+    assert tuple(document) == tuple(
+        f for f in contract.CUSTOMER_FIELDS if f != "redemptionEligibility"
+    )
     (account_document,) = document["accounts"]
     assert tuple(account_document) == contract.ACCOUNT_FIELDS
     (card_document,) = account_document["cards"]
@@ -330,3 +333,22 @@ def test_documents_satisfy_the_outgoing_schema() -> None:
     assert len(documents) == 4
     for document in documents:
         CustomerDocument.model_validate_json(serialise_document(document))
+
+
+def test_redemption_eligibility_is_sent_only_where_the_extract_has_one() -> None:
+    given, empty, missing = customer_documents(
+        *frames(
+            [
+                customer("c1", sourceParentCustomerId="p1", redemptionEligibility="NONE"),
+                customer("c2", redemptionEligibility=""),
+                customer("c3"),
+            ],
+        )
+    )
+    assert tuple(given) == contract.CUSTOMER_FIELDS
+    assert given["redemptionEligibility"] == "NONE"
+    assert "redemptionEligibility" not in empty
+    assert "redemptionEligibility" not in missing
+    without_column = frames([customer("c3")])[0].drop(columns=["redemptionEligibility"])
+    (absent,) = customer_documents(without_column, *frames()[1:])
+    assert absent == missing

@@ -22,6 +22,7 @@ from schemas.extracts import (
     AccountExtract,
     _digits_of_length,
     _fullmatch,
+    control_free,
 )
 
 _UTC_CHARS = st.sampled_from(list("0123456789-T:Z 09/"))
@@ -157,3 +158,22 @@ def test_byte_checks_over_more_rows_than_one_block() -> None:
     text[::11] = None
     values = [v if v is None or len(v) == 20 else None for v in text]
     assert is_utc_datetime(pd.Series(values, dtype="str")).tolist() == _regex_utc(values)
+
+
+_CONTROLISH = st.text(
+    st.sampled_from(["a", "é", "😀", "\x7f", "\x00", "\n", "\r", "\t", "\x1f", " ", "|"]),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), _CONTROLISH, st.text(max_size=8)), min_size=1, max_size=30),
+    st.integers(0, 5),
+)
+def test_control_free_is_its_plain_rule(values: list[str | None], start: int) -> None:
+    # sliced series too: the byte scan must read only the slice's own bytes
+    first = min(start, len(values) - 1)
+    series = pd.Series(values, dtype="str").iloc[first:]
+    expected = [v is None or not any(ord(ch) <= 0x1F for ch in v) for v in values[first:]]
+    assert control_free(series).tolist() == expected

@@ -24,6 +24,12 @@ def _as_extract(frames: dict[str, pd.DataFrame]) -> Extract:
     tables = {}
     for table, frame in frames.items():
         frame = frame.replace("", np.nan)
+        for name in contract.COLUMNS[table]:  # optional columns the generator leaves out
+            if name not in frame.columns:
+                frame = frame.assign(**{name: pd.Series(np.nan, index=frame.index, dtype="str")})
+        frame = frame[
+            [*contract.COLUMNS[table], *(c for c in frame if c not in contract.COLUMNS[table])]
+        ]
         tables[table] = frame.assign(_row=range(1, len(frame) + 1)).astype({"_row": "int64"})
     return Extract(**tables, files={t: t for t in contract.TABLES})
 

@@ -143,7 +143,7 @@ def _detail(table: str, column: pd.Series, rule: pd.Series) -> pd.Series:
         detail[allowed] = column[allowed].map(text).fillna("")
     long = rule == "max_length"
     if long.any():
-        limits = column[long].map({"sourcePortfolioId": contract.MAX_PORTFOLIO_ID_LENGTH})
+        limits = column[long].map({"postalCode": contract.MAX_POSTAL_CODE_LENGTH})
         detail[long] = (
             " (at most "
             + limits.fillna(contract.MAX_ID_LENGTH).astype(int).astype(str)

@@ -10,7 +10,9 @@ The value rules below are shared with ``fast_nest`` and ``fingerprint``:
 * a missing value (NA) goes out as JSON ``null``;
 * in an optional column (``schemas.contract.OPTIONAL_COLUMNS``) empty text counts as missing,
   and an absent optional column as all missing;
-* ``sourceParentCustomerId`` is left out of the document when missing;
+* ``sourceParentCustomerId`` and ``redemptionEligibility`` are left out of the document
+  when missing (so an extract without the optional ``redemptionEligibility`` column sends
+  exactly the documents it sent before the field existed);
 * a list field is split on ``|``; empty or missing text is ``[]``, except that missing
   ``sourceCustomerIds`` means the primary holder alone;
 * ``networkIdentifier`` goes out as an integer;
@@ -34,7 +36,12 @@ Document = dict[str, object]
 Record = dict[str, Any]
 
 # Fields left out of the document (instead of sent as null) when they have no value.
-OMITTED_WHEN_MISSING: frozenset[str] = frozenset({"sourceParentCustomerId"})
+# DECISION (schemas.contract.REDEMPTION_ELIGIBILITIES): redemptionEligibility too, so a
+# customer without one (absent column, or an empty cell) gets the very document, and
+# fingerprint, it had before the field existed.
+OMITTED_WHEN_MISSING: frozenset[str] = frozenset(
+    {"sourceParentCustomerId", "redemptionEligibility"}
+)
 # Fields sent as JSON integers; every other scalar field is a JSON string.
 INTEGER_FIELDS: frozenset[str] = frozenset({"networkIdentifier"})
 # Fields sent as JSON arrays of strings (``|``-joined text in the frames).

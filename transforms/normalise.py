@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from schemas import contract
 from schemas.columns import TEXT_DTYPE, as_arrow, split_list_cells, text_series
 from schemas.datetimes import normalised_datetimes
+from transforms.card_shape import MASK, card_shaped
 
 DATETIME_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "customers": ("customerCreationDate", "enrollmentStartDate", "enrollmentEndDate"),
@@ -57,7 +58,12 @@ class NormalisedTable:
 def normalise_table(raw: pd.DataFrame, table: str) -> NormalisedTable:
     """The normalised form of one raw table (or one chunk of it)."""
     columns = contract.COLUMNS[table]
-    missing = [name for name in (*columns, contract.ROW_COLUMN) if name not in raw.columns]
+    optional = contract.OPTIONAL_COLUMNS[table]
+    missing = [
+        name
+        for name in (*columns, contract.ROW_COLUMN)
+        if name not in raw.columns and name not in optional
+    ]
     if missing:
         raise ValueError(f"{table} frame lacks column(s): {', '.join(missing)}")
     index = pd.RangeIndex(len(raw))
@@ -65,6 +71,9 @@ def normalise_table(raw: pd.DataFrame, table: str) -> NormalisedTable:
     problems: list[pd.DataFrame] = []
     for name in columns:
         if name == "networkIdentifier":
+            continue
+        if name not in raw.columns:  # an optional column left out: all missing
+            out[name] = pd.Series(np.nan, index=index, dtype=TEXT_DTYPE)
             continue
         out[name] = stripped_text(raw[name], index)
     for name in DATETIME_COLUMNS.get(table, ()):
@@ -203,14 +212,15 @@ def integers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 
 def quoted(values: pd.Series, limit: int = 60) -> pd.Series:
-    """Cell values for a message: single-quoted, cut to ``limit`` characters.
+    """Cell values for a message: single-quoted, cut to ``limit`` characters; a value of
+    card-data shape (``transforms.card_shape``) is replaced by its mask, whatever its column.
 
     Never call this on a column of ``schemas.contract.SENSITIVE_COLUMNS``.
     """
     text = values.astype(TEXT_DTYPE).fillna("")
     long = text.str.len().to_numpy() > limit
     cut = text.str.slice(0, limit).where(~long, text.str.slice(0, limit) + "...")
-    return "'" + cut + "'"
+    return ("'" + cut + "'").mask(card_shaped(text).to_numpy(), MASK)
 
 
 def _problems(index: np.ndarray, column: str, rule: str, reason: str | np.ndarray) -> pd.DataFrame:

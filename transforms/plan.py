@@ -162,3 +162,28 @@ def _pairs(documents: pd.DataFrame | Sequence[tuple[str, str]]) -> pd.DataFrame:
         first = frame["sourceCustomerId"][duplicated].iloc[0]
         raise ValueError(f"customer {first} appears more than once in the plan input")
     return frame
+
+
+def absent_guard(
+    absent: int,
+    known_customers: int,
+    max_absent_share: float = 0.1,
+    allow_absent: bool = False,
+) -> None:
+    """Stop the run when more than ``max_absent_share`` of the customers the partner holds
+    are missing from the extract: a truncated export looks like this.
+
+    Nothing is checked when no customer is known yet.
+    """
+    if not 0.0 <= max_absent_share <= 1.0:
+        raise ConfigError(f"max absent share must be between 0 and 1, not {max_absent_share}")
+    if allow_absent or known_customers <= 0:
+        return
+    if absent > max_absent_share * known_customers:
+        raise GuardTripped(
+            f"{absent:,} of the {known_customers:,} customers the partner holds are absent "
+            f"from this extract ({absent / known_customers:.1%}), more than the allowed "
+            f"{max_absent_share:.0%}; nothing was sent. A truncated export looks like this. "
+            "If they really left, run again with --allow-absent (or a higher "
+            "--max-absent-share)."
+        )

@@ -20,9 +20,10 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow.compute as pc
 
 from schemas import contract
-from schemas.columns import TEXT_DTYPE
+from schemas.columns import TEXT_DTYPE, as_arrow
 from schemas.errors import ConfigError, GuardTripped
 from schemas.records import Extract
 from transforms.failures import table_failures
@@ -73,6 +74,9 @@ class Validation:
     orphan_cards: int
     files: dict[str, str] = field(default_factory=dict)
     ignored_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    portfolio_ids_over_settlement_width: int = 0
+    """Account rows whose ``sourcePortfolioId`` is longer than the partner's settlement file
+    shows (``contract.SETTLEMENT_PORTFOLIO_WIDTH``): sent whole, cut in that file."""
     shared_valid_rows: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
     """Chunks only: ``_row`` of the valid rows that other chunks also hold (joint accounts
     and their cards). Their owner counts them in ``rows_read``, and when they are clean, in
@@ -100,7 +104,24 @@ class Validation:
             "orphan_cards": self.orphan_cards,
             "reject_rows": len(self.rejects),
             "ignored_columns": {k: list(v) for k, v in self.ignored_columns.items()},
+            "portfolio_ids_over_settlement_width": self.portfolio_ids_over_settlement_width,
         }
+
+    @property
+    def settlement_width_warning(self) -> str | None:
+        """The one warning to log about long portfolio ids (no id quoted), or None."""
+        return settlement_width_warning(self.portfolio_ids_over_settlement_width)
+
+
+def settlement_width_warning(count: int) -> str | None:
+    """One sentence for ``count`` portfolio ids longer than the settlement width, or None."""
+    if not count:
+        return None
+    width = contract.SETTLEMENT_PORTFOLIO_WIDTH
+    return (
+        f"{count:,} account(s) have a sourcePortfolioId longer than {width} characters: they "
+        f"are sent whole, but the partner's settlement file shows only the first {width}"
+    )
 
 
 def validate_extract(extract: Extract, scope: ChunkScope | None = None) -> Validation:
@@ -148,6 +169,10 @@ def validate_extract(extract: Extract, scope: ChunkScope | None = None) -> Valid
         mine = (failures["table"] == table).to_numpy()
         reported[mine] = owned[table][failures.loc[mine, "index"].to_numpy(dtype=np.int64)]
     rows_read = {t: int(owned[t].sum()) for t in contract.TABLES}
+    portfolio_lengths = pc.utf8_length(as_arrow(accounts["sourcePortfolioId"])).fill_null(0)
+    long_portfolio = np.asarray(portfolio_lengths, dtype=np.int64) > (
+        contract.SETTLEMENT_PORTFOLIO_WIDTH
+    )
     rows_valid = {t: int((valid[t] & owned[t] & ~shared[t]).sum()) for t in contract.TABLES}
     rows_rejected = {t: int((failing[t] & owned[t]).sum()) for t in contract.TABLES}
     shared_valid_rows = {
@@ -178,6 +203,7 @@ def validate_extract(extract: Extract, scope: ChunkScope | None = None) -> Valid
         orphan_cards=int((links.orphan_cards & owned["cards"]).sum()),
         files=dict(extract.files),
         ignored_columns=dict(extract.ignored_columns),
+        portfolio_ids_over_settlement_width=int((long_portfolio & owned["accounts"]).sum()),
         shared_valid_rows=shared_valid_rows,
     )
 
@@ -249,6 +275,9 @@ def combine_validations(parts: list[Validation]) -> Validation:
         orphan_cards=sum(p.orphan_cards for p in parts),
         files=dict(parts[0].files),
         ignored_columns=dict(parts[0].ignored_columns),
+        portfolio_ids_over_settlement_width=sum(
+            p.portfolio_ids_over_settlement_width for p in parts
+        ),
     )
 
 
