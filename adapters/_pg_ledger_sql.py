@@ -76,7 +76,41 @@ SELECT a.source_customer_id, a.fingerprint, b.finished_at AS acknowledged_at,
 FROM acknowledged AS a JOIN batches AS b ON b.batch_key = a.batch_key
 """
 
-MIGRATIONS: Final = (_V1,)
+# why a run ended as it did (flows/outcome.py), as the SQLite ledger's step 2
+_V2: Final = """
+ALTER TABLE runs ADD COLUMN reason text
+"""
+
+# every acknowledgement, not only the last (the SQLite ledger's step 3): append-only, pruned
+# by retention, backfilled from ``acknowledged``; indexed by batch for the history's join
+# and the prune
+_V3: Final = """
+CREATE TABLE acknowledgements (
+    source_customer_id text COLLATE "C" NOT NULL,
+    fingerprint        text NOT NULL,
+    batch_key          bigint NOT NULL
+);
+CREATE INDEX acknowledgements_by_batch ON acknowledgements (batch_key, source_customer_id);
+INSERT INTO acknowledgements (source_customer_id, fingerprint, batch_key)
+SELECT source_customer_id, fingerprint, batch_key FROM acknowledged
+"""
+
+# the delivery lock's holders: each live one holds the session-level advisory lock
+# ``lock_key`` on its ledger's liveness connection; a row whose key nobody holds is stale
+# (its process died: the server dropped the lock with the session) and is removed
+_V4: Final = """
+CREATE TABLE delivery_holders (
+    lock_key   bigint PRIMARY KEY,
+    run_id     text,
+    host       text NOT NULL,
+    pid        integer NOT NULL,
+    since      text NOT NULL,
+    owned      jsonb,
+    partitions integer NOT NULL
+)
+"""
+
+MIGRATIONS: Final = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 SCHEMA_TABLE_EXISTS: Final = "SELECT to_regclass('ledger_schema') IS NOT NULL"
@@ -99,12 +133,14 @@ START_RUN: Final = (
     "VALUES (%s, %s, 'running', %s::jsonb, %s, %s)"
 )
 FINISH_RUN: Final = (
-    "UPDATE runs SET finished_at = %s, status = %s, counts = %s::jsonb WHERE run_id = %s"
+    "UPDATE runs SET finished_at = %s, status = %s, counts = %s::jsonb, reason = %s "
+    "WHERE run_id = %s"
 )
-RUNS: Final = (
-    f"SELECT run_id, {_t('started_at')}, {_t('finished_at')}, status, parameters::text, "  # noqa: S608
-    "counts::text, host, pid FROM runs ORDER BY started_at DESC, run_id DESC LIMIT %s"
+_RUN_COLUMNS: Final = (
+    f"run_id, {_t('started_at')}, {_t('finished_at')}, status, parameters::text, "
+    "counts::text, host, pid, reason"
 )
+RUNS: Final = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT %s"  # noqa: S608
 # one array parameter: no limit on bound variables, one index probe per id
 ACKNOWLEDGED_FINGERPRINTS: Final = (
     "SELECT source_customer_id, fingerprint FROM acknowledged "
@@ -141,6 +177,12 @@ ACKNOWLEDGE: Final = (
     "FROM jsonb_each_text(%s::jsonb) "
     "ON CONFLICT (source_customer_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
     "batch_key = excluded.batch_key"
+)
+# the same customers appended to the history of acknowledgements (same parameters)
+RECORD_ACKNOWLEDGEMENTS: Final = (
+    "INSERT INTO acknowledgements (source_customer_id, fingerprint, batch_key) "
+    "SELECT key, value, (SELECT batch_key FROM batches WHERE run_id = %s AND batch_id = %s) "
+    "FROM jsonb_each_text(%s::jsonb)"
 )
 ANY_DEAD_LETTER: Final = "SELECT EXISTS (SELECT FROM dead_letters)"
 CLEAR_DEAD_LETTERS: Final = (
@@ -185,3 +227,45 @@ DEAD_LETTER_IDS: Final = "SELECT source_customer_id FROM dead_letters"
 DEAD_LETTER_IDS_AMONG: Final = (
     "SELECT source_customer_id FROM dead_letters WHERE source_customer_id = ANY(%s::text[])"
 )
+
+# --- the morning-after queries (adapters/ledger_queries.py) ---------------------------------
+RUN_BY_ID: Final = f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = %s"  # noqa: S608
+BATCHES_OF_RUN: Final = (
+    "SELECT run_id, batch_id, method, customer_ids::text, state, attempts, http_status, "  # noqa: S608
+    f"request_id, error, {_t('sent_at')}, {_t('finished_at')} FROM batches "
+    "WHERE run_id = %s ORDER BY batch_key"
+)
+# jsonb containment of the id as an array element (never part of another id)
+CUSTOMER_SENDS: Final = (
+    "SELECT b.batch_key, b.run_id, b.batch_id, b.method, b.state, b.http_status, "  # noqa: S608
+    f"b.request_id, {_t('b.sent_at')}, {_t('b.finished_at')}, a.fingerprint "
+    "FROM batches AS b LEFT JOIN acknowledgements AS a "
+    "ON a.batch_key = b.batch_key AND a.source_customer_id = %(id)s "
+    "WHERE b.customer_ids @> jsonb_build_array(%(id)s::text) ORDER BY b.batch_key"
+)
+DEAD_LETTER_OF: Final = (
+    "SELECT fingerprint, kind, http_status, request_id, answer, run_id, batch_id "
+    "FROM dead_letters WHERE source_customer_id = %s"
+)
+ACKNOWLEDGED_IDS: Final = "SELECT source_customer_id FROM acknowledged"
+# acknowledgements of batches finished before the time, except each customer's current one
+PRUNE_ACKNOWLEDGEMENTS: Final = (
+    "DELETE FROM acknowledgements WHERE batch_key IN "
+    "(SELECT batch_key FROM batches WHERE finished_at < %s::timestamptz) "
+    "AND NOT EXISTS (SELECT FROM acknowledged AS a "
+    "WHERE a.source_customer_id = acknowledgements.source_customer_id "
+    "AND a.batch_key = acknowledgements.batch_key)"
+)
+
+# --- the delivery lock (adapters/_pg_delivery_lock.py) --------------------------------------
+# the key of the transaction-level advisory lock under which a holder is checked and added
+DELIVERY_REGISTRY_LOCK: Final = 0x6373_796E_635F_646C  # "csync_dl"
+DELIVERY_HOLDERS: Final = (
+    "SELECT lock_key, run_id, host, pid, since, owned::text, partitions FROM delivery_holders"
+)
+ADD_DELIVERY_HOLDER: Final = (
+    "INSERT INTO delivery_holders (lock_key, run_id, host, pid, since, owned, partitions) "
+    "VALUES (%s, NULL, %s, %s, %s, %s::jsonb, %s)"
+)
+NAME_DELIVERY_HOLDER: Final = "UPDATE delivery_holders SET run_id = %s WHERE lock_key = %s"
+REMOVE_DELIVERY_HOLDER: Final = "DELETE FROM delivery_holders WHERE lock_key = %s"

@@ -30,14 +30,20 @@ from typing import Any, Final, Self
 import psycopg
 
 from adapters import _pg_ledger_sql as sql
+from adapters._delivery_lock import DeliveryScope
+from adapters._delivery_lock import RunLocked as RunLocked
 from adapters._ledger_writer import GroupWriter
+from adapters._pg_delivery_lock import PgDeliveryLock
 from adapters.ledger_records import (
     BatchRecord,
+    CustomerSend,
     DeadLetter,
+    DeadLetterNote,
     Mark,
     Outcome,
     RunRecord,
     batch_record,
+    customer_send,
     dead_letter,
     export_dead_letters,
     mark_row,
@@ -124,6 +130,12 @@ class AdvisoryRunLocks:
                 self._db.close()  # ends the session: the server drops every lock it held
                 self._db = None
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """The liveness connection, for the delivery lock (its session holds the locks)."""
+        with self._lock:
+            yield self._connection()
+
     def is_alive(self, run_id: str) -> bool:
         """Whether some session (this process's or another's) holds the run's lock."""
         with self._lock:
@@ -152,6 +164,7 @@ class PostgresLedger:
         self._read_only = read_only
         self._lock = threading.RLock()
         self._runs = AdvisoryRunLocks(url)
+        self._delivery = PgDeliveryLock(self._runs.session, masked_url(url))
         self._writer: GroupWriter[Mark | Outcome] = GroupWriter(
             self._commit, name="ledger-writer-postgresql"
         )
@@ -174,6 +187,7 @@ class PostgresLedger:
         """Commit the queued writes and close; a run not finished by then counts as stopped."""
         self._writer.close()
         with self._lock:
+            self._delivery.release()
             self._runs.release_all()
             self._db.close()
 
@@ -233,16 +247,29 @@ class PostgresLedger:
             except BaseException:
                 self._runs.release(run_id)
                 raise
+        self._delivery.name_run(run_id)
         return run_id
 
-    def finish_run(self, run_id: str, status: str, counts: Mapping[str, int]) -> None:
-        """Close a run with its final status and the counts of its report (after the writes
-        queued before it)."""
+    def lock_delivery(
+        self, owned: Sequence[int] | None = None, partitions: int = 1, wait: float | None = 0.0
+    ) -> None:
+        """See ``Ledger.lock_delivery``: a session-level advisory lock on the liveness
+        connection and a ``delivery_holders`` row naming the holder (see
+        ``adapters/_pg_delivery_lock.py``), dropped by the server when the session dies."""
+        if self._read_only:
+            raise psycopg.errors.ReadOnlySqlTransaction("the ledger was opened read-only")
+        self._delivery.acquire(DeliveryScope.of(owned, partitions), wait)
+
+    def finish_run(
+        self, run_id: str, status: str, counts: Mapping[str, int], reason: str | None = None
+    ) -> None:
+        """Close a run with its final status, the counts of its report and why it ended so
+        (after the writes queued before it)."""
         self._writer.drain()
         with self._lock:
             with self._write() as db:
                 updated = db.execute(
-                    sql.FINISH_RUN, (now_text(), status, to_json(dict(counts)), run_id)
+                    sql.FINISH_RUN, (now_text(), status, to_json(dict(counts)), reason, run_id)
                 ).rowcount
                 if updated != 1:
                     raise KeyError(f"no run {run_id!r} in the ledger")
@@ -255,6 +282,38 @@ class PostgresLedger:
     def runs(self, limit: int | None = None) -> list[RunRecord]:
         """Runs, newest first."""
         return [run_record(r) for r in self._read(sql.RUNS, (limit,))]
+
+    # --- the morning after (adapters/ledger_queries.py) ----------------------------------
+    def run(self, run_id: str) -> RunRecord | None:
+        """One run by its id, if the ledger has it."""
+        rows = self._read(sql.RUN_BY_ID, (run_id,))
+        return run_record(rows[0]) if rows else None
+
+    def batches_of_run(self, run_id: str) -> list[BatchRecord]:
+        """Every batch of a run, in the order they were marked."""
+        return [batch_record(r) for r in self._read(sql.BATCHES_OF_RUN, (run_id,))]
+
+    def customer_sends(self, customer_id: str) -> list[CustomerSend]:
+        """Every batch that carried ``customer_id``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(sql.CUSTOMER_SENDS, {"id": customer_id}).fetchall()
+        return [customer_send(r) for r in rows]
+
+    def dead_letter_note(self, customer_id: str) -> DeadLetterNote | None:
+        """The customer's dead letter, its document left out, if it has one."""
+        rows = self._read(sql.DEAD_LETTER_OF, (customer_id,))
+        return DeadLetterNote(*rows[0]) if rows else None
+
+    def acknowledged_ids(self) -> list[str]:
+        """Every customer the partner has acknowledged at least once (the ones it holds)."""
+        return [r[0] for r in self._read(sql.ACKNOWLEDGED_IDS)]
+
+    def prune_acknowledgements(self, older_than: str) -> int:
+        """Drop acknowledgements of batches finished before ``older_than`` (UTC text, as
+        the ledger writes times), each customer's current one kept; how many went."""
+        self._writer.drain()
+        with self._write() as db:
+            return int(db.execute(sql.PRUNE_ACKNOWLEDGEMENTS, (older_than,)).rowcount)
 
     # --- planning ------------------------------------------------------------------------
     def acknowledged_fingerprints(self, customer_ids: Sequence[str]) -> dict[str, str]:
@@ -400,6 +459,7 @@ class _Transaction:
             db.execute(sql.RECORD_BATCH, row)
         if write.acknowledged is not None:
             db.execute(sql.ACKNOWLEDGE, (*write.key, write.acknowledged))
+            db.execute(sql.RECORD_ACKNOWLEDGEMENTS, (*write.key, write.acknowledged))
             if self._may_hold_dead_letters():
                 db.execute(sql.CLEAR_DEAD_LETTERS, (write.acknowledged,))
         if write.dead:
