@@ -14,18 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 import sqlite3
-import tempfile
 import threading
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, Self
+from typing import Any, Final, Protocol, Self
 
 import orjson
 
@@ -36,9 +31,30 @@ from adapters._delivery_lock import RunLocked as RunLocked
 from adapters._ledger_writer import GroupWriter
 from adapters._ledger_writer import LedgerWriteError as LedgerWriteError
 from adapters._run_locks import RunLocks
-from adapters.urls import without_user_info
+from adapters.ledger_records import BatchRecord as BatchRecord
+from adapters.ledger_records import BatchState as BatchState
+from adapters.ledger_records import CustomerResult as CustomerResult
+from adapters.ledger_records import CustomerSend as CustomerSend
+from adapters.ledger_records import DeadLetter as DeadLetter
+from adapters.ledger_records import DeadLetterKind as DeadLetterKind
+from adapters.ledger_records import DeadLetterNote as DeadLetterNote
+from adapters.ledger_records import Mark as _Mark
+from adapters.ledger_records import Outcome as _Outcome
+from adapters.ledger_records import RunRecord as RunRecord
+from adapters.ledger_records import batch_record as _batch_record
+from adapters.ledger_records import customer_results as customer_results
+from adapters.ledger_records import customer_send as _customer_send
+from adapters.ledger_records import dead_letter as _dead_letter
+from adapters.ledger_records import export_dead_letters as _export_dead_letters
+from adapters.ledger_records import mark_row as _mark
+from adapters.ledger_records import new_run_id as _new_run_id
+from adapters.ledger_records import now_text as _now
+from adapters.ledger_records import outcome_rows as _outcome
+from adapters.ledger_records import redacted as _redacted
+from adapters.ledger_records import run_record as _run_record
+from adapters.ledger_records import to_json as _json
 from schemas.errors import ConfigError
-from schemas.records import Batch, BatchOutcome, Method
+from schemas.records import Batch, BatchOutcome
 
 LEDGER_FILE: Final = "ledger.sqlite3"
 LOCK_FOLDER: Final = "locks"
@@ -46,109 +62,8 @@ BUSY_TIMEOUT_MS: Final = 10_000
 CHECKPOINT_EVERY: Final = 200  # writes (a batch: 2) between background WAL checkpoints
 CACHE_KIB: Final = 65_536  # page cache: the acknowledged index of millions stays warm
 
-BatchState = Literal["sending", "acknowledged", "rejected", "failed", "interrupted"]
-DeadLetterKind = Literal["rejected", "failed"]
-CustomerResult = Literal["acknowledged", "rejected", "failed"]
-
-# Parameter names whose values never reach the ledger (run parameters are kept as JSON).
-_SECRET_NAME: Final = re.compile(
-    r"secret|token|password|passwd|authorization|api_?key|credential|cert|private", re.I
-)
-_REDACTED: Final = "***"
 _ID_CHUNK: Final = 100_000
 _PAGE: Final = 1_000
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One run of the pipeline as the ledger saw it.
-
-    ``status`` is ``running`` until ``finish_run``; ``crashed`` once a later run found it
-    stopped without finishing.
-    """
-
-    run_id: str
-    started_at: str
-    finished_at: str | None
-    status: str
-    parameters: dict[str, Any]
-    counts: dict[str, int]
-    host: str
-    pid: int
-    reason: str | None = None
-    """Why the run ended as ``status`` says (an error, or what made it incomplete)."""
-
-
-@dataclass(frozen=True)
-class BatchRecord:
-    """One request of a run: marked ``sending`` before it went out, then its outcome."""
-
-    run_id: str
-    batch_id: str
-    method: Method
-    customer_ids: tuple[str, ...]
-    state: BatchState
-    attempts: int
-    http_status: int | None
-    request_id: str | None
-    error: str | None
-    sent_at: str
-    finished_at: str | None
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A customer the partner rejected, or that still failed after its retries.
-
-    ``document`` is the exact JSON that was sent (card data: never log it); ``answer`` is
-    the partner's answer or the transport error. Cleared once the customer is acknowledged.
-    """
-
-    source_customer_id: str
-    fingerprint: str
-    method: Method
-    document: bytes
-    kind: DeadLetterKind
-    http_status: int | None
-    request_id: str | None
-    answer: str | None
-    first_failed_at: str
-    last_failed_at: str
-    failures: int
-    run_id: str
-    batch_id: str
-
-
-@dataclass(frozen=True)
-class CustomerSend:
-    """One batch that carried a customer: how it went out and what became of the batch.
-
-    ``acknowledged_fingerprint`` is the fingerprint the partner acknowledged in this
-    batch, None when this send was not acknowledged (or its record was pruned).
-    """
-
-    run_id: str
-    batch_id: str
-    method: Method
-    batch_state: BatchState
-    http_status: int | None
-    request_id: str | None
-    sent_at: str
-    finished_at: str | None
-    acknowledged_fingerprint: str | None
-
-
-@dataclass(frozen=True)
-class DeadLetterNote:
-    """A customer's dead letter without its document (no card data): why it failed."""
-
-    fingerprint: str
-    kind: DeadLetterKind
-    http_status: int | None
-    request_id: str | None
-    answer: str | None
-    run_id: str
-    batch_id: str
 
 
 class Ledger(Protocol):
@@ -222,32 +137,6 @@ class Ledger(Protocol):
     def runs(self, limit: int | None = None) -> list[RunRecord]: ...
 
     def close(self) -> None: ...
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _new_run_id() -> str:
-    # sortable by start time, unique across workers
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
-def _redacted(value: object) -> object:
-    if isinstance(value, Mapping):
-        return {
-            str(k): _REDACTED if _SECRET_NAME.search(str(k)) else _redacted(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_redacted(v) for v in value]
-    if isinstance(value, str):
-        return without_user_info(value)  # a URL's user:password@ is a credential too
-    return value
-
-
-def _json(value: object) -> str:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _private_file(path: Path) -> None:
@@ -467,20 +356,7 @@ class SqliteLedger:
         """Every batch that carried ``customer_id``, oldest first."""
         quoted = orjson.dumps(customer_id).decode()
         rows = self._read(sql.CUSTOMER_SENDS, (customer_id, quoted))
-        return [
-            CustomerSend(
-                run_id=r[1],
-                batch_id=r[2],
-                method=r[3],
-                batch_state=r[4],
-                http_status=r[5],
-                request_id=r[6],
-                sent_at=r[7],
-                finished_at=r[8],
-                acknowledged_fingerprint=r[9],
-            )
-            for r in rows
-        ]
+        return [_customer_send(r) for r in rows]
 
     def dead_letter_note(self, customer_id: str) -> DeadLetterNote | None:
         """The customer's dead letter, its document left out, if it has one."""
@@ -660,37 +536,9 @@ class SqliteLedger:
         Without ``include_documents`` a line holds the id, method, failure details and the
         partner's answer. With it, also the document that was sent, which is card data.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        written = 0
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:  # mkstemp creates the file 0600
-                for letter in self.iter_dead_letters():
-                    line: dict[str, object] = {
-                        "sourceCustomerId": letter.source_customer_id,
-                        "method": letter.method,
-                        "kind": letter.kind,
-                        "httpStatus": letter.http_status,
-                        "requestId": letter.request_id,
-                        "answer": letter.answer,
-                        "failures": letter.failures,
-                        "firstFailedAt": letter.first_failed_at,
-                        "lastFailedAt": letter.last_failed_at,
-                        "runId": letter.run_id,
-                        "batchId": letter.batch_id,
-                        "fingerprint": letter.fingerprint,
-                    }
-                    if include_documents:
-                        line["document"] = orjson.Fragment(letter.document)
-                    out.write(orjson.dumps(line) + b"\n")
-                    written += 1
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return written
+        return _export_dead_letters(
+            self.iter_dead_letters(), path, include_documents=include_documents
+        )
 
 
 class _Transaction:
@@ -713,200 +561,26 @@ class _Transaction:
     def added_dead_letters(self) -> None:
         self._dead_letters = True
 
+    # --- how a mark and an outcome (adapters/ledger_records.py) are written here --------
+    def mark(self, write: _Mark) -> None:
+        """MARK_SENDING: the mark's row, then the time."""
+        self.db.execute(sql.MARK_SENDING, (*write.row, self.now))
 
-@dataclass(frozen=True, slots=True)
-class _Mark:
-    """A batch's ``sending`` mark: MARK_SENDING's parameters but the time."""
-
-    row: tuple[object, ...]
-
-    def apply(self, transaction: _Transaction) -> None:
-        transaction.db.execute(sql.MARK_SENDING, (*self.row, transaction.now))
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """A batch's outcome, ready to write: its key, its row (FINISH_BATCH's parameters but
-    the time and key), its acknowledged customers as a JSON object ``{id: fingerprint}``,
-    its dead letters (DEAD_LETTER's parameters but the time)."""
-
-    key: tuple[str, str]  # (run_id, batch_id)
-    method: str
-    customer_ids: Sequence[str]
-    batch: tuple[object, ...]
-    acknowledged: str | None
-    dead: tuple[tuple[object, ...], ...]
-
-    def apply(self, transaction: _Transaction) -> None:
-        db, now = transaction.db, transaction.now
-        if db.execute(sql.FINISH_BATCH, (*self.batch, now, *self.key)).rowcount == 0:
+    def outcome(self, write: _Outcome) -> None:
+        db, now = self.db, self.now
+        if db.execute(sql.FINISH_BATCH, (*write.batch, now, *write.key)).rowcount == 0:
             # never marked (record_outcome alone): the whole row, its ids included
-            ids = orjson.dumps(self.customer_ids).decode()
-            row = (*self.key, self.method, ids, len(self.customer_ids), *self.batch, now, now)
+            ids = orjson.dumps(write.customer_ids).decode()
+            row = (*write.key, write.method, ids, len(write.customer_ids), *write.batch, now, now)
             db.execute(sql.RECORD_BATCH, row)
-        if self.acknowledged is not None:
-            db.execute(sql.ACKNOWLEDGE, (*self.key, self.acknowledged))
-            db.execute(sql.RECORD_ACKNOWLEDGEMENTS, (*self.key, self.acknowledged))
-            if transaction.may_hold_dead_letters():
-                db.execute(sql.CLEAR_DEAD_LETTERS, (self.acknowledged,))
-        if self.dead:
-            db.executemany(sql.DEAD_LETTER, [(*row, now) for row in self.dead])
-            transaction.added_dead_letters()
-
-
-def _mark(run_id: str, batch: Batch) -> _Mark:
-    ids = batch.customer_ids
-    return _Mark((run_id, batch.batch_id, batch.method, orjson.dumps(ids).decode(), len(ids)))
-
-
-def _outcome(
-    run_id: str,
-    outcome: BatchOutcome,
-    fingerprints: Mapping[str, str],
-    documents: Mapping[str, bytes],
-) -> _Outcome:
-    """The rows of an outcome; a missing fingerprint or document raises here, before any
-    transaction."""
-    ids = outcome.customer_ids
-    listed: Sequence[str] | None = getattr(outcome, "acknowledged", None)
-    acked: Mapping[str, str]
-    dead: list[tuple[object, ...]] = []
-    rejected = failed = 0
-    if outcome.status == "acknowledged" and not outcome.rejected and listed in (None, ids):
-        # the common case: everyone. A planned batch's fingerprints hold exactly its ids in
-        # its order (one tuple of the keys compared, identical strings): serialised as given
-        if type(fingerprints) is dict and tuple(fingerprints) == ids:
-            acked = fingerprints
-        else:
-            acked = {cid: fingerprints[cid] for cid in ids}
-    else:
-        acked = some = {}
-        for cid, (result, answer) in customer_results(outcome).items():
-            if result == "acknowledged":
-                some[cid] = fingerprints[cid]
-                continue
-            if result == "rejected":
-                rejected += 1
-            else:
-                failed += 1
-            dead.append(
-                (
-                    cid,
-                    fingerprints[cid],
-                    outcome.method,
-                    documents[cid],
-                    result,
-                    outcome.http_status,
-                    outcome.request_id,
-                    answer,
-                    run_id,
-                    outcome.batch_id,
-                )
-            )
-    return _Outcome(
-        (run_id, outcome.batch_id),
-        outcome.method,
-        ids,
-        (
-            outcome.status,
-            outcome.attempts,
-            outcome.http_status,
-            outcome.request_id,
-            outcome.error,
-            orjson.dumps(_request_ids(outcome)).decode(),
-            len(acked),
-            rejected,
-            failed,
-        ),
-        orjson.dumps(acked).decode() if acked else None,
-        tuple(dead),
-    )
-
-
-def customer_results(outcome: BatchOutcome) -> dict[str, tuple[CustomerResult, str | None]]:
-    """sourceCustomerId -> (what became of it, the partner's answer) for a batch's outcome.
-
-    Customers in ``outcome.rejected`` were rejected with their own answer. An outcome that
-    lists its ``acknowledged`` customers (the delivery's ``DeliveryOutcome``) is taken at its
-    word: every other customer failed. Otherwise the status says it: ``acknowledged`` and
-    ``rejected`` (after a split) mean every other customer was acknowledged, a ``rejected``
-    outcome naming no customer was refused whole, and ``failed`` means none was.
-    """
-    if outcome.status not in ("acknowledged", "rejected", "failed"):
-        raise ValueError(f"batch {outcome.batch_id}: cannot record status {outcome.status}")
-    listed: Sequence[str] | None = getattr(outcome, "acknowledged", None)
-    if listed is not None:
-        acknowledged = set(listed)
-    elif outcome.status == "acknowledged" or (outcome.status == "rejected" and outcome.rejected):
-        acknowledged = set(outcome.customer_ids)
-    else:
-        acknowledged = set()
-    whole: CustomerResult = "rejected" if outcome.status == "rejected" else "failed"
-    results: dict[str, tuple[CustomerResult, str | None]] = {}
-    for cid in outcome.customer_ids:
-        if cid in outcome.rejected:
-            results[cid] = ("rejected", outcome.rejected[cid])
-        elif cid in acknowledged:
-            results[cid] = ("acknowledged", None)
-        else:
-            results[cid] = (whole, outcome.error)
-    return results
-
-
-def _request_ids(outcome: BatchOutcome) -> list[str]:
-    """Every requestId of the batch: a ``DeliveryOutcome`` lists them (splits included)."""
-    listed: Sequence[str] | None = getattr(outcome, "request_ids", None)
-    if listed:
-        return list(listed)
-    return [outcome.request_id] if outcome.request_id else []
-
-
-def _run_record(r: tuple[Any, ...]) -> RunRecord:
-    return RunRecord(
-        run_id=r[0],
-        started_at=r[1],
-        finished_at=r[2],
-        status=r[3],
-        parameters=orjson.loads(r[4]),
-        counts=orjson.loads(r[5]) if r[5] else {},
-        host=r[6],
-        pid=r[7],
-        reason=r[8],
-    )
-
-
-def _batch_record(row: tuple[Any, ...]) -> BatchRecord:
-    return BatchRecord(
-        run_id=row[0],
-        batch_id=row[1],
-        method=row[2],
-        customer_ids=tuple(orjson.loads(row[3])),
-        state=row[4],
-        attempts=row[5],
-        http_status=row[6],
-        request_id=row[7],
-        error=row[8],
-        sent_at=row[9],
-        finished_at=row[10],
-    )
-
-
-def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
-    return DeadLetter(
-        source_customer_id=row[0],
-        fingerprint=row[1],
-        method=row[2],
-        document=bytes(row[3]),
-        kind=row[4],
-        http_status=row[5],
-        request_id=row[6],
-        answer=row[7],
-        first_failed_at=row[8],
-        last_failed_at=row[9],
-        failures=row[10],
-        run_id=row[11],
-        batch_id=row[12],
-    )
+        if write.acknowledged is not None:
+            db.execute(sql.ACKNOWLEDGE, (*write.key, write.acknowledged))
+            db.execute(sql.RECORD_ACKNOWLEDGEMENTS, (*write.key, write.acknowledged))
+            if self.may_hold_dead_letters():
+                db.execute(sql.CLEAR_DEAD_LETTERS, (write.acknowledged,))
+        if write.dead:
+            db.executemany(sql.DEAD_LETTER, [(*row, now) for row in write.dead])
+            self.added_dead_letters()
 
 
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"

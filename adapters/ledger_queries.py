@@ -7,6 +7,7 @@ the partner's answers only, so no card data or postal code can come out.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 
 from adapters.ledger import SqliteLedger
+from adapters.ledger_factory import ledger_location, open_ledger, work_folder
 from transforms.refusals import masked
 
 REPORT_FIELDS = (
@@ -85,7 +87,7 @@ class SendRow:
 
 
 def _report_of(ledger: SqliteLedger, run_id: str) -> dict[str, Any]:
-    path = ledger.path.parent / "runs" / run_id / "report.json"
+    path = run_files_folder(ledger) / "runs" / run_id / "report.json"
     try:
         data = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError):
@@ -180,6 +182,21 @@ def history(ledger: SqliteLedger, customer_id: str) -> list[SendRow]:
     return rows
 
 
-def state_ledger(state: Path) -> SqliteLedger:
-    """The ledger of a state folder, opened read-only (a reader never blocks a run)."""
-    return SqliteLedger.open(state, read_only=True)
+def state_ledger(state: str | os.PathLike[str] | None) -> SqliteLedger:
+    """The ledger ``state`` names (``--state``: a folder or a PostgreSQL URL, else the
+    environment, see ``adapters/ledger_factory.py``), opened read-only (a reader never
+    blocks a run)."""
+    return open_ledger(ledger_location(state), read_only=True)  # type: ignore[return-value]
+
+
+def run_files_folder(ledger: Any) -> Path:
+    """Where the ledger's runs keep their files (``runs/<run_id>/``): the state folder of
+    a SQLite ledger, the work folder of a PostgreSQL one."""
+    path = getattr(ledger, "path", None)
+    return path.parent if isinstance(path, Path) else work_folder(str(ledger.url))
+
+
+def ledger_name(ledger: Any) -> str:
+    """The ledger as a message names it: its file, or its URL (user-info masked)."""
+    path = getattr(ledger, "path", None)
+    return str(path) if isinstance(path, Path) else str(ledger.url)

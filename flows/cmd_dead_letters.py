@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adapters.ledger import SqliteLedger
-from flows.sync import state_folder
+from adapters.ledger_factory import ledger_location, open_ledger
 
 
 def main(args: argparse.Namespace) -> int:
-    with SqliteLedger.open(state_folder(args.state), read_only=True) as ledger:
+    with open_ledger(ledger_location(args.state), read_only=True) as ledger:
         count = ledger.export_dead_letters(Path(args.out), include_documents=args.documents)
     print(f"wrote {count:,} dead letters to {args.out}")
     return 0

@@ -7,7 +7,6 @@ import dataclasses
 
 from adapters.ledger_queries import history, state_ledger
 from flows._output import render
-from flows.sync import state_folder
 
 COLUMNS = (
     "sent_at",
@@ -22,7 +21,7 @@ COLUMNS = (
 
 
 def main(args: argparse.Namespace) -> int:
-    with state_ledger(state_folder(args.state)) as ledger:
+    with state_ledger(args.state) as ledger:
         sends = [dataclasses.asdict(s) for s in history(ledger, args.customer_id)]
     if not sends and args.format == "table":
         print(f"no send of customer {args.customer_id} in the ledger")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from adapters.ledger_queries import run_detail, runs, state_ledger
+from adapters.ledger_queries import ledger_name, run_detail, runs, state_ledger
 from flows._output import render
-from flows.sync import state_folder
 from schemas.errors import ConfigError
 
 RUN_COLUMNS = (
@@ -43,7 +42,7 @@ def _flat(row: dict[str, object]) -> dict[str, object]:
 
 
 def main(args: argparse.Namespace) -> int:
-    with state_ledger(state_folder(args.state)) as ledger:
+    with state_ledger(args.state) as ledger:
         if args.run_id is None:
             rows = [dataclasses.asdict(r) for r in runs(ledger, limit=args.limit)]
             if args.format == "json":
@@ -52,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
                 print(render([_flat(r) for r in rows], RUN_COLUMNS, args.format, "runs"))
             return 0
         detail = run_detail(ledger, args.run_id)
-        where = ledger.path
+        where = ledger_name(ledger)
     if detail is None:
         raise ConfigError(f"{where}: no run {args.run_id!r} in the ledger")
     data = dataclasses.asdict(detail)

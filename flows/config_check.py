@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from adapters.ledger_factory import ledger_location, work_folder
 from adapters.partner_client import PartnerSettings, customers_url
 from adapters.urls import has_user_info
 from schemas.contract import MAX_CUSTOMERS_PER_REQUEST as MAX_BATCH_SIZE
@@ -23,9 +24,10 @@ DEFAULT_STATE_DIR = ".state"
 
 
 def state_folder(state_dir: str | os.PathLike[str] | None) -> Path:
-    """The ledger's folder: the option, else $CUSTOMER_SYNC_STATE_DIR, else ./.state."""
-    chosen = state_dir or os.environ.get("CUSTOMER_SYNC_STATE_DIR") or DEFAULT_STATE_DIR
-    return Path(chosen)
+    """The run's local folder: the ledger's folder (the option, else
+    $CUSTOMER_SYNC_STATE_DIR, else ./.state), or for a PostgreSQL ledger
+    ($CUSTOMER_SYNC_LEDGER_URL or a URL option) $CUSTOMER_SYNC_WORK_DIR, else ./.state."""
+    return work_folder(ledger_location(state_dir))
 
 
 def check_configuration(

@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import flow
 
 from adapters.delivery import RetryPolicy
-from adapters.ledger import SqliteLedger
+from adapters.ledger_factory import ledger_location, open_ledger
 from adapters.partner_client import PartnerClient
 from adapters.spool import SpoolWriter
 from adapters.urls import without_user_info
@@ -66,7 +66,7 @@ async def replay_dead_letters(
     except CustomerSyncError as error:
         write_stopped_report(report, error)
         raise
-    ledger = SqliteLedger.open(state)
+    ledger = open_ledger(ledger_location(state_dir))
     if dry_run is None:
         lock_delivery(ledger, None, 1, wait)
     letters = ledger.dead_letters()

@@ -21,6 +21,7 @@ from prefect import flow
 
 from adapters.delivery import DeliveryOutcome, RetryPolicy
 from adapters.ledger import SqliteLedger
+from adapters.ledger_factory import ledger_location, open_ledger
 from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS
 from adapters.partner_client import PartnerClient, PartnerSettings
 from adapters.urls import without_user_info
@@ -272,7 +273,7 @@ async def _sync(
     settings = await partner_settings(api_url, look_up_block=dry_run is None)
     state = state_folder(state_dir)
     result = SyncResult(dry_run=dry_run is not None)
-    ledger = SqliteLedger.open(state)
+    ledger = open_ledger(ledger_location(state_dir))
     if dry_run is None:  # one delivering run per ledger, before anything is read or sent
         lock_delivery(ledger, layout.owned, layout.partitions, wait)
     parameters: Mapping[str, object] = {

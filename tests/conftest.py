@@ -31,3 +31,16 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """One real PostgreSQL server on 127.0.0.1 for the session (tests/postgres_support.py);
+    fails, never skips, when the machine has no PostgreSQL binaries."""
+    from tests.postgres_support import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.close()

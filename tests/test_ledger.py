@@ -1,4 +1,10 @@
-"""The SQLite ledger, on real database files: round-trips, transactions, crashes, readers."""
+"""The ledger on both backends, on real databases: round-trips, transactions, crashes.
+
+Every test that takes the ``state`` fixture runs twice: on a SQLite state folder and on a
+fresh database of a real PostgreSQL server (tests/postgres_support.py, started by the test
+run). Tests about SQLite's own machinery (file modes, WAL, the checkpointer, lock files,
+SIGKILL at every SQLite statement, SQLite readers) are marked ``@sqlite_only``.
+"""
 
 from __future__ import annotations
 
@@ -21,17 +27,35 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 
 from adapters import ledger as ledger_module
+from adapters import pg_ledger as pg_ledger_module
 from adapters._ledger_sql import SCHEMA_VERSION
+from adapters._pg_ledger_sql import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from adapters.delivery import DeliveryOutcome
 from adapters.ledger import LEDGER_FILE, Ledger, LedgerWriteError, SqliteLedger
+from adapters.ledger_factory import open_ledger
+from adapters.ledger_url import is_database_url
 from schemas.errors import ConfigError
 from schemas.records import Batch, BatchOutcome, Method
 from transforms.plan import plan_customers
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class ANY_JSON:
+    """Equal to a JSON column holding ``value``, whichever backend read it."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return _json_value(other) == self.value
+
+    def __repr__(self) -> str:
+        return f"ANY_JSON({self.value!r})"
 
 
 def _ids(prefix: str, n: int = 3) -> tuple[str, ...]:
@@ -83,25 +107,78 @@ def _send(
     )
 
 
-def _query(state: Path, sql: str) -> list[tuple[Any, ...]]:
+State = Any  # a SQLite state folder (Path) or a PostgreSQL URL (str)
+DB_ERRORS = (sqlite3.Error, psycopg.Error)
+
+
+def _query(state: State, sql: str) -> list[tuple[Any, ...]]:
     """Read like a notebook would: a separate read-only connection."""
+    if is_database_url(state):
+        with psycopg.connect(state, autocommit=True) as pg:
+            pg.execute("SET default_transaction_read_only = on")
+            return [tuple(row) for row in pg.execute(sql).fetchall()]
     uri = f"{(state / LEDGER_FILE).as_uri()}?mode=ro"
     with sqlite3.connect(uri, uri=True) as db:
         return db.execute(sql).fetchall()
 
 
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path / "state"
+def _execute(state: State, sqlite_sql: str, postgres_sql: str) -> None:
+    """Change the database behind the ledger's back (fault injection), as each speaks."""
+    if is_database_url(state):
+        with psycopg.connect(state, autocommit=True) as pg:
+            pg.execute(postgres_sql)
+        return
+    with sqlite3.connect(state / LEDGER_FILE) as db:
+        db.execute(sqlite_sql)
+
+
+def _fail_dead_letter_of(state: State, customer_id: str) -> None:
+    """Make the database refuse the dead letter of ``customer_id`` ('disk says no')."""
+    _execute(
+        state,
+        f"CREATE TRIGGER boom BEFORE INSERT ON dead_letters WHEN NEW.source_customer_id = "
+        f"'{customer_id}' BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
+        "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF NEW.source_customer_id = '{customer_id}' THEN RAISE EXCEPTION 'disk says no'; "
+        "END IF; RETURN NEW; END $$; CREATE TRIGGER boom BEFORE INSERT ON dead_letters "
+        "FOR EACH ROW EXECUTE FUNCTION boom()",
+    )
+
+
+def _json_value(value: object) -> object:
+    """A JSON column as read: text from SQLite, already decoded from PostgreSQL's jsonb."""
+    return orjson.loads(value) if isinstance(value, str) else value
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[State]:
+    """Where the ledger is: a fresh SQLite folder, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield tmp_path / "state"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.database()
+    yield url
+    server.drop(url)
+
+
+# tests about SQLite's own files and machinery
+sqlite_only = pytest.mark.parametrize("state", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def ledger(state: Path) -> Iterator[SqliteLedger]:
-    with SqliteLedger.open(state) as opened:
+def ledger(state: State) -> Iterator[Any]:
+    with open_ledger(state) as opened:
         yield opened
 
 
+def _patch_both(monkeypatch: pytest.MonkeyPatch, name: str, value: int) -> None:
+    for module in (ledger_module, pg_ledger_module):
+        monkeypatch.setattr(module, name, value)
+
+
 # --- opening -----------------------------------------------------------------------------
+@sqlite_only
 def test_open_creates_an_owner_only_wal_database_with_a_versioned_schema(
     ledger: SqliteLedger, state: Path
 ) -> None:
@@ -115,52 +192,58 @@ def test_open_creates_an_owner_only_wal_database_with_a_versioned_schema(
     assert _query(state, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
+@sqlite_only
 def test_an_existing_ledger_readable_by_others_is_narrowed_to_its_owner(state: Path) -> None:
-    SqliteLedger.open(state).close()
+    open_ledger(state).close()
     (state / LEDGER_FILE).chmod(0o644)
 
-    SqliteLedger.open(state).close()
+    open_ledger(state).close()
 
     assert stat.S_IMODE((state / LEDGER_FILE).stat().st_mode) == 0o600
 
 
 def test_reopening_keeps_everything(state: Path) -> None:
-    with SqliteLedger.open(state) as first:
+    with open_ledger(state) as first:
         run_id = first.start_run({"source": "landing/"})
         _send(first, run_id, _batch("b1", _ids("a")))
         first.finish_run(run_id, "succeeded", {"customers_created": 3})
 
-    with SqliteLedger.open(state) as second:
+    with open_ledger(state) as second:
         assert second.acknowledged_fingerprints(_ids("a")) == {c: f"v1:{c}" for c in _ids("a")}
         assert second.last_run() is not None
 
 
 def test_a_ledger_from_a_newer_release_is_refused(state: Path) -> None:
-    SqliteLedger.open(state).close()
-    with sqlite3.connect(state / LEDGER_FILE) as db:
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    open_ledger(state).close()
+    _execute(
+        state,
+        f"PRAGMA user_version = {SCHEMA_VERSION + 1}",
+        # its own count: PostgreSQL has one more step (the delivery lock's holders table)
+        f"UPDATE ledger_schema SET version = {PG_SCHEMA_VERSION + 1}",
+    )
 
     with pytest.raises(ConfigError, match="schema version"):
-        SqliteLedger.open(state)
+        open_ledger(state)
 
 
 def test_read_only_opening_reads_and_cannot_write(state: Path) -> None:
-    with SqliteLedger.open(state) as writer:
+    with open_ledger(state) as writer:
         run_id = writer.start_run({})
         _send(writer, run_id, _batch("b1", _ids("a")))
 
-    with SqliteLedger.open(state, read_only=True) as reader:
+    with open_ledger(state, read_only=True) as reader:
         assert reader.known_customer_count() == 3
-        with pytest.raises(sqlite3.OperationalError, match="read-only"):
+        with pytest.raises(DB_ERRORS, match="read-only"):
             reader.start_run({})
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(DB_ERRORS, match=r"read-?only"):
             reader.mark_sending("r", _batch("b2", _ids("b")))
-    assert not (state / "locks" / "r.lock").exists()
+    if not is_database_url(state):
+        assert not (state / "locks" / "r.lock").exists()
 
 
 def test_read_only_opening_of_a_missing_ledger_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no ledger"):
-        SqliteLedger.open(tmp_path / "nowhere", read_only=True)
+        open_ledger(tmp_path / "nowhere", read_only=True)
 
 
 def test_sqlite_ledger_implements_the_protocol(ledger: SqliteLedger) -> None:
@@ -244,7 +327,7 @@ def test_who_acknowledged_a_customer_is_readable_from_the_view(
 def test_acknowledged_fingerprints_returns_only_known_ids(
     ledger: SqliteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ledger_module, "_ID_CHUNK", 4)  # several chunks in one call
+    _patch_both(monkeypatch, "_ID_CHUNK", 4)  # several chunks in one call
     run_id = ledger.start_run({})
     batch = _batch("b1", _ids("a", 10))
     _send(ledger, run_id, batch)
@@ -379,7 +462,7 @@ def test_a_delivery_outcome_is_taken_at_its_word(ledger: SqliteLedger, state: Pa
     }
     assert _query(
         state, "SELECT state, acknowledged, rejected, failed, request_ids FROM batches"
-    ) == [("failed", 2, 1, 1, '["b1-1","b1-2","b1-6"]')]
+    ) == [("failed", 2, 1, 1, ANY_JSON(["b1-1", "b1-2", "b1-6"]))]
 
 
 def test_a_repeated_failure_refreshes_the_dead_letter(ledger: SqliteLedger) -> None:
@@ -406,7 +489,7 @@ def test_a_repeated_failure_refreshes_the_dead_letter(ledger: SqliteLedger) -> N
 def test_dead_letters_are_read_page_by_page(
     ledger: SqliteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ledger_module, "_PAGE", 2)
+    _patch_both(monkeypatch, "_PAGE", 2)
     run_id = ledger.start_run({})
     _send(ledger, run_id, _batch("b1", _ids("a", 5)), "failed")
 
@@ -496,13 +579,9 @@ def test_a_failure_mid_write_leaves_nothing_half_written(ledger: SqliteLedger, s
     ledger.mark_sending(run_id, batch)
     # the database itself fails the last statement of the transaction, after the batch row,
     # the acknowledgements and the dead-letter deletion were written
-    with sqlite3.connect(state / LEDGER_FILE) as db:
-        db.execute(
-            "CREATE TRIGGER boom BEFORE INSERT ON dead_letters "
-            "WHEN NEW.source_customer_id = 'a-3' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-        )
+    _fail_dead_letter_of(state, "a-3")
 
-    with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
+    with pytest.raises(DB_ERRORS, match="disk says no"):
         ledger.record_outcome(
             run_id,
             _outcome(batch, rejected={"a-3": "bad"}),
@@ -534,6 +613,7 @@ def test_a_missing_document_fails_before_anything_is_written(
     assert ledger.dead_letter_ids() == set()
 
 
+@sqlite_only
 def test_checkpoints_run_on_their_own_thread_until_close(
     state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -542,7 +622,7 @@ def test_checkpoints_run_on_their_own_thread_until_close(
     def checkpoint_threads() -> list[str]:
         return [t.name for t in threading.enumerate() if t.name.startswith("ledger-checkpoint")]
 
-    with SqliteLedger.open(state) as ledger:
+    with open_ledger(state) as ledger:
         run_id = ledger.start_run({})
         for b in range(20):
             _send(ledger, run_id, _batch(f"b{b}", _ids(f"c{b}")))
@@ -665,8 +745,14 @@ async def test_writes_queued_meanwhile_share_one_transaction(
 ) -> None:
     run_id = ledger.start_run({})
     batches = [_batch(f"b{n}", _ids(f"c{n}")) for n in range(20)]
-    commits: list[str] = []
-    ledger._db.set_trace_callback(lambda s: commits.append(s) if s == "COMMIT" else None)
+    commits: list[int] = []
+    commit = ledger._writer._commit  # count the writer's transactions, on either backend
+
+    def counted(writes: list[object]) -> None:
+        commits.append(len(writes))
+        commit(writes)
+
+    ledger._writer._commit = counted
 
     with ledger._lock:
         held = await _held_writer(ledger, run_id)
@@ -692,11 +778,7 @@ async def test_an_outcome_that_cannot_be_recorded_fails_alone_and_stops_the_send
     good, bad = _batch("b1", _ids("a")), _batch("b2", _ids("b"))
     for batch in (good, bad):
         await ledger.amark_sending(run_id, batch)
-    with sqlite3.connect(state / LEDGER_FILE) as db:
-        db.execute(
-            "CREATE TRIGGER boom BEFORE INSERT ON dead_letters "
-            "WHEN NEW.source_customer_id = 'b-1' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-        )
+    _fail_dead_letter_of(state, "b-1")
     with pytest.raises(KeyError, match="a-0"):  # checked when queued: nothing is queued
         ledger.queue_outcome(run_id, _outcome(good, "failed"), _fingerprints(good), {})
 
@@ -725,7 +807,7 @@ async def test_an_outcome_that_cannot_be_recorded_fails_alone_and_stops_the_send
 
 
 async def test_queued_outcomes_are_committed_before_finish_run_and_close(state: Path) -> None:
-    with SqliteLedger.open(state) as ledger:
+    with open_ledger(state) as ledger:
         run_id = ledger.start_run({})
         first, second = _batch("b1", _ids("a")), _batch("b2", _ids("b"))
         for batch in (first, second):
@@ -752,22 +834,24 @@ def test_awkward_ids_round_trip_through_the_acknowledged_json(ledger: SqliteLedg
 
 
 # --- crashed runs ------------------------------------------------------------------------
-def test_a_live_runs_batches_in_flight_are_not_interrupted(ledger: SqliteLedger) -> None:
+def test_a_live_runs_batches_in_flight_are_not_interrupted(
+    ledger: SqliteLedger, state: State
+) -> None:
     run_id = ledger.start_run({})
     ledger.mark_sending(run_id, _batch("b1", _ids("a")))
 
     assert ledger.interrupted_batches() == []
-    with SqliteLedger.open(ledger.path.parent) as other:  # another worker looking
+    with open_ledger(state) as other:  # another worker looking
         assert other.interrupted_batches() == []
 
 
 def test_a_run_closed_without_finishing_leaves_interrupted_batches(state: Path) -> None:
-    with SqliteLedger.open(state) as crashed:
+    with open_ledger(state) as crashed:
         run_id = crashed.start_run({})
         _send(crashed, run_id, _batch("b1", _ids("a")))
         crashed.mark_sending(run_id, _batch("b2", _ids("b")))
 
-    with SqliteLedger.open(state) as rerun:
+    with open_ledger(state) as rerun:
         (interrupted,) = rerun.interrupted_batches()
         assert (interrupted.run_id, interrupted.batch_id) == (run_id, "b2")
         assert interrupted.customer_ids == _ids("b")
@@ -789,6 +873,7 @@ def test_a_run_closed_without_finishing_leaves_interrupted_batches(state: Path) 
     assert f"re-planned by run {new_run}" in str(batches[1][2])
 
 
+@sqlite_only
 def test_a_finished_run_leaves_no_lock_file(ledger: SqliteLedger, state: Path) -> None:
     run_id = ledger.start_run({})
     ledger.finish_run(run_id, "succeeded", {})
@@ -815,7 +900,7 @@ def _write_batches(state: Path, first: int, count: int, hold: int, talk: Connect
     Every seventh batch fails. At batch ``hold`` it says "holding" with that batch in flight
     and waits, as a request to the partner would, until it is killed.
     """
-    with SqliteLedger.open(state) as ledger:
+    with open_ledger(state) as ledger:
         run_id = ledger.start_run({"first": first})
         talk.send(run_id)
         for b in range(first, first + count):
@@ -842,7 +927,8 @@ def _start_writer(
 
 def _invariants(state: Path, writers: int = 1) -> None:
     """What every committed state of the writers satisfies: no half-recorded batch."""
-    assert _query(state, "PRAGMA integrity_check") == [("ok",)]
+    if not is_database_url(state):
+        assert _query(state, "PRAGMA integrity_check") == [("ok",)]
     ((acked, acked_batches, dead, failed_batches, sending),) = _query(
         state,
         "SELECT (SELECT count(*) FROM acknowledged), "
@@ -866,7 +952,7 @@ def test_a_writer_killed_with_a_batch_in_flight_leaves_a_resumable_ledger(state:
     writer.join()
     assert writer.exitcode == -signal.SIGKILL
 
-    with SqliteLedger.open(state) as ledger:
+    with open_ledger(state) as ledger:
         _invariants(state)
         (interrupted,) = ledger.interrupted_batches()
         assert (interrupted.run_id, interrupted.batch_id) == (run_id, "b12")
@@ -892,7 +978,7 @@ def _write_then_die_at_statement(state: Path, statement: int) -> None:
     of the third batch (its ``mark_sending`` and ``record_outcome``) runs, so every point
     inside those transactions is hit, not just the ones a timer happens to land on.
     """
-    with SqliteLedger.open(state) as ledger:
+    with open_ledger(state) as ledger:
         run_id = ledger.start_run({})
         _send(ledger, run_id, _batch("b1", _ids("a", 4)))
         _send(ledger, run_id, _batch("b2", _ids("z", 3)), "failed")
@@ -941,7 +1027,7 @@ def test_a_kill_at_any_statement_leaves_a_committed_state(tmp_path: Path) -> Non
             break
         assert child.exitcode == -signal.SIGKILL
         states.append(_committed_state(state))
-        with SqliteLedger.open(state) as reopened:  # a crashed ledger opens cleanly
+        with open_ledger(state) as reopened:  # a crashed ledger opens cleanly
             interrupted = [b.batch_id for b in reopened.interrupted_batches()]
             assert interrupted == (["b3"] if states[-1] == "sending" else [])
     # every statement of both transactions was a kill point; the order of states is the
@@ -958,7 +1044,7 @@ def _group_then_die_at_statement(state: Path, statement: int) -> None:
     one group transaction; SIGKILL just before its ``statement``-th SQL statement."""
 
     async def work() -> None:
-        with SqliteLedger.open(state) as ledger:
+        with open_ledger(state) as ledger:
             run_id = ledger.start_run({})
             _send(ledger, run_id, _batch("b1", _ids("a", 4)))
             _send(ledger, run_id, _batch("b2", _ids("z", 3)), "failed")
@@ -1008,7 +1094,7 @@ def test_a_kill_at_any_statement_of_a_group_commit_leaves_a_committed_state(
         batches = dict(_query(state, "SELECT batch_id, state FROM batches"))
         # the outcome of b3 and the mark of b4 are one transaction: both or neither
         assert ("b4" in batches) == (states[-1] == "recorded")
-        with SqliteLedger.open(state) as reopened:
+        with open_ledger(state) as reopened:
             interrupted = {b.batch_id for b in reopened.interrupted_batches()}
         assert interrupted == {b for b, s in batches.items() if s == "sending"}
         assert ("b3" in interrupted) == (states[-1] == "sending")
@@ -1029,7 +1115,7 @@ def _deliver_concurrently(state: Path, sent_log: Path) -> None:
     async def work() -> None:
         log = os.open(sent_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         limiter = asyncio.Semaphore(DELIVERY_CONCURRENCY)
-        with SqliteLedger.open(state) as ledger:
+        with open_ledger(state) as ledger:
             run_id = ledger.start_run({})
 
             async def one(b: int) -> None:
@@ -1051,9 +1137,9 @@ def _deliver_concurrently(state: Path, sent_log: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("sent_before_kill", [1, 37, 150, 333, 399])
 def test_a_delivery_killed_at_any_moment_leaves_at_most_its_concurrency_in_flight(
-    tmp_path: Path, sent_before_kill: int
+    state: State, tmp_path: Path, sent_before_kill: int
 ) -> None:
-    state, sent_log = tmp_path / "state", tmp_path / "sent"
+    sent_log = tmp_path / "sent"
     child = _fork.Process(target=_child, args=(_deliver_concurrently, state, sent_log))
     child.start()
     deadline = time.monotonic() + 60
@@ -1071,7 +1157,7 @@ def test_a_delivery_killed_at_any_moment_leaves_at_most_its_concurrency_in_fligh
     # every request that went out was marked first; what is not recorded is in flight
     assert sent <= batches.keys()
     assert recorded <= sent
-    with SqliteLedger.open(state) as ledger:
+    with open_ledger(state) as ledger:
         interrupted = {b.batch_id for b in ledger.interrupted_batches()}
         assert interrupted == batches.keys() - recorded
         assert len(interrupted) <= DELIVERY_CONCURRENCY
@@ -1081,7 +1167,7 @@ def test_a_delivery_killed_at_any_moment_leaves_at_most_its_concurrency_in_fligh
 
 @pytest.mark.slow
 def test_two_writer_processes_share_one_ledger(state: Path) -> None:
-    SqliteLedger.open(state).close()
+    open_ledger(state).close()
     writers = [_start_writer(state, first=n * 1000, count=150) for n in range(2)]
 
     for writer, _ in writers:
@@ -1089,7 +1175,7 @@ def test_two_writer_processes_share_one_ledger(state: Path) -> None:
         assert writer.exitcode == 0
 
     _invariants(state)
-    with SqliteLedger.open(state) as ledger:
+    with open_ledger(state) as ledger:
         assert [r.status for r in ledger.runs()] == ["succeeded", "succeeded"]
         assert ledger.interrupted_batches() == []
 
@@ -1130,12 +1216,13 @@ def _read_until(process: subprocess.Popen[str], prefix: str) -> str:
     raise AssertionError(f"reader ended (status {process.wait()}) before printing {prefix!r}")
 
 
+@sqlite_only
 @pytest.mark.slow
 def test_a_reader_in_another_process_sees_consistent_data_while_a_run_writes(
     state: Path, tmp_path: Path
 ) -> None:
     stop = tmp_path / "stop"
-    with SqliteLedger.open(state) as ledger:
+    with open_ledger(state) as ledger:
         reader = subprocess.Popen(
             [sys.executable, "-c", _READER, str(state / LEDGER_FILE), str(stop)],
             stdout=subprocess.PIPE,
@@ -1154,6 +1241,7 @@ def test_a_reader_in_another_process_sees_consistent_data_while_a_run_writes(
     assert bad == 0
 
 
+@sqlite_only
 def test_a_reader_is_not_blocked_by_an_open_write_transaction(
     ledger: SqliteLedger, state: Path
 ) -> None:

@@ -1,5 +1,7 @@
 """The look-back commands over a real SQLite ledger: `runs`, `runs RUN_ID`, `history`.
 
+The ledger-level tests run on PostgreSQL too (the ``where`` fixture).
+
 Two nights against the stand-in partner: the second one with a changed card, a closed
 account, a vanished customer and a partner refusal (``reject_ids``). Planted postal code,
 last4 and iin values never appear in any command's output.
@@ -10,12 +12,15 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters import _ledger_sql as sql
 from adapters.ledger import SqliteLedger
+from adapters.ledger_factory import open_ledger
 from adapters.ledger_queries import history, runs
 from adapters.stub_server import StubFaults, serve_stub_in_thread
 from flows._output import csv_cell
@@ -179,8 +184,21 @@ def _outcome(batch_id: str, ids: tuple[str, ...], status: str = "acknowledged") 
                         attempts=1, http_status=200, request_id=f"req-{batch_id}")  # fmt: skip
 
 
-def test_acknowledgements_are_appended_and_pruned_keeping_the_last(tmp_path: Path) -> None:
-    with SqliteLedger.open(tmp_path) as ledger:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """The ledger the ledger-level tests use: a SQLite state folder, or a fresh PostgreSQL
+    database (``open_ledger`` picks the backend)."""
+    if request.param == "sqlite":
+        yield tmp_path
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.database()
+    yield url
+    server.drop(url)
+
+
+def test_acknowledgements_are_appended_and_pruned_keeping_the_last(where: Path | str) -> None:
+    with open_ledger(where) as ledger:
         run = ledger.start_run({})
         for n, fingerprint in enumerate(("f1", "f2", "f3")):
             ledger.record_outcome(
@@ -213,6 +231,52 @@ def test_a_version_1_ledger_is_migrated_with_its_last_acknowledgements(tmp_path:
     with SqliteLedger.open(tmp_path) as ledger:
         (send,) = ledger.customer_sends("C9")
     assert (send.acknowledged_fingerprint, send.request_id) == ("fp", "req-1")
+
+
+def test_the_morning_queries_read_a_run_its_batches_and_a_dead_letter(where: Path | str) -> None:
+    with open_ledger(where) as ledger:
+        run = ledger.start_run({"api_url": "https://user:pw@partner.example/v2"})
+        ledger.record_outcome(run, _outcome("b0", ("C1", "C2")), {"C1": "f1", "C2": "f2"}, {})
+        ledger.record_outcome(
+            run, _outcome("b1", ("C3",), "failed"), {"C3": "f3"}, {"C3": b'{"id":"C3"}'}
+        )
+        ledger.finish_run(run, "incomplete", {"customers_failed": 1}, reason="1 failed")
+        record = ledger.run(run)
+        assert record is not None
+        assert (record.status, record.reason) == ("incomplete", "1 failed")
+        assert "pw" not in str(record.parameters)  # a URL's user-info never stored
+        assert ledger.run("no-such-run") is None
+        assert [b.batch_id for b in ledger.batches_of_run(run)] == ["b0", "b1"]
+        note = ledger.dead_letter_note("C3")
+        assert note is not None and (note.kind, note.request_id) == ("failed", "req-b1")
+        assert ledger.dead_letter_note("C1") is None
+        (send,) = ledger.customer_sends("C3")
+        assert (send.batch_state, send.acknowledged_fingerprint) == ("failed", None)
+        assert sorted(ledger.acknowledged_ids()) == ["C1", "C2"]
+        assert [(r.run_id, r.status) for r in runs(ledger)] == [(run, "incomplete")]
+
+
+def test_a_version_1_postgresql_ledger_is_migrated_with_its_last_acknowledgements(
+    postgres_server: Any,
+) -> None:
+    import psycopg
+
+    from adapters import _pg_ledger_sql as pg_sql
+
+    url = postgres_server.database()
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(pg_sql.CREATE_SCHEMA_TABLE)
+        db.execute(pg_sql.MIGRATIONS[0])
+        db.execute("INSERT INTO batches (run_id, batch_id, method, customer_ids, customers, "
+                   "state, attempts, request_id, sent_at) VALUES ('r', 'b', 'POST', "
+                   "'[\"C9\"]', 1, 'acknowledged', 1, 'req-1', now())")  # fmt: skip
+        db.execute("INSERT INTO acknowledged VALUES ('C9', 'fp', 1)")
+        db.execute("UPDATE ledger_schema SET version = 1")
+    with open_ledger(url) as ledger:
+        (send,) = ledger.customer_sends("C9")
+        assert ledger.run("r") is None
+    assert (send.acknowledged_fingerprint, send.request_id) == ("fp", "req-1")
+    postgres_server.drop(url)
 
 
 def test_a_batch_that_gives_up_keeps_its_last_request_id_in_the_dead_letters(

@@ -17,12 +17,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from adapters.ledger import RunLocked, SqliteLedger
+from adapters.ledger_factory import open_ledger
 from adapters.stub_server import StubFaults, serve_stub_in_thread
 from flows.cli import main
 from tests.conftest import REPO
@@ -31,48 +34,106 @@ from tests.flow_support import run_sync, write_synthetic
 WAIT = 120.0
 
 
-def _locked(state: Path, owned: list[int] | None = None, partitions: int = 1) -> SqliteLedger:
-    ledger = SqliteLedger.open(state)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """The ledger the in-process tests lock: a SQLite state folder (``flock``), or a fresh
+    PostgreSQL database (advisory locks and the ``delivery_holders`` table)."""
+    if request.param == "sqlite":
+        yield tmp_path
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.database()
+    yield url
+    server.drop(url)
+
+
+def _locked(state: Path | str, owned: list[int] | None = None, partitions: int = 1) -> Any:
+    ledger = open_ledger(state)
     ledger.lock_delivery(owned, partitions)
     return ledger
 
 
-def test_a_second_run_is_refused_naming_the_first(tmp_path: Path) -> None:
-    with _locked(tmp_path) as first:
+def test_a_second_run_is_refused_naming_the_first(where: Path | str) -> None:
+    with _locked(where) as first:
         run_id = first.start_run({"test": True})
         started = first.runs()[0].started_at[:16]  # to the minute, as both write it
-        with SqliteLedger.open(tmp_path) as second, pytest.raises(RunLocked) as refused:
+        with open_ledger(where) as second, pytest.raises(RunLocked) as refused:
             second.lock_delivery()
         message = str(refused.value)
         assert "\n" not in message
         assert run_id in message and f"pid {os.getpid()}" in message
         assert socket.gethostname() in message and started in message
-    with _locked(tmp_path):  # released with the ledger
+    with _locked(where):  # released with the ledger
         pass
 
 
-def test_shards_of_one_layout_share_the_lock_and_nothing_else_does(tmp_path: Path) -> None:
-    with _locked(tmp_path, [0, 2], 4), _locked(tmp_path, [1, 3], 4):
+def test_shards_of_one_layout_share_the_lock_and_nothing_else_does(where: Path | str) -> None:
+    with _locked(where, [0, 2], 4), _locked(where, [1, 3], 4):
         for owned, partitions in (([0], 4), (None, 1), ([1], 3), ([3], 4)):
-            with SqliteLedger.open(tmp_path) as other, pytest.raises(RunLocked, match="chunks"):
+            with open_ledger(where) as other, pytest.raises(RunLocked, match="chunks"):
                 other.lock_delivery(owned, partitions)
-    with _locked(tmp_path), SqliteLedger.open(tmp_path) as shard, pytest.raises(RunLocked):
+    with _locked(where), open_ledger(where) as shard, pytest.raises(RunLocked):
         shard.lock_delivery([0], 2)  # a plain run holds it: no shard either
 
 
-def test_wait_waits_for_the_holder_then_takes_the_lock(tmp_path: Path) -> None:
-    first = _locked(tmp_path)
+def test_wait_waits_for_the_holder_then_takes_the_lock(where: Path | str) -> None:
+    first = _locked(where)
     threading.Timer(1.0, first.close).start()
     started = time.monotonic()
-    with SqliteLedger.open(tmp_path) as second:
+    with open_ledger(where) as second:
         second.lock_delivery(wait=None)
         assert time.monotonic() - started >= 0.9
-    bounded = _locked(tmp_path)
+    bounded = _locked(where)
     try:
-        with SqliteLedger.open(tmp_path) as third, pytest.raises(RunLocked, match="waited"):
+        with open_ledger(where) as third, pytest.raises(RunLocked, match="waited"):
             third.lock_delivery(wait=0.5)
     finally:
         bounded.close()
+
+
+_PG_HOLDER = """
+import sys, time
+from adapters.pg_ledger import PostgresLedger
+ledger = PostgresLedger.open(sys.argv[1])
+ledger.lock_delivery()
+print(ledger.start_run({"holder": True}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_postgresql_holder_killed_with_sigkill_frees_the_lock(postgres_server: Any) -> None:
+    """The server drops a dead session's advisory locks: the next run takes the lock and
+    removes the dead holder's row."""
+    url = postgres_server.database()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _PG_HOLDER, url], cwd=REPO, stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        run_id = holder.stdout.readline().decode().strip()
+        assert run_id, "the holder did not start"
+        with open_ledger(url) as other, pytest.raises(RunLocked, match=run_id):
+            other.lock_delivery()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=WAIT)
+    finally:
+        holder.kill()
+        holder.wait(timeout=WAIT)
+    deadline = time.monotonic() + WAIT
+    with open_ledger(url) as next_run:
+        while True:  # the server notices the dead connection at once on loopback, or soon
+            try:
+                next_run.lock_delivery()
+                break
+            except RunLocked:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        next_run.start_run({"next": True})
+        with psycopg.connect(url) as db:
+            holders = db.execute("SELECT run_id FROM delivery_holders").fetchall()
+        assert [h[0] for h in holders] != [run_id] and len(holders) == 1
+    postgres_server.drop(url)
 
 
 _HOLDER = """

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from adapters.ledger import SqliteLedger
+from adapters.ledger_factory import open_ledger
 from adapters.spool import read_spool
 from flows.prepare import Preparation, SourceSpec, chunk_layout, prepare
 from flows.shards import Shard
@@ -117,7 +118,9 @@ def test_a_malformed_shard_is_a_clear_error(tmp_path: Path) -> None:
         run_sync(source, "http://127.0.0.1:9", tmp_path / "state", shard="half")
 
 
-def _shard_command(source: Path, url: str, state: Path, number: int, report: Path) -> list[str]:
+def _shard_command(
+    source: Path, url: str, state: Path | str, number: int, report: Path
+) -> list[str]:
     import sys
 
     return [
@@ -128,8 +131,12 @@ def _shard_command(source: Path, url: str, state: Path, number: int, report: Pat
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_two_shard_processes_at_once_share_one_ledger(tmp_path: Path) -> None:
-    """Two ``customer-sync run --shard`` processes in parallel, one state folder."""
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_shard_processes_at_once_share_one_ledger(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Two ``customer-sync run --shard`` processes in parallel, one state folder or one
+    PostgreSQL database (the shared ledger of several workers)."""
     import json
     import os
     import subprocess
@@ -140,8 +147,11 @@ def test_two_shard_processes_at_once_share_one_ledger(tmp_path: Path) -> None:
     from tests.flow_support import write_synthetic
 
     source = write_synthetic(tmp_path / "in", 600)
-    state = tmp_path / "state"
+    state: Path | str = tmp_path / "state"
     env = {**os.environ, "PREFECT_API_URL": str(prefect.settings.PREFECT_API_URL.value())}
+    if backend == "postgresql":
+        state = request.getfixturevalue("postgres_server").database()
+        env["CUSTOMER_SYNC_WORK_DIR"] = str(tmp_path / "work")  # the runs' own files
     repo = Path(__file__).resolve().parent.parent
     with serve_stub_in_thread() as stub:
         processes = [
@@ -163,6 +173,7 @@ def test_two_shard_processes_at_once_share_one_ledger(tmp_path: Path) -> None:
     assert sum(r["customers_sent"] for r in reports) == 600
     assert all(r["reconciles"] for r in reports)
     assert len(accepted) == 600 and all(a.times == 1 for a in accepted.values())
-    with SqliteLedger.open(state) as ledger:
+    with open_ledger(state) as ledger:
         assert ledger.known_customer_count() == 600
-        assert len(ledger.runs()) == 2
+        assert [run.status for run in ledger.runs()] == ["completed", "completed"]
+        assert ledger.interrupted_batches() == []
