@@ -30,6 +30,11 @@ _HANDLERS = {
 # comes up while the command imports pandas and Prefect (the command waits for it)
 _FLOW_COMMANDS = frozenset({"run", "demo", "replay"})
 
+_STATE_HELP = (
+    "the ledger: a folder (SQLite; default $CUSTOMER_SYNC_STATE_DIR, else ./.state) or a "
+    "postgresql:// URL (default $CUSTOMER_SYNC_LEDGER_URL)"
+)
+
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -141,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--dry-run", metavar="DIR", help="write request bodies here, send nothing")
         sub.add_argument("--batch-size", type=int, default=50, metavar="N")
         sub.add_argument("--concurrency", type=int, default=8, metavar="N")
-        sub.add_argument("--state", metavar="DIR", help="ledger folder (default ./.state)")
+        sub.add_argument("--state", metavar="DIR|URL", help=_STATE_HELP)
         sub.add_argument("--full-refresh", action="store_true", help="send every customer")
         sub.add_argument("--mode", choices=("sync", "create-only"), default="sync")
         sub.add_argument("--allow-mass-update", action="store_true")
@@ -161,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser("replay", help="re-send the dead letters of earlier runs")
     replay.add_argument("--api-url", metavar="URL")
-    replay.add_argument("--state", metavar="DIR")
+    replay.add_argument("--state", metavar="DIR|URL", help=_STATE_HELP)
     replay.add_argument("--dry-run", metavar="DIR")
     replay.add_argument("--report", metavar="FILE")
     replay.add_argument("--concurrency", type=int, default=8, metavar="N")
@@ -169,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dead = commands.add_parser("dead-letters", help="export the dead letters as JSONL")
     dead.add_argument("out", help="JSONL file to write (readable by the owner only)")
-    dead.add_argument("--state", metavar="DIR")
+    dead.add_argument("--state", metavar="DIR|URL", help=_STATE_HELP)
     dead.add_argument(
         "--documents", action="store_true", help="include the documents (card data) in the export"
     )
@@ -180,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = commands.add_parser("history", help="every send of one customer")
     history.add_argument("customer_id", metavar="CUSTOMER_ID")
     for sub in (runs, history):
-        sub.add_argument("--state", metavar="DIR")
+        sub.add_argument("--state", metavar="DIR|URL", help=_STATE_HELP)
         sub.add_argument("--format", choices=("table", "json", "csv"), default="table")
     return parser
 
