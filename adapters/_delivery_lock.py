@@ -24,7 +24,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,24 +187,7 @@ class DeliveryLock:
         (``wait`` None: until the other runs end)."""
         if self.held:
             return
-        started = time.monotonic()
-        logged = 0.0
-        while True:
-            conflicts = self._try(scope)
-            if not conflicts:
-                return
-            waited = time.monotonic() - started
-            others = "; ".join(h.describe() for h in conflicts)
-            if wait is not None and waited >= wait:
-                waited_text = f" (waited {waited:.0f} s)" if wait else ""
-                raise RunLocked(
-                    f"{self._folder.parent}: another run is delivering from this ledger"
-                    f"{waited_text}: {others}; run again when it ends, or add --wait"
-                )
-            if logged == 0.0 or time.monotonic() - logged >= WAIT_LOG_EVERY:
-                log.info("Waiting for the delivery lock (%.0f s so far): %s", waited, others)
-                logged = time.monotonic()
-            time.sleep(_POLL)
+        wait_for_delivery_lock(lambda: self._try(scope), str(self._folder.parent), wait)
 
     def name_run(self, run_id: str) -> None:
         """Write the run id into the holder file (once ``start_run`` chose it)."""
@@ -226,3 +209,29 @@ class DeliveryLock:
                 self._path.unlink()
         os.close(self._fd)
         self._fd = self._path = self._holder = None
+
+
+def wait_for_delivery_lock(
+    try_once: Callable[[], list[Holder]], where: str, wait: float | None
+) -> None:
+    """Call ``try_once`` (which takes the lock and returns [], or returns the holders in
+    the way) until it succeeds; ``RunLocked`` naming ``where`` and the holders at once
+    (``wait`` 0), after ``wait`` seconds, or never (``None``). Both ledgers wait so."""
+    started = time.monotonic()
+    logged = 0.0
+    while True:
+        conflicts = try_once()
+        if not conflicts:
+            return
+        waited = time.monotonic() - started
+        others = "; ".join(h.describe() for h in conflicts)
+        if wait is not None and waited >= wait:
+            waited_text = f" (waited {waited:.0f} s)" if wait else ""
+            raise RunLocked(
+                f"{where}: another run is delivering from this ledger"
+                f"{waited_text}: {others}; run again when it ends, or add --wait"
+            )
+        if logged == 0.0 or time.monotonic() - logged >= WAIT_LOG_EVERY:
+            log.info("Waiting for the delivery lock (%.0f s so far): %s", waited, others)
+            logged = time.monotonic()
+        time.sleep(_POLL)

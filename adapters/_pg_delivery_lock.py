@@ -18,20 +18,18 @@ import os
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import orjson
 import psycopg
 
 from adapters import _pg_ledger_sql as sql
-from adapters._delivery_lock import WAIT_LOG_EVERY, DeliveryScope, Holder, RunLocked
+from adapters._delivery_lock import DeliveryScope, Holder, wait_for_delivery_lock
 
 log = logging.getLogger(__name__)
 
-_POLL: Final = 0.2  # seconds between attempts while waiting
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -93,24 +91,7 @@ class PgDeliveryLock:
         with self._lock:
             if self.held:
                 return
-            started = time.monotonic()
-            logged = 0.0
-            while True:
-                conflicts = self._try(scope)
-                if not conflicts:
-                    return
-                waited = time.monotonic() - started
-                others = "; ".join(h.describe() for h in conflicts)
-                if wait is not None and waited >= wait:
-                    waited_text = f" (waited {waited:.0f} s)" if wait else ""
-                    raise RunLocked(
-                        f"{self._where}: another run is delivering from this ledger"
-                        f"{waited_text}: {others}; run again when it ends, or add --wait"
-                    )
-                if logged == 0.0 or time.monotonic() - logged >= WAIT_LOG_EVERY:
-                    log.info("Waiting for the delivery lock (%.0f s so far): %s", waited, others)
-                    logged = time.monotonic()
-                time.sleep(_POLL)
+            wait_for_delivery_lock(lambda: self._try(scope), self._where, wait)
 
     def name_run(self, run_id: str) -> None:
         """Write the run id into the holder's row (once ``start_run`` chose it)."""
