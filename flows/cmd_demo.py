@@ -43,6 +43,8 @@ def main(args: argparse.Namespace) -> int:
                 mode=args.mode,
                 max_update_share=args.max_update_share,
                 allow_mass_update=args.allow_mass_update,
+                max_absent_share=args.max_absent_share,
+                allow_absent=args.allow_absent,
                 report=args.report,
                 progress=False if args.no_progress else None,
             )
