@@ -20,7 +20,7 @@ test: uv
 lint: uv
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
-	$(UV) run --locked mypy schemas transforms
+	$(UV) run --locked mypy customer_sync/schemas customer_sync/transforms
 
 bench: uv
 	$(UV) run --locked python scripts/benchmark.py $(BENCH_ARGS)

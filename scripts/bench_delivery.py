@@ -26,11 +26,11 @@ from typing import Any
 import aiohttp
 import orjson
 
-from adapters.delivery import RetryPolicy, deliver_batches
-from adapters.partner_client import PartnerClient, PartnerSettings
-from adapters.stub_server import RemoteStub, StubFaults, serve_stub_in_subprocess
-from schemas import contract
-from schemas.records import Batch
+from customer_sync.adapters.delivery import RetryPolicy, deliver_batches
+from customer_sync.adapters.partner_client import PartnerClient, PartnerSettings
+from customer_sync.devtools.stub_server import RemoteStub, StubFaults, serve_stub_in_subprocess
+from customer_sync.schemas import contract
+from customer_sync.schemas.records import Batch
 
 POOL = 64  # distinct batches of documents, cycled (memory stays flat at any N)
 BATCH = contract.MAX_CUSTOMERS_PER_REQUEST

@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from adapters.readers import read_extract
-from adapters.synthetic import synthetic_extract, write_extract
+from customer_sync.adapters.readers import read_extract
+from customer_sync.devtools.synthetic import synthetic_extract, write_extract
+from customer_sync.transforms.fast_nest import customer_document_bytes
+from customer_sync.transforms.validate import validate_extract
 from scripts.bench_delivery import BATCH, POOL, Workload
-from transforms.fast_nest import customer_document_bytes
-from transforms.validate import validate_extract
 
 SAMPLE_CUSTOMERS = POOL * BATCH * 5 // 4
 """Customers read for a sample: a few are held back (a co-holder outside the sample), and

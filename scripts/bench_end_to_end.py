@@ -36,8 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.stub_server import StubFaults, serve_stub_in_subprocess  # noqa: E402
-from adapters.synthetic import write_synthetic_extract  # noqa: E402
+from customer_sync.devtools.stub_server import StubFaults, serve_stub_in_subprocess  # noqa: E402
+from customer_sync.devtools.synthetic import write_synthetic_extract  # noqa: E402
 from scripts.bench_delivery import BATCH, plain_aiohttp  # noqa: E402
 from scripts.bench_documents import extract_workload, mean_body_kib  # noqa: E402
 
@@ -70,7 +70,7 @@ class Run:
 def run_sync(source: Path, api_url: str, state: Path, report: Path, env: dict[str, str],
              concurrency: int, *extra: str) -> Run:  # fmt: skip
     command = [
-        sys.executable, "-m", "flows.cli", "run", str(source),
+        sys.executable, "-m", "customer_sync.cli.app", "run", str(source),
         "--api-url", api_url, "--state", str(state),
         "--concurrency", str(concurrency), "--report", str(report), "--no-progress", *extra,
     ]  # fmt: skip

@@ -40,13 +40,13 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote
 
-from adapters.delivery import RetryPolicy
-from adapters.ledger import SqliteLedger
-from adapters.partner_client import PartnerClient, PartnerSettings
-from adapters.spool import SpoolWriter
-from adapters.stub_server import StubFaults, serve_stub_in_subprocess
-from flows.deliver import deliver_spool, task_run_size
-from schemas import contract
+from customer_sync.adapters.delivery import RetryPolicy
+from customer_sync.adapters.partner_client import PartnerClient, PartnerSettings
+from customer_sync.adapters.spool import SpoolWriter
+from customer_sync.devtools.stub_server import StubFaults, serve_stub_in_subprocess
+from customer_sync.flows.deliver import deliver_spool, task_run_size
+from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.schemas import contract
 from scripts.bench_delivery import BATCH, POOL, Workload, _token, plain_aiohttp
 from scripts.bench_documents import mean_body_kib, synthetic_workload
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
 
-from adapters.ledger_factory import open_ledger
-from schemas.records import Batch, BatchOutcome
+from customer_sync.ledger.factory import open_ledger
+from customer_sync.schemas.records import Batch, BatchOutcome
 
 
 def _batch(b: int) -> tuple[Batch, BatchOutcome, dict[str, str], dict[str, bytes]]:

@@ -11,8 +11,8 @@ rounds of each, and the largest peak RSS.
 * ``baseline``: the straightforward dict approach (rows as dicts with ``to_pylist``, dicts
   of lists to hang accounts and cards under customers, ``orjson.dumps`` per customer), what
   one writes first (DESIGN.md measured the same approach at about 60 s and 4.4 GB);
-* ``reference``: ``transforms.nest.customer_documents`` + ``serialise_document``;
-* ``fast``: ``transforms.fast_nest.customer_document_bytes``;
+* ``reference``: ``customer_sync.transforms.nest.customer_documents`` + ``serialise_document``;
+* ``fast``: ``customer_sync.transforms.fast_nest.customer_document_bytes``;
 * ``fingerprint``: ``transforms.fingerprint.customer_fingerprints`` (what the plan step
   computes every run; not a way to nest, so no ratio);
 * ``both``: ``transforms.fingerprint.fingerprinted_documents``, the documents and their
@@ -49,10 +49,10 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from schemas import contract
-from transforms.fast_nest import customer_document_bytes
-from transforms.fingerprint import customer_fingerprints, fingerprinted_documents
-from transforms.nest import customer_documents, serialise_document
+from customer_sync.schemas import contract
+from customer_sync.transforms.fast_nest import customer_document_bytes
+from customer_sync.transforms.fingerprint import customer_fingerprints, fingerprinted_documents
+from customer_sync.transforms.nest import customer_documents, serialise_document
 
 VARIANTS = ("frames", "baseline", "reference", "fast", "fingerprint", "both")
 _EPOCH_2010 = 1_262_304_000

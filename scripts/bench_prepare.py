@@ -9,7 +9,7 @@ Each path runs in a fresh subprocess, so its memory is its own:
 * ``whole``    read_extract, validate_extract and fingerprinted_document_arrays (the
                documents as Arrow bytes and their fingerprints) over the whole extract,
                in one process;
-* ``chunked``  ``flows.chunks.prepared_chunks``: pass 1 (read and bucket) here, passes 2
+* ``chunked``  ``chunking.pool.prepared_chunks``: pass 1 (read and bucket) here, passes 2
                and 3 (route; validate, nest, fingerprint each chunk) in a pool of worker
                processes; the parent casts each chunk's documents to the spool's Arrow type,
                as the spool does, and drops them.
@@ -99,8 +99,8 @@ def _checksum(ids: Any, fingerprints: Any) -> int:
 
 def _read_and_validate(folder: str, stages: dict[str, float]) -> Any:
     """The whole extract read and validated in this process, both stages timed."""
-    from adapters.readers import read_extract
-    from transforms.validate import validate_extract
+    from customer_sync.adapters.readers import read_extract
+    from customer_sync.transforms.validate import validate_extract
 
     start = time.perf_counter()
     extract = read_extract(folder)
@@ -132,7 +132,7 @@ def _baseline(folder: str) -> dict[str, Any]:
 
 
 def _whole(folder: str) -> dict[str, Any]:
-    from transforms.fingerprint import fingerprinted_document_arrays
+    from customer_sync.transforms.fingerprint import fingerprinted_document_arrays
 
     stages: dict[str, float] = {}
     validation = _read_and_validate(folder, stages)
@@ -152,9 +152,9 @@ def _whole(folder: str) -> dict[str, Any]:
 def _chunked(folder: str, chunk_customers: int, workers: int) -> dict[str, Any]:
     import pyarrow as pa
 
-    from adapters.partitioner import estimate_rows, partitions_for
-    from adapters.readers import locate_tables
-    from flows.chunks import prepared_chunks
+    from customer_sync.adapters.readers import locate_tables
+    from customer_sync.chunking.partitioner import estimate_rows, partitions_for
+    from customer_sync.chunking.pool import prepared_chunks
 
     stages: dict[str, float] = {}
     start = time.perf_counter()
@@ -212,7 +212,7 @@ def main() -> int:
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from adapters.partitioner import DEFAULT_CHUNK_CUSTOMERS
+    from customer_sync.chunking.partitioner import DEFAULT_CHUNK_CUSTOMERS
 
     chunk_customers = args.chunk_customers or DEFAULT_CHUNK_CUSTOMERS
     if args.child:
@@ -223,7 +223,7 @@ def main() -> int:
     if not all(
         (folder / f"{t}.{args.format}").exists() for t in ("customers", "accounts", "cards")
     ):
-        from adapters.synthetic import write_synthetic_extract
+        from customer_sync.devtools.synthetic import write_synthetic_extract
 
         start = time.perf_counter()
         write_synthetic_extract(folder, args.customers, args.format, seed=args.seed)

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.stub_server import StubFaults, serve_stub_in_subprocess  # noqa: E402
+from customer_sync.devtools.stub_server import StubFaults, serve_stub_in_subprocess  # noqa: E402
 from scripts.bench_end_to_end import extract_folder  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def prefect_server(home: Path) -> Iterator[dict[str, str]]:
 
 def _command(source: Path, url: str, state: Path, concurrency: int, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "flows.cli", "run", str(source), "--api-url", url,
+        sys.executable, "-m", "customer_sync.cli.app", "run", str(source), "--api-url", url,
         "--state", str(state), "--concurrency", str(concurrency), "--no-progress", *extra,
     ]  # fmt: skip
 

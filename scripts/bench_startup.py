@@ -43,7 +43,7 @@ TARGETS = {"help": 0.5, "validate": 3.0, "demo-warm": 8.0}
 def _run(checkout: Path, args: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "customer_sync.cli.app", *args],
         cwd=checkout,
         env=env,
         stdout=subprocess.DEVNULL,

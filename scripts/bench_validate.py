@@ -43,9 +43,9 @@ def _cpu_seconds() -> float:
 def _stage(stage: str, folder: str, code: str) -> dict[str, float]:
     """Run in the child process: one stage, timings in seconds (``code``: the source tree)."""
     sys.path.insert(0, code)
-    from adapters.readers import iter_table_blocks, read_extract
-    from schemas.contract import TABLES
-    from transforms.validate import validate_extract
+    from customer_sync.adapters.readers import iter_table_blocks, read_extract
+    from customer_sync.schemas.contract import TABLES
+    from customer_sync.transforms.validate import validate_extract
 
     result: dict[str, float] = {}
     start = time.perf_counter()
@@ -92,7 +92,7 @@ def main() -> int:
         (folder / f"{t}.{args.format}").exists() for t in ("customers", "accounts", "cards")
     ):
         sys.path.insert(0, str(ROOT))
-        from adapters.synthetic import write_synthetic_extract
+        from customer_sync.devtools.synthetic import write_synthetic_extract
 
         start = time.perf_counter()
         write_synthetic_extract(folder, args.customers, args.format, seed=args.seed)

@@ -1,7 +1,7 @@
 """Helpers for the chunked-validation tests (not a test module).
 
 ``chunks_in_memory`` splits an in-memory ``Extract`` into chunks with the routing rules of
-``transforms.routing``, without files, so property tests run fast; ``adapters.partitioner``
+``chunking.routing``, without files, so property tests run fast; ``chunking.partitioner``
 does the same through files and is checked against the whole extract separately.
 ``assert_same_validation`` compares the whole-extract validation with the combination of
 the chunks' validations: everything a user sees, counted once.
@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from adapters.partitioner import schema_of
-from schemas import contract
-from schemas.columns import text_series
-from schemas.records import Extract
-from transforms.fast_nest import customer_document_bytes
-from transforms.fingerprint import customer_fingerprints
-from transforms.routing import ChunkScope, customer_partitions, route_accounts_and_cards
-from transforms.validate import Validation
+from customer_sync.chunking.partitioner import schema_of
+from customer_sync.chunking.routing import ChunkScope, customer_partitions, route_accounts_and_cards
+from customer_sync.schemas import contract
+from customer_sync.schemas.columns import text_series
+from customer_sync.schemas.records import Extract
+from customer_sync.transforms.fast_nest import customer_document_bytes
+from customer_sync.transforms.fingerprint import customer_fingerprints
+from customer_sync.transforms.validate import Validation
 
 
 def _arrow(frame: pd.DataFrame, table: str) -> pa.Table:

@@ -16,7 +16,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 # and the project's own Prefect defaults (our loggers in the run's log), as the CLI sets them
-from flows.prefect_setup import configure_prefect  # noqa: E402
+from customer_sync.flows.prefect_setup import configure_prefect  # noqa: E402
 
 configure_prefect()
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from schemas.records import Batch, Method
-from transforms.batching import make_batches
+from customer_sync.schemas.records import Batch, Method
+from customer_sync.transforms.batching import make_batches
 
 DATE = "2024-01-02T03:04:05Z"
 

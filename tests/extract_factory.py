@@ -21,9 +21,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas import contract
-from schemas.records import Extract
-from transforms.normalise import normalise_table
+from customer_sync.schemas import contract
+from customer_sync.schemas.records import Extract
+from customer_sync.transforms.normalise import normalise_table
 
 Rows = dict[str, list[dict[str, str | None]]]
 Fmt = Literal["csv", "parquet"]

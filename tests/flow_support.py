@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from adapters.delivery import RetryPolicy
-from adapters.synthetic import synthetic_extract, write_extract
-from flows.report import SyncResult
+from customer_sync.adapters.delivery import RetryPolicy
+from customer_sync.devtools.synthetic import synthetic_extract, write_extract
+from customer_sync.run.report import SyncResult
 
 FAST_RETRIES = RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.01, max_retry_after=0.05)
 
@@ -31,7 +31,7 @@ def write_table(folder: Path, table: str, frame: pd.DataFrame) -> None:
 
 def run_sync(source: Path, api_url: str, state: Path, **options: Any) -> SyncResult:
     """The flow, called as a notebook would, with retries fast enough for tests."""
-    from flows.sync import sync_customers
+    from customer_sync.flows.sync import sync_customers
 
     options.setdefault("retry_policy", FAST_RETRIES)
     options.setdefault("progress", False)

@@ -14,7 +14,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pandas as pd
 
-from schemas import contract
+from customer_sync.schemas import contract
 
 DATE = "2024-01-02T03:04:05Z"
 LATER = "2025-06-07T08:09:10Z"

@@ -13,14 +13,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from adapters.stub_server import serve_stub_in_thread
-from flows.cli import main
-from schemas.errors import ConfigError, GuardTripped
+from customer_sync.chunking.routing import id_partitions
+from customer_sync.cli.app import main
+from customer_sync.devtools.stub_server import serve_stub_in_thread
+from customer_sync.schemas.errors import ConfigError, GuardTripped
+from customer_sync.transforms.absent import absent_customers, ids_of_partitions
+from customer_sync.transforms.plan import absent_guard
 from tests.flow_support import read_table, write_synthetic, write_table
 from tests.test_cli import _run
-from transforms.absent import absent_customers, ids_of_partitions
-from transforms.plan import absent_guard
-from transforms.routing import id_partitions
 
 # --- pure ---------------------------------------------------------------------------------
 

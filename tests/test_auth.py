@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.auth import PartnerAuthError, SessionTokenAuth, StaticBearerAuth
-from adapters.delivery import RetryPolicy, deliver_batches
-from adapters.partner_client import (
+from customer_sync.adapters.auth import PartnerAuthError, SessionTokenAuth, StaticBearerAuth
+from customer_sync.adapters.delivery import RetryPolicy, deliver_batches
+from customer_sync.adapters.partner_client import (
     PartnerClient,
     PartnerSettings,
     customers_url,
@@ -22,9 +22,9 @@ from adapters.partner_client import (
     retry_after_seconds,
     ssl_context,
 )
-from adapters.stub_server import run_stub_server
-from schemas import contract
-from schemas.errors import ConfigError
+from customer_sync.devtools.stub_server import run_stub_server
+from customer_sync.schemas import contract
+from customer_sync.schemas.errors import ConfigError
 from tests.document_factory import batches
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.002)

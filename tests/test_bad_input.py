@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from adapters.readers import iter_table_blocks, read_extract, read_table
-from schemas import contract
-from schemas.errors import InputError
+from customer_sync.adapters.readers import iter_table_blocks, read_extract, read_table
+from customer_sync.schemas import contract
+from customer_sync.schemas.errors import InputError
+from customer_sync.transforms.validate import Validation, validate_extract
 from tests.extract_factory import Rows, raw_rows, write_csv, write_files
-from transforms.validate import Validation, validate_extract
 
 FORMATS = ("csv", "parquet")
 

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.cli import main
-from schemas import contract
+from customer_sync.cli.app import main
+from customer_sync.schemas import contract
 from tests.conftest import REPO
 from tests.extract_factory import raw_rows, write_csv, write_files
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from transforms.batching import make_batches
+from customer_sync.transforms.batching import make_batches
 
 
 def _inputs(count: int) -> tuple[list[str], list[bytes]]:

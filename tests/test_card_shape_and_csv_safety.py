@@ -1,5 +1,5 @@
-"""Masking by shape (``transforms.card_shape``) and formula neutralising
-(``adapters.csv_safety``), and both rejects writers holding to the latter."""
+"""Masking by shape (``customer_sync.transforms.card_shape``) and formula neutralising
+(``customer_sync.adapters.csv_safety``), and both rejects writers holding to the latter."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adapters.csv_safety import neutralised, neutralised_frame
-from adapters.rejects import RejectsWriter, write_rejects
-from schemas import contract
+from customer_sync.adapters.csv_safety import neutralised, neutralised_frame
+from customer_sync.adapters.rejects import RejectsWriter, write_rejects
+from customer_sync.schemas import contract
+from customer_sync.transforms.card_shape import looks_like_card_data
+from customer_sync.transforms.validate import REJECT_COLUMNS, validate_extract
 from tests.extract_factory import extract_of, raw_rows
-from transforms.card_shape import looks_like_card_data
-from transforms.validate import REJECT_COLUMNS, validate_extract
 
 PLANTED_FORMULAS = ('=HYPERLINK("http://x")', "+1", "-1", "@SUM(A1)", "\t=1", "\r=1")
 

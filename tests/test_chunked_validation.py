@@ -1,7 +1,7 @@
 """Validating an extract in chunks of customers gives exactly the whole extract's validation.
 
 Each case validates the same extract whole and in tiny chunks (routed as
-``transforms.routing`` says), combines the chunks' validations, and compares what a user
+``customer_sync.chunking.routing`` says), combines the chunks' validations, and compares what a user
 sees: valid customers, accounts and cards, held-back customers with their reasons, reject
 rows (as a multiset), every count, and the documents and fingerprints of the valid
 customers. The messy extract has joint accounts across chunks, duplicate account ids with
@@ -17,7 +17,9 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from schemas.records import Extract
+from customer_sync.chunking.routing import ChunkScope, HashCollision, id_hashes
+from customer_sync.schemas.records import Extract
+from customer_sync.transforms.validate import Validation, combine_validations, validate_extract
 from tests.chunk_support import (
     assert_same_validation,
     chunks_in_memory,
@@ -27,8 +29,6 @@ from tests.extract_factory import Rows, extract_of, raw_rows
 from tests.extract_factory import _account as _factory_account
 from tests.extract_factory import _card as _factory_card
 from tests.extract_factory import _customer as _factory_customer
-from transforms.routing import ChunkScope, HashCollision, id_hashes
-from transforms.validate import Validation, combine_validations, validate_extract
 
 Cell = str | None
 

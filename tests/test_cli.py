@@ -1,7 +1,7 @@
 """``customer-sync run``, ``replay``, ``dead-letters`` and ``demo`` as a user runs them.
 
-Most tests call ``flows.cli.main([...])`` in this process (fast); a few start the real
-command as a subprocess (``python -m flows.cli``), pointed at this session's Prefect test
+Most tests call ``customer_sync.cli.app.main([...])`` in this process (fast); a few start the real
+command as a subprocess (``customer-sync``), pointed at this session's Prefect test
 server so that it does not start an ephemeral one. The partner is the stand-in server over
 real HTTP on 127.0.0.1, the ledger a real SQLite file.
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adapters.ledger import SqliteLedger
-from adapters.stub_server import StubFaults, serve_stub_in_thread
-from flows.cli import main
+from customer_sync.cli.app import main
+from customer_sync.devtools.stub_server import StubFaults, serve_stub_in_thread
+from customer_sync.ledger.sqlite import SqliteLedger
 from tests.conftest import REPO
 from tests.flow_support import read_table, write_synthetic, write_table
 
@@ -69,7 +69,7 @@ def _cli_subprocess(arguments: list[str], cwd: Path = REPO) -> subprocess.Comple
     env = {**os.environ, "PREFECT_API_URL": str(prefect.settings.PREFECT_API_URL.value())}
     env["PYTHONPATH"] = str(REPO)
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *arguments],
+        [sys.executable, "-m", "customer_sync.cli.app", *arguments],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,

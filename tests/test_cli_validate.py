@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adapters.rejects import write_rejects
-from flows.cli import main
+from customer_sync.adapters.rejects import write_rejects
+from customer_sync.cli.app import main
+from customer_sync.transforms.validate import REJECT_COLUMNS
 from tests.conftest import REPO, SAMPLE_DATA
 from tests.extract_factory import raw_rows, write_files
-from transforms.validate import REJECT_COLUMNS
 
 
 def _broken_extract(folder: Path) -> Path:

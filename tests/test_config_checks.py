@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from adapters.ledger import SqliteLedger
-from adapters.urls import has_user_info, without_user_info
-from flows.cli import main
-from flows.config_check import check_configuration
-from schemas.errors import ConfigError
+from customer_sync.adapters.urls import has_user_info, without_user_info
+from customer_sync.cli.app import main
+from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.run.config_check import check_configuration
+from customer_sync.schemas.errors import ConfigError
 from tests.flow_support import write_synthetic
 from tests.test_run_outcomes import _one_line, _subprocess
 

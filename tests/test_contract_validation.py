@@ -4,8 +4,12 @@ customer back (with a reason that quotes no value), and the column may be left o
 
 from __future__ import annotations
 
+from customer_sync.transforms.validate import (
+    combine_validations,
+    settlement_width_warning,
+    validate_extract,
+)
 from tests.extract_factory import extract_of, raw_rows
-from transforms.validate import combine_validations, settlement_width_warning, validate_extract
 
 LONG_PORTFOLIO = "76afcd28-b494-4b29-b7f2-3eb614a92f97"  # the partner's own example, 36
 

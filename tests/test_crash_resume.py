@@ -40,10 +40,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from adapters.ledger_factory import open_ledger
-from adapters.ledger_url import is_database_url
-from adapters.stub_server import StubFaults, StubPartner, serve_stub_in_thread
-from flows.cli import main
+from customer_sync.cli.app import main
+from customer_sync.devtools.stub_server import StubFaults, StubPartner, serve_stub_in_thread
+from customer_sync.ledger.factory import open_ledger
+from customer_sync.ledger.url import is_database_url
 from tests.conftest import REPO
 from tests.flow_support import read_table, write_synthetic
 
@@ -91,7 +91,7 @@ def _cli(arguments: list[str], logs: Path) -> Iterator[subprocess.Popen[bytes]]:
     logs.mkdir(parents=True, exist_ok=True)
     with (logs / "stdout").open("wb") as out, (logs / "stderr").open("wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", *arguments],
+            [sys.executable, "-m", "customer_sync.cli.app", *arguments],
             cwd=REPO,
             env=_child_environment(),
             stdout=out,

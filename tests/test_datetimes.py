@@ -1,4 +1,4 @@
-"""schemas.datetimes: the digit-reading fast path agrees with pandas' ISO-8601 parser.
+"""customer_sync.schemas.datetimes: the digit-reading fast path agrees with pandas' ISO-8601 parser.
 
 ``iso_instants`` computes plainly in-range date-times from their bytes and leaves the rest to
 pandas; these tests hold the fast path to pandas' answer on every shape the extracts accept,
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.datetimes import ISO_SHAPE, _parsed_instants, _plain_instants
+from customer_sync.schemas.datetimes import ISO_SHAPE, _parsed_instants, _plain_instants
 
 # digits anywhere, so months 13-99, days 32, hours 24, offsets +24:00 are drawn too
 _SHAPED = st.from_regex(ISO_SHAPE, fullmatch=True).filter(lambda s: s.isascii())

@@ -1,4 +1,4 @@
-"""Cutting the spool into batches (flows.spool_batches) and sizing the task runs."""
+"""Cutting the spool into batches (customer_sync.run.spool_batches) and sizing the task runs."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from adapters.spool import SpoolWriter
-from flows.deliver import _DocumentsById, task_run_size
-from flows.spool_batches import SpoolDocuments, planned_batches, spool_batch_count
-from schemas.errors import CustomerSyncError
-from transforms.batching import make_batches
+from customer_sync.adapters.spool import SpoolWriter
+from customer_sync.flows.deliver import _DocumentsById, task_run_size
+from customer_sync.run.spool_batches import SpoolDocuments, planned_batches, spool_batch_count
+from customer_sync.schemas.errors import CustomerSyncError
+from customer_sync.transforms.batching import make_batches
 
 
 def _write(path: Path, chunks: list[list[tuple[str, str]]]) -> dict[str, bytes]:

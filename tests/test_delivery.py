@@ -12,8 +12,8 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from adapters.auth import PartnerAuthError, SessionTokenAuth
-from adapters.delivery import (
+from customer_sync.adapters.auth import PartnerAuthError, SessionTokenAuth
+from customer_sync.adapters.delivery import (
     DeliveryOutcome,
     RetryEvent,
     RetryPolicy,
@@ -21,9 +21,9 @@ from adapters.delivery import (
     deliver_batches,
     retryable_status,
 )
-from adapters.partner_client import PartnerClient, PartnerSettings
-from adapters.stub_server import StubFaults, StubPartner, run_stub_server
-from schemas.records import Batch, BatchOutcome
+from customer_sync.adapters.partner_client import PartnerClient, PartnerSettings
+from customer_sync.devtools.stub_server import StubFaults, StubPartner, run_stub_server
+from customer_sync.schemas.records import Batch, BatchOutcome
 from tests.document_factory import batches, customer_ids
 
 FAST = RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.004, max_retry_after=0.05)

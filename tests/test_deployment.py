@@ -293,7 +293,7 @@ def deployed(prefect_server: PrefectServer, work_pool: str, worker: Started) -> 
 @pytest.fixture
 def stub() -> Iterator[Any]:
     """The stand-in partner, accepting only the bearer token kept in the Secret block."""
-    from adapters.stub_server import serve_stub_in_thread
+    from customer_sync.devtools.stub_server import serve_stub_in_thread
 
     with serve_stub_in_thread(bearer_token=PARTNER_TOKEN) as partner:
         yield partner
@@ -358,7 +358,7 @@ async def test_the_nightly_deployment_runs_on_a_worker_and_delivers_every_custom
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.secrets import apartner_token_from_block, partner_token_from_block
+    from customer_sync.flows.secrets import apartner_token_from_block, partner_token_from_block
 
     state_dir = tmp_path / "state"
     config = yaml.safe_load(PREFECT_FILE.read_text(encoding="utf-8"))
@@ -419,8 +419,8 @@ async def test_the_nightly_deployment_runs_on_a_worker_and_delivers_every_custom
             if "delivery-progress" in by_key:
                 assert by_key["delivery-progress"].data == pytest.approx(100.0)
 
-            logs = await _wait_for_logs(client, flow_run.id, "flows.")
-            assert any(log.name.startswith("flows.") for log in logs), (
+            logs = await _wait_for_logs(client, flow_run.id, "customer_sync.")
+            assert any(log.name.startswith("customer_sync.") for log in logs), (
                 "the flow's own INFO log did not reach the run's log in Prefect: "
                 f"loggers seen {sorted({log.name for log in logs})}"
             )

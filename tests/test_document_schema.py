@@ -9,7 +9,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from schemas.document import (
+from customer_sync.schemas.document import (
     AccountDocument,
     CardDocument,
     CustomerDocument,

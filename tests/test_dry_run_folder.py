@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.deliver import DRY_RUN_MARKER, check_dry_run_folder
-from schemas.errors import ConfigError
+from customer_sync.flows.deliver import DRY_RUN_MARKER, check_dry_run_folder
+from customer_sync.schemas.errors import ConfigError
 from tests.flow_support import run_sync, write_synthetic
 
 

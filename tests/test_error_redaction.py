@@ -16,13 +16,19 @@ from pathlib import Path
 import orjson
 import pytest
 
-from adapters.delivery import RetryPolicy, deliver_batch
-from adapters.ledger import SqliteLedger
-from adapters.partner_client import PartnerClient, PartnerSettings
-from adapters.stub_server import StubFaults, run_stub_server, serve_stub_in_thread
+from customer_sync.adapters.delivery import RetryPolicy, deliver_batch
+from customer_sync.adapters.partner_client import PartnerClient, PartnerSettings
+from customer_sync.devtools.stub_server import StubFaults, run_stub_server, serve_stub_in_thread
+from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.transforms.redaction import (
+    MASK,
+    MAX_TEXT,
+    problem_text,
+    redacted,
+    sensitive_values,
+)
 from tests.document_factory import batches
 from tests.flow_support import read_table, run_sync, write_synthetic, write_table
-from transforms.redaction import MASK, MAX_TEXT, problem_text, redacted, sensitive_values
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
 POSTAL, LAST4, IIN = "97531", "7391", "493817"

@@ -8,9 +8,9 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
-from schemas import contract
-from schemas.countries import COUNTRY_CODES
-from schemas.extracts import (
+from customer_sync.schemas import contract
+from customer_sync.schemas.countries import COUNTRY_CODES
+from customer_sync.schemas.extracts import (
     CARD_KEY_CHECK,
     MODELS,
     RULES,

@@ -10,7 +10,15 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from schemas import contract
+from customer_sync.schemas import contract
+from customer_sync.transforms.fast_nest import (
+    DEFAULT_CHUNK_ROWS,
+    CustomerDocuments,
+    customer_document_bytes,
+    customer_document_texts,
+    json_strings,
+)
+from customer_sync.transforms.nest import customer_documents, serialise_document
 from tests.normalised_factory import (
     AWKWARD,
     LATER,
@@ -23,14 +31,6 @@ from tests.normalised_factory import (
     maybe_texts,
     normalised_inputs,
 )
-from transforms.fast_nest import (
-    DEFAULT_CHUNK_ROWS,
-    CustomerDocuments,
-    customer_document_bytes,
-    customer_document_texts,
-    json_strings,
-)
-from transforms.nest import customer_documents, serialise_document
 
 
 def _reference(inputs: Frames) -> CustomerDocuments:

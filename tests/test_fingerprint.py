@@ -14,8 +14,16 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from adapters.readers import read_extract
-from schemas import contract
+from customer_sync.adapters.readers import read_extract
+from customer_sync.schemas import contract
+from customer_sync.transforms.fast_nest import customer_document_bytes
+from customer_sync.transforms.fingerprint import (
+    FINGERPRINT_VERSION,
+    customer_fingerprints,
+    fingerprinted_documents,
+)
+from customer_sync.transforms.nest import customer_documents
+from customer_sync.transforms.validate import validate_extract
 from tests.normalised_factory import (
     LATER,
     Frames,
@@ -29,14 +37,6 @@ from tests.normalised_factory import (
     shuffled,
     texts,
 )
-from transforms.fast_nest import customer_document_bytes
-from transforms.fingerprint import (
-    FINGERPRINT_VERSION,
-    customer_fingerprints,
-    fingerprinted_documents,
-)
-from transforms.nest import customer_documents
-from transforms.validate import validate_extract
 
 
 def _changed(before: Frames, after: Frames) -> set[str]:

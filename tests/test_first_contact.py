@@ -30,7 +30,7 @@ def _fresh_environment(home: Path, prefect_home: Path) -> dict[str, str]:
 
 def _customer_sync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "customer_sync.cli.app", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -83,7 +83,8 @@ def test_a_server_that_cannot_start_is_one_line_and_exit_2(tmp_path: Path) -> No
 
 def test_importing_the_package_changes_no_environment() -> None:
     code = (
-        "import os; before = dict(os.environ); import flows, flows.cli, flows.prefect_setup; "
+        "import os; before = dict(os.environ); import customer_sync.cli.app, customer_sync.flows; "
+        "import customer_sync.flows.prefect_setup; "
         "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())"
     )
     env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
@@ -105,7 +106,7 @@ def test_a_command_imports_only_what_it_needs(
     command: list[str], must_not_import: tuple[str, ...]
 ) -> None:
     code = (
-        "import sys; from flows.cli import main\n"
+        "import sys; from customer_sync.cli.app import main\n"
         "try:\n    status = main(sys.argv[1:])\nexcept SystemExit as end:\n"
         "    status = end.code\n"
         "print('IMPORTED', *sorted({m.split('.')[0] for m in sys.modules}))\n"
@@ -120,7 +121,7 @@ def test_a_command_imports_only_what_it_needs(
 
 
 def test_chunk_workers_import_no_prefect() -> None:
-    code = "import sys, flows.chunks; sys.exit('prefect' in sys.modules)"
+    code = "import sys, customer_sync.chunking.pool; sys.exit('prefect' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -128,7 +129,7 @@ def test_chunk_workers_import_no_prefect() -> None:
 def test_an_api_url_the_user_configured_is_never_replaced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.prefect_setup import needs_temporary_server
+    from customer_sync.flows.prefect_setup import needs_temporary_server
 
     monkeypatch.chdir(tmp_path)
     for name in ("PREFECT_API_URL", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH"):

@@ -12,10 +12,10 @@ import orjson
 import pandas as pd
 import pytest
 
-from adapters.ledger import SqliteLedger
-from adapters.stub_server import StubFaults, serve_stub_in_thread
-from schemas.document import CustomersRequest
-from schemas.errors import GuardTripped
+from customer_sync.devtools.stub_server import StubFaults, serve_stub_in_thread
+from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.schemas.document import CustomersRequest
+from customer_sync.schemas.errors import GuardTripped
 from tests.conftest import SAMPLE_DATA
 from tests.flow_support import read_table, run_sync, write_synthetic, write_table
 
@@ -174,7 +174,7 @@ def test_a_customer_the_partner_rejects_is_dead_lettered_then_sent_by_the_next_r
 
 
 def test_replay_resends_dead_letters_on_demand(tmp_path: Path) -> None:
-    from flows.replay import replay_dead_letters
+    from customer_sync.flows.replay import replay_dead_letters
     from tests.flow_support import FAST_RETRIES
 
     source = write_synthetic(tmp_path / "in", 30)

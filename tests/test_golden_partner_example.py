@@ -21,9 +21,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from adapters.stub_server import serve_stub_in_thread
-from flows.cli import main
-from schemas import contract
+from customer_sync.cli.app import main
+from customer_sync.devtools.stub_server import serve_stub_in_thread
+from customer_sync.schemas import contract
 from tests.flow_support import run_sync
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -30,17 +30,17 @@ import orjson
 import psycopg
 import pytest
 
-from adapters import ledger as ledger_module
-from adapters import pg_ledger as pg_ledger_module
-from adapters._ledger_sql import SCHEMA_VERSION
-from adapters._pg_ledger_sql import SCHEMA_VERSION as PG_SCHEMA_VERSION
-from adapters.delivery import DeliveryOutcome
-from adapters.ledger import LEDGER_FILE, Ledger, LedgerWriteError, SqliteLedger
-from adapters.ledger_factory import open_ledger
-from adapters.ledger_url import is_database_url
-from schemas.errors import ConfigError
-from schemas.records import Batch, BatchOutcome, Method
-from transforms.plan import plan_customers
+from customer_sync.adapters.delivery import DeliveryOutcome
+from customer_sync.ledger import postgres as pg_ledger_module
+from customer_sync.ledger import sqlite as ledger_module
+from customer_sync.ledger._postgres_sql import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from customer_sync.ledger._sqlite_sql import SCHEMA_VERSION
+from customer_sync.ledger.factory import open_ledger
+from customer_sync.ledger.sqlite import LEDGER_FILE, Ledger, LedgerWriteError, SqliteLedger
+from customer_sync.ledger.url import is_database_url
+from customer_sync.schemas.errors import ConfigError
+from customer_sync.schemas.records import Batch, BatchOutcome, Method
+from customer_sync.transforms.plan import plan_customers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -1108,7 +1108,7 @@ DELIVERY_CONCURRENCY = 4
 
 
 def _deliver_concurrently(state: Path, sent_log: Path) -> None:
-    """In a forked child: deliver 400 batches as flows.deliver does (a slot each: mark
+    """In a forked child: deliver 400 batches as customer_sync.flows.deliver does (a slot each: mark
     awaited, request, outcome queued before the slot is given back), logging each batch
     once its request is out; every ninth batch fails."""
 

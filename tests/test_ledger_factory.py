@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from adapters.ledger import SqliteLedger
-from adapters.ledger_factory import ledger_location, open_ledger, work_folder
-from adapters.ledger_url import has_password, is_database_url, masked_url
-from adapters.pg_ledger import PostgresLedger, run_lock_key
-from schemas.errors import ConfigError
+from customer_sync.ledger.factory import ledger_location, open_ledger, work_folder
+from customer_sync.ledger.postgres import PostgresLedger, run_lock_key
+from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.ledger.url import has_password, is_database_url, masked_url
+from customer_sync.schemas.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +86,7 @@ def test_open_ledger_picks_the_backend(tmp_path: Path, postgres_server: Any) -> 
 def test_an_unreachable_server_is_a_one_line_config_error_without_the_password(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("adapters.pg_ledger.CONNECT_TIMEOUT_S", 2)
+    monkeypatch.setattr("customer_sync.ledger.postgres.CONNECT_TIMEOUT_S", 2)
     with pytest.raises(ConfigError, match="cannot connect to the ledger") as refused:
         open_ledger("postgresql://sync:hunter2@127.0.0.1:9/ledger")
     message = str(refused.value)

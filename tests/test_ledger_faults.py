@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.ledger import LEDGER_FILE, SqliteLedger
-from adapters.stub_server import serve_stub_in_thread
-from flows.cli import main
-from schemas.errors import ConfigError
+from customer_sync.cli.app import main
+from customer_sync.devtools.stub_server import serve_stub_in_thread
+from customer_sync.ledger.sqlite import LEDGER_FILE, SqliteLedger
+from customer_sync.schemas.errors import ConfigError
 from tests.flow_support import write_synthetic
 
 

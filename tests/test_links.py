@@ -1,4 +1,4 @@
-"""transforms.links: a card's holder is looked up on its own account row first, and by
+"""customer_sync.transforms.links: a card's holder is looked up on its own account row first, and by
 (account id, holder) among every account row only when not found there; the answer is the
 plain rule either way."""
 
@@ -9,8 +9,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.columns import TEXT_DTYPE
-from transforms.links import holdings_of, link_failures
+from customer_sync.schemas.columns import TEXT_DTYPE
+from customer_sync.transforms.links import holdings_of, link_failures
 
 _IDS = st.sampled_from(["C1", "C2", "C3"])
 

@@ -18,18 +18,18 @@ from typing import Any
 
 import pytest
 
-from adapters import _ledger_sql as sql
-from adapters.ledger import SqliteLedger
-from adapters.ledger_factory import open_ledger
-from adapters.ledger_queries import history, runs
-from adapters.stub_server import StubFaults, serve_stub_in_thread
-from flows._output import csv_cell
-from flows.cli import main
-from schemas.records import BatchOutcome
+from customer_sync.cli.app import main
+from customer_sync.cli.output import csv_cell
+from customer_sync.devtools.stub_server import StubFaults, serve_stub_in_thread
+from customer_sync.ledger import _sqlite_sql as sql
+from customer_sync.ledger.factory import open_ledger
+from customer_sync.ledger.queries import history, runs
+from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.schemas.records import BatchOutcome
+from customer_sync.transforms.refusals import rejected_by_reason
 from tests.flow_support import read_table, write_synthetic, write_table
 from tests.test_absent import remove_customers
 from tests.test_cli import _cli_subprocess, _run
-from transforms.refusals import rejected_by_reason
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -261,7 +261,7 @@ def test_a_version_1_postgresql_ledger_is_migrated_with_its_last_acknowledgement
 ) -> None:
     import psycopg
 
-    from adapters import _pg_ledger_sql as pg_sql
+    from customer_sync.ledger import _postgres_sql as pg_sql
 
     url = postgres_server.database()
     with psycopg.connect(url, autocommit=True) as db:

@@ -9,8 +9,10 @@ import orjson
 import pandas as pd
 import pytest
 
-from schemas import contract
-from schemas.document import CustomerDocument
+from customer_sync.schemas import contract
+from customer_sync.schemas.document import CustomerDocument
+from customer_sync.transforms import nest
+from customer_sync.transforms.nest import serialise_document
 from tests.normalised_factory import (
     DATE,
     LATER,
@@ -21,8 +23,6 @@ from tests.normalised_factory import (
     frames,
     household,
 )
-from transforms import nest
-from transforms.nest import serialise_document
 
 
 def customer_documents(

@@ -13,15 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.datetimes import is_utc_datetime
-from tests.extract_factory import extract_of, raw_rows
-from transforms.normalise import (
+from customer_sync.schemas.datetimes import is_utc_datetime
+from customer_sync.transforms.normalise import (
     canonical_lists,
     integers,
     normalise_table,
     stripped_text,
     utc_datetimes,
 )
+from tests.extract_factory import extract_of, raw_rows
 
 
 def _text(values: list[str | None]) -> pd.Series:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adapters.partitioner import (
+from customer_sync.adapters.readers import locate_tables, read_extract
+from customer_sync.chunking.partitioner import (
     estimate_rows,
     make_work_folder,
     partition_extract,
@@ -21,13 +22,12 @@ from adapters.partitioner import (
     read_chunk,
     remove_work_folder,
 )
-from adapters.readers import locate_tables, read_extract
-from flows.chunks import prepared_chunks
-from schemas.errors import InputError
+from customer_sync.chunking.pool import prepared_chunks
+from customer_sync.schemas.errors import InputError
+from customer_sync.transforms.validate import combine_validations, validate_extract
 from tests.chunk_support import assert_same_validation, documents_of
 from tests.extract_factory import write_csv, write_files
 from tests.test_chunked_validation import _account, _card, _customer, messy_rows
-from transforms.validate import combine_validations, validate_extract
 
 
 def _files(folder: Path) -> dict[str, str]:
@@ -119,9 +119,9 @@ def test_a_bad_file_stops_the_chunks_and_leaves_no_spill(tmp_path: Path) -> None
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_prepare_spools_the_same_plan_in_chunks_as_whole(tmp_path: Path) -> None:
-    from adapters.ledger import SqliteLedger
-    from adapters.spool import read_spool
-    from flows.prepare import SourceSpec, chunk_layout, prepare
+    from customer_sync.adapters.spool import read_spool
+    from customer_sync.flows.prepare import SourceSpec, chunk_layout, prepare
+    from customer_sync.ledger.sqlite import SqliteLedger
 
     rows = messy_rows()
     for n in range(20):  # and plenty of valid customers, some with joint accounts
@@ -175,8 +175,8 @@ def test_workers_do_not_run_an_unguarded_calling_script_again(tmp_path: Path) ->
         "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
         "from pathlib import Path\n"
-        "from adapters.readers import locate_tables\n"
-        "from flows.chunks import prepared_chunks\n"
+        "from customer_sync.adapters.readers import locate_tables\n"
+        "from customer_sync.chunking.pool import prepared_chunks\n"
         "print('script ran', flush=True)\n"
         f"files = {{t: str(p) for t, p in locate_tables({str(tmp_path / 'in')!r}).items()}}\n"
         f"chunks = list(prepared_chunks(files, Path({str(tmp_path / 'work')!r}), 3, workers=2))\n"

@@ -13,12 +13,12 @@ import aiohttp
 import orjson
 import pytest
 
-from adapters.auth import PartnerAuthError, SessionTokenAuth, session_expiry
-from adapters.delivery import RetryPolicy, deliver_batch, deliver_batches
-from adapters.http_exchange import retryable_status
-from adapters.partner_client import PartnerClient, PartnerSettings
-from adapters.stub_server import StubFaults, StubPartner, run_stub_server
-from schemas import contract
+from customer_sync.adapters.auth import PartnerAuthError, SessionTokenAuth, session_expiry
+from customer_sync.adapters.delivery import RetryPolicy, deliver_batch, deliver_batches
+from customer_sync.adapters.http_exchange import retryable_status
+from customer_sync.adapters.partner_client import PartnerClient, PartnerSettings
+from customer_sync.devtools.stub_server import StubFaults, StubPartner, run_stub_server
+from customer_sync.schemas import contract
 from tests.document_factory import batches, customer_ids
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002)
@@ -178,7 +178,7 @@ async def test_start_session_refusal_does_not_heal() -> None:
 
 
 def test_one_healing_rule() -> None:
-    from adapters import delivery
+    from customer_sync.adapters import delivery
 
     assert delivery.retryable_status is retryable_status
 
@@ -186,8 +186,8 @@ def test_one_healing_rule() -> None:
 def test_edge_faults_survive_both_stub_parsers() -> None:
     from dataclasses import replace
 
-    from adapters.stub_server import _parser, fault_arguments, faults_from_args
-    from flows.cli import build_parser
+    from customer_sync.cli.app import build_parser
+    from customer_sync.devtools.stub_server import _parser, fault_arguments, faults_from_args
 
     faults = StubFaults(
         redirect_to="http://127.0.0.1:9/x",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from schemas.errors import ConfigError, GuardTripped
-from transforms.plan import Plan, mass_update_guard, plan_customers
+from customer_sync.schemas.errors import ConfigError, GuardTripped
+from customer_sync.transforms.plan import Plan, mass_update_guard, plan_customers
 
 # id -> (this run's fingerprint, acknowledged fingerprint or None, dead-lettered)
 CASES = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.progress import DeliveryProgress
+from customer_sync.run.progress import DeliveryProgress
 
 
 def test_every_customer_and_batch_is_counted_by_the_end() -> None:

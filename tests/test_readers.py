@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from adapters.readers import (
+from customer_sync.adapters.readers import (
     ignored_columns,
     iter_table_blocks,
     locate_tables,
@@ -21,8 +21,8 @@ from adapters.readers import (
     read_extract,
     read_table,
 )
-from schemas import contract
-from schemas.errors import ConfigError, InputError
+from customer_sync.schemas import contract
+from customer_sync.schemas.errors import ConfigError, InputError
 from tests.extract_factory import raw_rows, write_csv, write_files
 
 FORMATS = ("csv", "parquet")

@@ -14,11 +14,16 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from adapters.auth import PartnerAuthError
-from adapters.delivery import RetryPolicy, deliver_batch
-from adapters.partner_client import PartnerClient, PartnerSettings
-from adapters.stub_server import MOVED_PREFIX, StubFaults, StubPartner, run_stub_server
-from schemas import contract
+from customer_sync.adapters.auth import PartnerAuthError
+from customer_sync.adapters.delivery import RetryPolicy, deliver_batch
+from customer_sync.adapters.partner_client import PartnerClient, PartnerSettings
+from customer_sync.devtools.stub_server import (
+    MOVED_PREFIX,
+    StubFaults,
+    StubPartner,
+    run_stub_server,
+)
+from customer_sync.schemas import contract
 from tests.document_factory import batches
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002)

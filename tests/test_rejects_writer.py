@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adapters.rejects import RejectsWriter, write_rejects
-from transforms.validate import REJECT_COLUMNS
+from customer_sync.adapters.rejects import RejectsWriter, write_rejects
+from customer_sync.transforms.validate import REJECT_COLUMNS
 
 
 def _rejects(rows: range) -> pd.DataFrame:

@@ -7,9 +7,9 @@ import pickle
 import orjson
 from prefect.utilities.collections import visit_collection
 
-from adapters.delivery import DeliveryOutcome
-from flows.report import BatchOutcomes, SyncResult
-from schemas.records import BatchOutcome
+from customer_sync.adapters.delivery import DeliveryOutcome
+from customer_sync.run.report import BatchOutcomes, SyncResult
+from customer_sync.schemas.records import BatchOutcome
 
 
 def _outcomes(count: int) -> list[BatchOutcome]:

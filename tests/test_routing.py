@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from transforms.routing import LONG_ID_BYTES, id_hashes, id_partitions
+from customer_sync.chunking.routing import LONG_ID_BYTES, id_hashes, id_partitions
 
 _IDS = [
     "",

@@ -24,10 +24,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from adapters.ledger import RunLocked, SqliteLedger
-from adapters.ledger_factory import open_ledger
-from adapters.stub_server import StubFaults, serve_stub_in_thread
-from flows.cli import main
+from customer_sync.cli.app import main
+from customer_sync.devtools.stub_server import StubFaults, serve_stub_in_thread
+from customer_sync.ledger.factory import open_ledger
+from customer_sync.ledger.sqlite import RunLocked, SqliteLedger
 from tests.conftest import REPO
 from tests.flow_support import run_sync, write_synthetic
 
@@ -93,7 +93,7 @@ def test_wait_waits_for_the_holder_then_takes_the_lock(where: Path | str) -> Non
 
 _PG_HOLDER = """
 import sys, time
-from adapters.pg_ledger import PostgresLedger
+from customer_sync.ledger.postgres import PostgresLedger
 ledger = PostgresLedger.open(sys.argv[1])
 ledger.lock_delivery()
 print(ledger.start_run({"holder": True}), flush=True)
@@ -139,7 +139,7 @@ def test_a_postgresql_holder_killed_with_sigkill_frees_the_lock(postgres_server:
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from adapters.ledger import SqliteLedger
+from customer_sync.ledger.sqlite import SqliteLedger
 state = Path(sys.argv[1])
 ledger = SqliteLedger.open(state)
 ledger.lock_delivery()
@@ -204,7 +204,7 @@ def _start(arguments: list[str], logs: Path) -> subprocess.Popen[bytes]:
     logs.mkdir(parents=True, exist_ok=True)
     with (logs / "stdout").open("wb") as out, (logs / "stderr").open("wb") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", *arguments],
+            [sys.executable, "-m", "customer_sync.cli.app", *arguments],
             cwd=REPO,
             env=_child_environment(),
             stdout=out,

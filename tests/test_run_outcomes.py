@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.ledger import SqliteLedger
-from adapters.stub_server import serve_stub_in_thread
-from flows.cli import main
-from flows.outcome import RunOutcome, decide_outcome, stop_of
-from flows.report import SyncResult
-from schemas.errors import GuardTripped, InputError
+from customer_sync.cli.app import main
+from customer_sync.devtools.stub_server import serve_stub_in_thread
+from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.run.outcome import RunOutcome, decide_outcome, stop_of
+from customer_sync.run.report import SyncResult
+from customer_sync.schemas.errors import GuardTripped, InputError
 from tests.conftest import REPO
 from tests.flow_support import read_table, write_synthetic, write_table
 
@@ -55,7 +55,7 @@ def _subprocess(
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *arguments],
+        [sys.executable, "-m", "customer_sync.cli.app", *arguments],
         cwd=REPO,
         env=child_env,
         stdout=subprocess.PIPE,
@@ -275,10 +275,10 @@ def test_a_report_that_outgrows_the_file_size_limit_fails_the_run(tmp_path: Path
     script = f"""
 import asyncio, sys
 from pathlib import Path
-from adapters.ledger import SqliteLedger
-from flows.report import SyncResult
-from flows.sync import close_run
-from schemas.records import BatchOutcome
+from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.run.report import SyncResult
+from customer_sync.flows.sync import close_run
+from customer_sync.schemas.records import BatchOutcome
 ids = tuple(f"C{{n:09d}}" for n in range(5000))
 result = SyncResult(run_id={run_id!r}, customers_read=5000, customers_sent=5000)
 result.batches.extend([BatchOutcome("b", "POST", ids, "acknowledged", 1, 200, "r")])
@@ -310,7 +310,7 @@ except Exception as error:
 
 
 def test_the_report_is_owner_only_even_over_an_older_one(tmp_path: Path) -> None:
-    from flows.report import write_report
+    from customer_sync.run.report import write_report
 
     older = tmp_path / "report.json"
     older.write_text("{}")

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 
-from adapters.delivery import RetryPolicy
-from adapters.stub_server import StubFaults, serve_stub_in_thread
-from schemas.errors import GuardTripped
+from customer_sync.adapters.delivery import RetryPolicy
+from customer_sync.devtools.stub_server import StubFaults, serve_stub_in_thread
+from customer_sync.schemas.errors import GuardTripped
 from tests.flow_support import read_table, write_synthetic, write_table
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -21,7 +21,7 @@ TWO_ATTEMPTS = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.01)
 
 
 def _run_with_state(**parameters: Any) -> Any:
-    from flows.sync import sync_customers
+    from customer_sync.flows.sync import sync_customers
 
     fast = sync_customers.with_options(retry_delay_seconds=0)
     return asyncio.run(fast(return_state=True, progress=False, **parameters))

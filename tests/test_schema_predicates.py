@@ -14,9 +14,14 @@ import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.columns import duplicated, fixed_width_bytes
-from schemas.datetimes import BARE_DATE_PATTERN, UTC_PATTERN, is_utc_datetime, normalised_datetimes
-from schemas.extracts import (
+from customer_sync.schemas.columns import duplicated, fixed_width_bytes
+from customer_sync.schemas.datetimes import (
+    BARE_DATE_PATTERN,
+    UTC_PATTERN,
+    is_utc_datetime,
+    normalised_datetimes,
+)
+from customer_sync.schemas.extracts import (
     IIN_PATTERN,
     LAST4_PATTERN,
     AccountExtract,

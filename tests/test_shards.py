@@ -7,12 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adapters.ledger import SqliteLedger
-from adapters.ledger_factory import open_ledger
-from adapters.spool import read_spool
-from flows.prepare import Preparation, SourceSpec, chunk_layout, prepare
-from flows.shards import Shard
-from schemas.errors import ConfigError
+from customer_sync.adapters.spool import read_spool
+from customer_sync.chunking.shards import Shard
+from customer_sync.flows.prepare import Preparation, SourceSpec, chunk_layout, prepare
+from customer_sync.ledger.factory import open_ledger
+from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.schemas.errors import ConfigError
 from tests.extract_factory import write_files
 from tests.test_chunked_validation import _account, _card, _customer, messy_rows
 
@@ -91,7 +91,7 @@ def test_shards_together_prepare_what_one_run_prepares(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_shard_runs_deliver_the_extract_once_between_them(tmp_path: Path) -> None:
-    from adapters.stub_server import serve_stub_in_thread
+    from customer_sync.devtools.stub_server import serve_stub_in_thread
     from tests.flow_support import run_sync, write_synthetic
 
     source = write_synthetic(tmp_path / "in", 300)
@@ -124,7 +124,7 @@ def _shard_command(
     import sys
 
     return [
-        sys.executable, "-m", "flows.cli", "run", str(source), "--api-url", url,
+        sys.executable, "-m", "customer_sync.cli.app", "run", str(source), "--api-url", url,
         "--state", str(state), "--shard", f"{number}/2", "--chunk-customers", "100",
         "--no-progress", "--report", str(report),
     ]  # fmt: skip
@@ -143,7 +143,7 @@ def test_two_shard_processes_at_once_share_one_ledger(
 
     import prefect.settings
 
-    from adapters.stub_server import serve_stub_in_thread
+    from customer_sync.devtools.stub_server import serve_stub_in_thread
     from tests.flow_support import write_synthetic
 
     source = write_synthetic(tmp_path / "in", 600)

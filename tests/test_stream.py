@@ -1,4 +1,4 @@
-"""Streaming (``flows.stream``): chunks delivered while the next ones are prepared, under a
+"""Streaming (``run.stream``): chunks delivered while the next ones are prepared, under a
 real Prefect flow, over real HTTP to the stand-in partner, with a real SQLite ledger."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from prefect import flow
 
-from adapters.delivery import RetryPolicy
-from adapters.ledger import SqliteLedger
-from adapters.partner_client import PartnerClient, PartnerSettings
-from adapters.stub_server import serve_stub_in_thread
-from flows.deliver import deliver_spool
-from flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout, prepare
-from flows.stream import prepare_while_delivering
-from schemas.errors import GuardTripped, InputError
-from schemas.records import BatchOutcome
+from customer_sync.adapters.delivery import RetryPolicy
+from customer_sync.adapters.partner_client import PartnerClient, PartnerSettings
+from customer_sync.devtools.stub_server import serve_stub_in_thread
+from customer_sync.flows.deliver import deliver_spool
+from customer_sync.flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout, prepare
+from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.run.stream import prepare_while_delivering
+from customer_sync.schemas.errors import GuardTripped, InputError
+from customer_sync.schemas.records import BatchOutcome
 from tests.flow_support import read_table, write_synthetic, write_table
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from schemas import contract
+from customer_sync.schemas import contract
 from tests.document_factory import customer, request_body
 from tests.test_stub_server import Api, _api
 

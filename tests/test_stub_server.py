@@ -11,15 +11,15 @@ import aiohttp
 import orjson
 import pytest
 
-from adapters.stub_server import (
+from customer_sync.devtools.stub_server import (
     StubFaults,
     StubPartner,
     run_stub_server,
     serve_stub_in_subprocess,
     serve_stub_in_thread,
 )
-from schemas import contract
-from schemas.errors import ConfigError
+from customer_sync.schemas import contract
+from customer_sync.schemas.errors import ConfigError
 from tests.document_factory import customer, request_body
 
 JSON = {"Content-Type": "application/json"}

@@ -9,14 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import adapters.synthetic as synthetic
-from adapters.readers import read_extract
-from adapters.synthetic import synthetic_extract, write_extract, write_synthetic_extract
-from flows.cli import main
-from schemas import contract
-from schemas.records import Extract
-from transforms.normalise import normalise_table
-from transforms.validate import validate_extract
+import customer_sync.devtools.synthetic as synthetic
+from customer_sync.adapters.readers import read_extract
+from customer_sync.cli.app import main
+from customer_sync.devtools.synthetic import (
+    synthetic_extract,
+    write_extract,
+    write_synthetic_extract,
+)
+from customer_sync.schemas import contract
+from customer_sync.schemas.records import Extract
+from customer_sync.transforms.normalise import normalise_table
+from customer_sync.transforms.validate import validate_extract
 
 
 def _as_extract(frames: dict[str, pd.DataFrame]) -> Extract:

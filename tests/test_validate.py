@@ -13,17 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import contract
-from schemas.errors import ConfigError, GuardTripped
-from schemas.extracts import MODELS
-from tests.extract_factory import Rows, extract_of, raw_rows
-from transforms.validate import (
+from customer_sync.schemas import contract
+from customer_sync.schemas.errors import ConfigError, GuardTripped
+from customer_sync.schemas.extracts import MODELS
+from customer_sync.transforms.validate import (
     HELD_BACK_COLUMNS,
     REJECT_COLUMNS,
     Validation,
     held_back_guard,
     validate_extract,
 )
+from tests.extract_factory import Rows, extract_of, raw_rows
 
 
 def _validate(rows: Rows) -> Validation:

@@ -1,0 +1,1 @@
+"""The Prefect flows of customer-sync and their tasks."""

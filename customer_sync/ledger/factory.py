@@ -1,0 +1,60 @@
+"""One way to open the ledger: ``open_ledger(state)`` picks the backend from ``state``.
+
+``postgresql://`` or ``postgres://`` → ``PostgresLedger``; anything else is a folder →
+``SqliteLedger`` (the embedded default). Where ``state`` comes from: ``--state`` (a flow's
+``state_dir``), else ``$CUSTOMER_SYNC_LEDGER_URL``, else ``$CUSTOMER_SYNC_STATE_DIR``, else
+``./.state``. A run's own files (spool, rejects, report) need a local folder either way: the
+state folder for SQLite; for a URL, ``$CUSTOMER_SYNC_WORK_DIR``, else ``./.state``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+from customer_sync.ledger.sqlite import Ledger, SqliteLedger
+from customer_sync.ledger.url import has_password, is_database_url, masked_url
+from customer_sync.schemas.errors import ConfigError
+
+DEFAULT_STATE_DIR: Final = ".state"
+LEDGER_URL_ENV: Final = "CUSTOMER_SYNC_LEDGER_URL"
+STATE_DIR_ENV: Final = "CUSTOMER_SYNC_STATE_DIR"
+WORK_DIR_ENV: Final = "CUSTOMER_SYNC_WORK_DIR"
+
+
+def ledger_location(state: str | os.PathLike[str] | None) -> str | Path:
+    """The ledger's URL, or its folder, from the option or the environment.
+
+    A password written into ``--state`` is refused: flow parameters are recorded by
+    Prefect. It belongs in ``$CUSTOMER_SYNC_LEDGER_URL``, ``PGPASSWORD`` or ``~/.pgpass``.
+    """
+    if state:
+        chosen = os.fspath(state)
+        if is_database_url(chosen) and has_password(chosen):
+            raise ConfigError(
+                f"--state {masked_url(chosen)}: a password in the ledger URL would be recorded "
+                f"with the run's parameters; put it in ${LEDGER_URL_ENV}, PGPASSWORD or "
+                "~/.pgpass instead"
+            )
+    else:
+        chosen = (
+            os.environ.get(LEDGER_URL_ENV) or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
+        )
+    return chosen if is_database_url(chosen) else Path(chosen)
+
+
+def work_folder(location: str | Path) -> Path:
+    """The local folder for a run's files (``runs/<run_id>/``)."""
+    if isinstance(location, Path):
+        return location
+    return Path(os.environ.get(WORK_DIR_ENV) or DEFAULT_STATE_DIR)
+
+
+def open_ledger(state: str | os.PathLike[str] | Path, *, read_only: bool = False) -> Ledger:
+    """Open the ledger ``state`` names: a PostgreSQL URL or a state folder."""
+    if is_database_url(state):
+        from customer_sync.ledger.postgres import PostgresLedger  # psycopg only when it is used
+
+        return PostgresLedger.open(str(state), read_only=read_only)
+    return SqliteLedger.open(Path(state), read_only=read_only)
