@@ -1,5 +1,6 @@
-"""Streaming (``run.stream``): chunks delivered while the next ones are prepared, under a
-real Prefect flow, over real HTTP to the stand-in partner, with a real SQLite ledger."""
+"""Streaming (``run.chunk_loop``, the ``Streaming`` policy): chunks delivered while the next
+ones are prepared, under a real Prefect flow, over real HTTP to the stand-in partner, with
+a real SQLite ledger."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from customer_sync.devtools.stub_server import serve_stub_in_thread
 from customer_sync.flows.deliver import deliver_spool
 from customer_sync.flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout, prepare
 from customer_sync.ledger.sqlite import SqliteLedger
-from customer_sync.run.stream import prepare_while_delivering
+from customer_sync.run.chunk_loop import ChunkReady, Streaming, prepare_and_deliver
+from customer_sync.run.report import summary_lines
 from customer_sync.schemas.errors import GuardTripped, InputError
 from customer_sync.schemas.records import BatchOutcome
 from tests.flow_support import read_table, write_synthetic, write_table
@@ -54,20 +56,26 @@ async def _stream_flow(
     try:
         async with PartnerClient(settings) as client:
 
-            async def deliver(spool_path: Path, number: int) -> Sequence[BatchOutcome]:
+            async def deliver(ready: ChunkReady) -> Sequence[BatchOutcome]:
                 if on_chunk is not None:
-                    await on_chunk(run_dir, number)
+                    await on_chunk(run_dir, ready.number)
                 return await deliver_spool(
-                    spool_path, client, ledger, run_id, batch_size=50, concurrency=4, policy=FAST
+                    ready.spool_path,
+                    client,
+                    ledger,
+                    run_id,
+                    batch_size=50,
+                    concurrency=4,
+                    policy=FAST,
                 )
 
-            return await prepare_while_delivering(
+            return await prepare_and_deliver(
                 SourceSpec(source),
                 ledger,
                 run_dir,
                 run_dir / "rejects.csv",
                 deliver=deliver,
-                check_guards=check_guards,
+                policy=Streaming(check_guards),
                 full_refresh=False,
                 mode="sync",
                 layout=_chunked(source),
@@ -194,7 +202,10 @@ def test_the_flow_streams_when_asked_and_a_second_run_sends_nothing(tmp_path: Pa
 
     assert streamed.customers_sent == CUSTOMERS and streamed.reconciles
     assert streamed.exit_status == 0
-    assert "prepare+deliver" in streamed.seconds_by_stage
+    # the same stages and throughput as a guards-first run (a stream's overlap)
+    assert {"prepare", "deliver"} <= set(streamed.seconds_by_stage)
+    assert streamed.customers_per_second > 0
+    assert any(line.startswith("throughput: ") for line in summary_lines(streamed))
     assert len(accepted) == CUSTOMERS and all(a.times == 1 for a in accepted.values())
     assert again.customers_sent == 0 and again.customers_unchanged == CUSTOMERS
     assert list((state / "runs" / streamed.run_id).glob("spool*")) == []
@@ -225,3 +236,8 @@ def test_a_stream_stopped_by_the_held_back_guard_reports_what_it_read(tmp_path: 
     assert data["customers_read"] > 0 and data["customers_held_back"] > 0
     assert data["customers_sent"] == 0
     assert data["aborted"].startswith("streaming stopped before chunk 1")
+    # the message names the rejects file that holds the held-back rows, as guards-first does
+    assert "See the rejects file None" not in data["aborted"]
+    rejects = Path(data["rejects"])
+    assert f"See the rejects file {rejects};" in data["aborted"]
+    assert rejects.stat().st_size > 0 and "Narnia" not in data["aborted"]

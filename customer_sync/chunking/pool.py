@@ -23,7 +23,7 @@ import sys
 import time
 import types
 from collections import deque
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -196,19 +196,22 @@ def prepared_chunks(
     storage_options: Mapping[str, Any] | None = None,
     workers: int = DEFAULT_WORKERS,
     only: Sequence[int] | None = None,
+    split: Callable[..., PartitionedExtract] = partition_extract,
 ) -> Generator[PreparedChunk, None, None]:
     """The extract as ``partitions`` prepared chunks of customers (only the chunks numbered
     in ``only``, when given: a shard's share).
 
     Spill files go to ``work_folder`` (created owner-only; it must not exist) and are
     removed when the iteration ends or stops. ``workers=1`` runs everything here.
+    ``split`` is ``partition_extract`` or a wrapper of it (the flow's ``read-extract``
+    task).
     """
     wanted = list(range(partitions)) if only is None else list(only)
     make_work_folder(work_folder)
     pool = worker_pool(workers) if workers > 1 else None
     try:
         started = time.perf_counter()
-        extract = partition_extract(
+        extract = split(
             files,
             work_folder,
             partitions,

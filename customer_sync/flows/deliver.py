@@ -17,11 +17,14 @@ held while it runs; they are offsets into the spool, a few KB each).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import task
 from prefect.cache_policies import NONE
@@ -30,12 +33,17 @@ from prefect.utilities.annotations import quote
 
 from customer_sync.adapters.auth import PartnerAuthError
 from customer_sync.adapters.delivery import RetryEvent, RetryPolicy, deliver_batch
-from customer_sync.adapters.partner_client import PartnerClient
+from customer_sync.adapters.partner_client import PartnerClient, PartnerSettings
+from customer_sync.flows.artifacts import ProgressArtifact
 from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.run.progress import DeliveryProgress
 from customer_sync.run.report import BatchOutcomes
 from customer_sync.run.spool_batches import PlannedBatch, planned_batches, spool_batch_count
 from customer_sync.schemas.errors import ConfigError
 from customer_sync.schemas.records import Batch, BatchOutcome
+
+if TYPE_CHECKING:
+    from customer_sync.run.chunk_loop import ChunkReady
 
 log = logging.getLogger(__name__)
 
@@ -278,3 +286,90 @@ def write_dry_run(spool_path: Path, out_dir: Path, batch_size: int, run_id: str)
 
 
 _NEW_PRIVATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_TRUNC
+
+
+class ChunkDelivery:
+    """The run's delivery of the handed-over spools, one after another, as one delivery:
+    one partner session, one progress display and progress artifact, task runs sized for
+    the whole run and numbered on across chunks, and every outcome kept (``outcomes``)
+    even when a later chunk fails.
+
+    Nothing is opened before the first spool arrives: a run the guards stop never opens a
+    connection. ``expected``: about how many customers the run sends (shown, never relied
+    on); a hand-over of the whole run (``ChunkReady.whole``) knows it exactly.
+    """
+
+    def __init__(
+        self,
+        settings: PartnerSettings,
+        ledger: SqliteLedger,
+        run_id: str,
+        *,
+        batch_size: int,
+        concurrency: int,
+        policy: RetryPolicy,
+        expected: int,
+        progress: bool | None,
+    ) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._run_id = run_id
+        self._batch_size = batch_size
+        self._concurrency = concurrency
+        self._policy = policy
+        self._expected = expected
+        self._progress = progress
+        self._opened = contextlib.AsyncExitStack()
+        self._client: PartnerClient | None = None
+        self._on_outcome: Callable[[BatchOutcome], None] | None = None
+        self._tracker: ProgressArtifact | None = None
+        self._task_runs = 0
+        self.outcomes = BatchOutcomes()
+        self.seconds = 0.0
+        """Time spent delivering (waits for the next chunk excluded)."""
+
+    async def __call__(self, ready: ChunkReady) -> BatchOutcomes:
+        started = time.perf_counter()
+        try:
+            if self._client is None:
+                await self._open(ready.totals.planned if ready.whole else self._expected)
+            assert self._client is not None
+            # a whole run's spool: task runs sized from its exact batch count
+            group = None if ready.whole else task_run_size(-(-self._expected // self._batch_size))
+            delivered = await deliver_spool(
+                ready.spool_path,
+                self._client,
+                self._ledger,
+                self._run_id,
+                batch_size=self._batch_size,
+                concurrency=self._concurrency,
+                policy=self._policy,
+                on_outcome=self._on_outcome,
+                batches_per_task_run=group,
+                first_task_run=self._task_runs,
+            )
+        finally:
+            self.seconds += time.perf_counter() - started
+        if group is not None:  # the next chunk's task runs are numbered on from these
+            self._task_runs += -(-len(delivered) // group)
+        self.outcomes.extend(delivered)
+        return delivered
+
+    async def _open(self, expected: int) -> None:
+        shown = self._opened.enter_context(DeliveryProgress(expected, enabled=self._progress))
+        tracker = ProgressArtifact(expected)
+        await tracker.start()
+        self._tracker = tracker
+
+        def advance(outcome: BatchOutcome) -> None:
+            shown.advance(len(outcome.customer_ids))
+            tracker.advance(len(outcome.customer_ids))
+
+        self._on_outcome = advance
+        self._client = await self._opened.enter_async_context(PartnerClient(self._settings))
+
+    async def aclose(self) -> None:
+        """Close the session and the display; the artifact's last updates are sent."""
+        await self._opened.aclose()
+        if self._tracker is not None:
+            await self._tracker.finish()

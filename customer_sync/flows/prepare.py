@@ -1,14 +1,19 @@
 """Preparing a run: read, validate, nest, fingerprint and plan, chunk by chunk, into a spool.
 
-Each step is a thin Prefect task around a pure function (or a reader), so the story is
-visible in the Prefect UI while the logic stays testable without Prefect. Nothing is sent
-here; the guards run on the totals once every chunk is prepared.
+Each step is a thin Prefect task around a pure function (or a reader), named for what it
+does, and the same on every path: ``read-extract``, ``validate-and-nest`` (once per
+chunk), ``plan-changes`` (once per chunk). A small extract is one chunk, read, validated
+and nested here; a big one is read and split on disk, and each chunk validated and nested
+by worker processes (``chunking.pool``), whose result a ``validate-and-nest`` task run
+receives. Nothing is sent here: ``run/chunk_loop.py`` hands the planned chunks to delivery
+and decides when the guards gate it.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +31,9 @@ from customer_sync.adapters.rejects import RejectsWriter
 from customer_sync.adapters.spool import SpoolWriter
 from customer_sync.chunking.partitioner import (
     DEFAULT_CHUNK_CUSTOMERS,
+    PartitionedExtract,
     estimate_rows,
+    partition_extract,
     partitions_for,
 )
 from customer_sync.chunking.pool import (
@@ -127,9 +134,30 @@ def read_source(spec: SourceSpec) -> Extract:
     return extract
 
 
-@task(name="validate-extract", cache_policy=NONE)
-def validate_source(extract: Extract) -> Validation:
-    """Check every rule and link; hold back whole customers whose tree has a problem."""
+@task(name="read-extract", cache_policy=NONE)
+def read_and_split(
+    files: Mapping[str, str], folder: Path, partitions: int, **options: Any
+) -> PartitionedExtract:
+    """Read the three tables and split them on disk into ``partitions`` chunks of whole
+    customer trees (``chunking.partitioner``); the chunks are validated next."""
+    return partition_extract(files, folder, partitions, **options)
+
+
+@task(name="validate-and-nest", task_run_name="validate-and-nest-{number:05d}", cache_policy=NONE)
+def validate_and_nest(number: int, extract: Extract) -> PreparedChunk:
+    """Check every rule and link, hold back whole customers whose tree has a problem, and
+    nest the valid ones into documents with their fingerprints (a small extract: here)."""
+    return prepare_validation(_validated(extract))
+
+
+@task(name="validate-and-nest", task_run_name="validate-and-nest-{number:05d}", cache_policy=NONE)
+def next_validated_chunk(number: int, chunks: Iterator[PreparedChunk]) -> PreparedChunk | None:
+    """The next chunk, validated and nested by the worker processes (None after the last);
+    this task run lasts while this process waits for it."""
+    return next(chunks, None)
+
+
+def _validated(extract: Extract) -> Validation:
     validation = validate_extract(extract)
     log.info(
         "Validated %s customers: %s valid, %s held back",
@@ -153,8 +181,9 @@ class PlannedChunk:
     """Updates because the document changed (not re-sends of dead letters or a full refresh)."""
 
 
-@task(name="nest-and-plan", cache_policy=NONE)
-def nest_and_plan(
+@task(name="plan-changes", task_run_name="plan-changes-{number:05d}", cache_policy=NONE)
+def plan_changes(
+    number: int,
     chunk: PreparedChunk,
     ledger: SqliteLedger,
     spool: SpoolWriter,
@@ -164,7 +193,7 @@ def nest_and_plan(
 ) -> PlannedChunk:
     """Compare the chunk's fingerprints with the ledger, spool the documents to send.
 
-    (The documents are built with the chunk, by ``validated_chunks``. Pass the chunk
+    (The documents are built with the chunk, by ``validate-and-nest``. Pass the chunk
     wrapped in ``quote``: Prefect would otherwise walk every document.)"""
     documents = chunk.documents
     ids = documents.customer_ids.to_pylist()
@@ -257,8 +286,7 @@ def validated_chunks(
     if layout is None:
         layout = chunk_layout(spec)
     if layout.whole:
-        extract = read_source(spec)
-        yield prepare_validation(validate_source(extract))
+        yield validate_and_nest(1, read_source(spec))
         return
     files, partitions, owned = layout.files, layout.partitions, layout.owned
     log.info(
@@ -276,10 +304,14 @@ def validated_chunks(
         rename=rename,
         workers=workers or default_workers(),
         only=owned,
+        split=read_and_split,
     )
     read = held_back = long_portfolio_ids = 0
     with closing(chunks):  # spill files and worker processes go when this stops, too
-        for number, chunk in enumerate(chunks, start=1):
+        for number in itertools.count(1):
+            chunk = next_validated_chunk(number, quote(chunks))  # type: ignore[call-overload]
+            if chunk is None:
+                break
             read += chunk.validation.customers_read
             held_back += chunk.validation.customers_held_back
             long_portfolio_ids += chunk.validation.portfolio_ids_over_settlement_width
@@ -291,6 +323,7 @@ def validated_chunks(
                 f"{held_back:,}",
             )
             yield chunk
+            del chunk
     warning = settlement_width_warning(long_portfolio_ids)
     if warning:  # once per run (of a shard), with the count of every chunk
         log.warning(warning)
@@ -305,25 +338,34 @@ def prepare(
     full_refresh: bool,
     mode: str,
     layout: ChunkLayout | None = None,
+    preparation: Preparation | None = None,
 ) -> Preparation:
-    """Every chunk (of a shard's share) validated, nested and planned; rejects written;
-    totals returned. ``layout`` (``chunk_layout``) holds the sizes and the shard."""
+    """Every chunk (of a shard's share) validated, nested and planned into one spool;
+    rejects written; totals returned (and added to ``preparation``, when given, as each
+    chunk is planned). ``layout`` (``chunk_layout``) holds the sizes and the shard."""
     if layout is None:
         layout = chunk_layout(spec)
-    preparation = Preparation(extract_share=layout.share)
+    if preparation is None:
+        preparation = Preparation()
+    preparation.extract_share = layout.share
     chunks = validated_chunks(spec, spool_path.parent / "chunks", layout=layout)
-    rejects = RejectsWriter(rejects_path)
-    with SpoolWriter(spool_path) as spool, rejects, closing(chunks):
-        for chunk in chunks:
+    with SpoolWriter(spool_path) as spool, RejectsWriter(rejects_path) as rejects, closing(chunks):
+        for number, chunk in enumerate(chunks, start=1):
             plan_chunk(
-                chunk, ledger, spool, rejects, preparation, full_refresh=full_refresh, mode=mode
+                number,
+                chunk,
+                ledger,
+                spool,
+                rejects,
+                preparation,
+                full_refresh=full_refresh,
+                mode=mode,
             )
-    if rejects.rows:
-        preparation.rejects_path = str(rejects.path)
     return preparation
 
 
 def plan_chunk(
+    number: int,
     chunk: PreparedChunk,
     ledger: SqliteLedger,
     spool: SpoolWriter,
@@ -333,7 +375,9 @@ def plan_chunk(
     full_refresh: bool,
     mode: str,
 ) -> None:
-    """One prepared chunk planned into ``spool``; its rejects written, its counts added."""
+    """Prepared chunk ``number`` planned into ``spool``; its rejects written, its counts
+    added (and the rejects file named as soon as it holds a row: a guard's message
+    points at it)."""
     validation = chunk.validation
     preparation.add_validation(validation)
     preparation.seen_ids.append(chunk.documents.customer_ids)
@@ -341,7 +385,10 @@ def plan_chunk(
         held = validation.held_back["sourceCustomerId"].dropna().astype(str).tolist()
         preparation.seen_ids.append(pa.array(held, type=pa.large_string()))
     rejects.write(validation.rejects)
-    planned = nest_and_plan(
+    if rejects.rows:
+        preparation.rejects_path = str(rejects.path)
+    planned = plan_changes(
+        number,
         quote(chunk),  # type: ignore[call-overload]  # unwrapped by Prefect
         ledger,
         spool,

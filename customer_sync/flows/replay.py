@@ -1,7 +1,8 @@
 """The ``replay-dead-letters`` flow: re-send, on demand, what earlier runs could not deliver.
 
 Dead letters keep the exact document that failed; replay spools them and delivers them
-through the same per-batch retries as a normal run. The next normal run would re-send
+through the same per-batch retries as a normal run, inside the same ``RunSession``
+(ledger, delivery lock, run row, dead letters, report). The next normal run would re-send
 them anyway (they are planned again because they were never acknowledged); replay is for
 "now, without re-reading the extract".
 """
@@ -21,18 +22,12 @@ from customer_sync.adapters.spool import SpoolWriter
 from customer_sync.adapters.urls import without_user_info
 from customer_sync.flows import quiet_errors
 from customer_sync.flows.deliver import check_dry_run_folder, deliver_spool, write_dry_run
-from customer_sync.flows.sync import (
-    apply_outcomes,
-    close_run,
-    export_dead_letters_of,
-    lock_delivery,
-    partner_settings,
-    state_folder,
-)
-from customer_sync.ledger.factory import ledger_location, open_ledger
-from customer_sync.run.config_check import check_configuration
+from customer_sync.flows.sync import partner_settings
+from customer_sync.run.config_check import check_configuration, state_folder
 from customer_sync.run.options import current_hooks
+from customer_sync.run.outcome import apply_outcomes
 from customer_sync.run.report import SyncResult, write_stopped_report
+from customer_sync.run.session import DeliveryClaim, RunSession
 from customer_sync.schemas.contract import MAX_CUSTOMERS_PER_REQUEST
 from customer_sync.schemas.errors import CustomerSyncError
 
@@ -64,16 +59,14 @@ async def replay_dead_letters(
         wait: While another run delivers from the ledger: refuse at once (0), wait at most
             this many seconds, or (null) until it ends.
     """
-    retry_policy = current_hooks().retry_policy
     quiet_errors.install()
-    state = state_folder(state_dir)
     try:
         check_configuration(
             api_url=api_url,
             dry_run=dry_run,
             batch_size=batch_size,
             concurrency=concurrency,
-            state_dir=state,
+            state_dir=state_folder(state_dir),
             report=report,
         )
         if dry_run is not None:
@@ -81,20 +74,21 @@ async def replay_dead_letters(
     except CustomerSyncError as error:
         write_stopped_report(report, error)
         raise
-    ledger = open_ledger(ledger_location(state_dir))
-    if dry_run is None:
-        lock_delivery(ledger, None, 1, wait)
-    letters = ledger.dead_letters()
     shown_url = without_user_info(api_url) if api_url else None
-    run_id = ledger.start_run({"replay": True, "dry_run": dry_run, "api_url": shown_url})
-    result = SyncResult(run_id=run_id, dry_run=dry_run is not None)
-    result.customers_read = len(letters)
-    result.customers_planned = len(letters)
-    run_dir = state / "runs" / run_id
-    spool_path = run_dir / "spool.arrow"
-    log.info("Replay %s: %d dead-lettered customers", run_id, len(letters))
-    try:
-        with SpoolWriter(spool_path) as spool:
+    session = RunSession(
+        state_dir=state_dir,
+        parameters={"replay": True, "dry_run": dry_run, "api_url": shown_url},
+        dry_run=dry_run is not None,
+        report=report,
+        claim=DeliveryClaim(None, 1, wait),
+        settle_interrupted=False,  # the next run settles them, and plans their customers
+    )
+    async with session:
+        result = session.result
+        letters = session.ledger.dead_letters()
+        result.customers_read = result.customers_planned = len(letters)
+        log.info("Replay %s: %d dead-lettered customers", session.run_id, len(letters))
+        with SpoolWriter(session.spool_path) as spool:
             ordered = sorted(letters, key=lambda letter: letter.method)
             spool.write(
                 [letter.source_customer_id for letter in ordered],
@@ -103,37 +97,19 @@ async def replay_dead_letters(
                 [letter.document for letter in ordered],
             )
         if dry_run is not None:
-            write_dry_run(spool_path, Path(dry_run), batch_size, run_id)
+            write_dry_run(session.spool_path, Path(dry_run), batch_size, session.run_id)
             result.dry_run_dir = dry_run
         elif letters:
             settings = await partner_settings(api_url)
             async with PartnerClient(settings) as client:
                 outcomes = await deliver_spool(
-                    spool_path,
+                    session.spool_path,
                     client,
-                    ledger,
-                    run_id,
+                    session.ledger,
+                    session.run_id,
                     batch_size=batch_size,
                     concurrency=concurrency,
-                    policy=retry_policy or RetryPolicy(),
+                    policy=current_hooks().retry_policy or RetryPolicy(),
                 )
             apply_outcomes(result, outcomes)
-            export_dead_letters_of(result, ledger, run_dir)
-    except BaseException as error:
-        result.stop(error)
-        raise
-    finally:
-        spool_path.unlink(missing_ok=True)
-        await close_run(
-            result,
-            ledger,
-            run_id,
-            Path(report) if report else run_dir / "report.json",
-            {
-                "customers_read": result.customers_read,
-                "customers_sent": result.customers_sent,
-                "customers_failed": result.customers_failed,
-                "customers_rejected": result.customers_rejected,
-            },
-        )
     return result

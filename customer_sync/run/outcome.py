@@ -23,10 +23,16 @@ status          exit  when
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from customer_sync.schemas.errors import ConfigError, CustomerSyncError, GuardTripped, InputError
+from customer_sync.schemas.records import BatchOutcome
+
+if TYPE_CHECKING:  # the result and the preparation import this module
+    from customer_sync.flows.prepare import Preparation
+    from customer_sync.run.report import SyncResult
 
 RunStatus = Literal["completed", "incomplete", "aborted", "failed", "interrupted"]
 
@@ -128,6 +134,75 @@ def decide_outcome(
     return RunOutcome("completed")
 
 
+# --- accounting: what a run's result counts, from its preparation and its batches --------
+
+
+def apply_preparation(result: SyncResult, preparation: Preparation) -> None:
+    """The preparation's totals into the result (what was read, held back, planned)."""
+    result.rows_read = dict(preparation.rows_read)
+    result.customers_read = preparation.customers_read
+    result.customers_valid = preparation.customers_valid
+    result.customers_held_back = preparation.customers_held_back
+    result.held_back_by_reason = dict(preparation.held_back_by_reason)
+    result.customers_unchanged = preparation.unchanged
+    result.customers_planned = preparation.planned
+    result.rejects = preparation.rejects_path
+    result.orphan_accounts = preparation.orphan_accounts
+    result.orphan_cards = preparation.orphan_cards
+    if result.dry_run:  # nothing is sent: the planned methods are the whole story
+        result.customers_created = preparation.creates
+        result.customers_updated = preparation.updates
+
+
+def apply_outcomes(result: SyncResult, outcomes: Sequence[BatchOutcome]) -> None:
+    """The batches' outcomes into the result: sent, failed, rejected, created, updated."""
+    from customer_sync.run.report import BatchOutcomes, refusals_by_reason
+
+    # kept as BatchOutcomes: Prefect walks the flow's return value, but not into that
+    result.batches = outcomes if isinstance(outcomes, BatchOutcomes) else BatchOutcomes(outcomes)
+    for outcome in outcomes:
+        delivered = len(acknowledged_ids(outcome))
+        failed = len(outcome.customer_ids) - delivered
+        result.customers_sent += delivered
+        result.customers_failed += failed
+        result.customers_rejected += len(outcome.rejected)
+        if outcome.method == "POST":
+            result.customers_created += delivered
+        else:
+            result.customers_updated += delivered
+    result.rejected_by_reason = refusals_by_reason(outcomes)
+
+
+def acknowledged_ids(outcome: BatchOutcome) -> tuple[str, ...]:
+    """The customers of a batch the partner acknowledged (a failed batch may be partial)."""
+    acknowledged: tuple[str, ...] | None = getattr(outcome, "acknowledged", None)
+    if acknowledged is not None:  # a DeliveryOutcome knows them one by one
+        return acknowledged
+    if outcome.status == "acknowledged":
+        return outcome.customer_ids
+    if outcome.status == "rejected":
+        return tuple(c for c in outcome.customer_ids if c not in outcome.rejected)
+    return ()
+
+
+def run_counts(result: SyncResult) -> dict[str, int]:
+    """The counts the ledger keeps with a finished run (the report's, in short)."""
+    return {
+        "customers_read": result.customers_read,
+        "customers_held_back": result.customers_held_back,
+        "customers_unchanged": result.customers_unchanged,
+        "customers_sent": result.customers_sent,
+        "customers_failed": result.customers_failed,
+        "customers_rejected": result.customers_rejected,
+        "orphan_accounts": result.orphan_accounts,
+        "orphan_cards": result.orphan_cards,
+        "customers_created": result.customers_created,
+        "customers_updated": result.customers_updated,
+        "customers_absent": result.customers_absent,
+        "batches": len(result.batches),
+    }
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -141,7 +216,11 @@ __all__ = [
     "RunOutcome",
     "RunStatus",
     "Stop",
+    "acknowledged_ids",
+    "apply_outcomes",
+    "apply_preparation",
     "decide_outcome",
     "describe_error",
+    "run_counts",
     "stop_of",
 ]
