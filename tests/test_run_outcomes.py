@@ -277,7 +277,7 @@ import asyncio, sys
 from pathlib import Path
 from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.report import SyncResult
-from customer_sync.flows.sync import close_run
+from customer_sync.run.session import close_run
 from customer_sync.schemas.records import BatchOutcome
 ids = tuple(f"C{{n:09d}}" for n in range(5000))
 result = SyncResult(run_id={run_id!r}, customers_read=5000, customers_sent=5000)

@@ -116,7 +116,7 @@ class Preparation:
             self.held_back.append(validation.held_back.head(HELD_BACK_KEPT - kept))
 
 
-@task(name="read-extract", cache_policy=NONE)
+@task(name="read-extract", task_run_name="read-extract", cache_policy=NONE)
 def read_source(spec: SourceSpec) -> Extract:
     """Read the three tables as text, reporting extra columns."""
     extract = read_extract(
@@ -134,7 +134,7 @@ def read_source(spec: SourceSpec) -> Extract:
     return extract
 
 
-@task(name="read-extract", cache_policy=NONE)
+@task(name="read-extract", task_run_name="read-extract", cache_policy=NONE)
 def read_and_split(
     files: Mapping[str, str], folder: Path, partitions: int, **options: Any
 ) -> PartitionedExtract:

@@ -42,15 +42,14 @@ from customer_sync.flows.run_retries import (
 from customer_sync.flows.secrets import apartner_token_from_block
 from customer_sync.run.absent import judge_absent
 from customer_sync.run.chunk_loop import (
-    CheckGuards,
     ChunkReady,
     GatePolicy,
     GuardsFirst,
     Streaming,
     prepare_and_deliver,
 )
-from customer_sync.run.config_check import DEFAULT_STATE_DIR as DEFAULT_STATE_DIR
 from customer_sync.run.config_check import check_configuration, state_folder
+from customer_sync.run.guards import run_guards, warn_absent_after_stream
 from customer_sync.run.options import (
     ChunkOptions,
     ExtractOptions,
@@ -65,11 +64,10 @@ from customer_sync.run.options import (
 )
 from customer_sync.run.outcome import apply_outcomes, apply_preparation
 from customer_sync.run.report import SyncResult, write_stopped_report
-from customer_sync.run.session import DeliveryClaim, ReportNotWritten, RunSession, close_run
-from customer_sync.schemas.errors import ConfigError, CustomerSyncError, GuardTripped
+from customer_sync.run.session import DeliveryClaim, RunSession
+from customer_sync.schemas.errors import ConfigError, CustomerSyncError
 from customer_sync.schemas.records import BatchOutcome
-from customer_sync.transforms.plan import absent_guard, mass_update_guard
-from customer_sync.transforms.validate import held_back_guard
+from customer_sync.transforms.plan import absent_guard
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +259,8 @@ async def _sync(
                     _add_stage(result, "deliver", deliver.seconds)
                 apply_outcomes(result, deliver.outcomes)
         if streaming:
-            _judge_absent_after_stream(
-                result, preparation, session, layout, options.max_absent_share
+            warn_absent_after_stream(
+                result, preparation, ledger, layout, session.run_dir, options.max_absent_share
             )
     return result
 
@@ -319,64 +317,6 @@ async def partner_settings(api_url: str | None, *, look_up_block: bool = True) -
     return settings
 
 
-def run_guards(
-    *,
-    known_customers: int,
-    max_held_back_share: float,
-    max_update_share: float,
-    allow_mass_update: bool,
-) -> CheckGuards:
-    """Both guards, on a preparation's totals (all of them, or the running ones when
-    streaming). A shard compares its changes with its share of the known customers."""
-
-    def check(preparation: Preparation) -> None:
-        held_back_guard_totals(preparation, max_held_back_share)
-        mass_update_guard(
-            # only documents that changed count: a full refresh or dead-letter re-sends are
-            # asked for, a changed document is what a broken export produces
-            {"create": preparation.creates, "update": preparation.changed},
-            known_customers=round(known_customers * preparation.extract_share),
-            max_update_share=max_update_share,
-            allow_mass_update=allow_mass_update,
-        )
-
-    return check
-
-
-def held_back_guard_totals(preparation: Preparation, max_share: float) -> None:
-    """The held-back guard on the totals of every chunk."""
-    if preparation.customers_read == 0:
-        return
-    share = preparation.customers_held_back / preparation.customers_read
-    if share > max_share:
-        raise GuardTripped(
-            f"{preparation.customers_held_back:,} of {preparation.customers_read:,} customers "
-            f"({share:.1%}) would be held back, above the limit of {max_share:.1%}; nothing was "
-            f"sent. See the rejects file {preparation.rejects_path}; raise --max-held-back to "
-            "send the valid customers anyway."
-        )
-
-
-def _judge_absent_after_stream(
-    result: SyncResult,
-    preparation: Preparation,
-    session: RunSession,
-    layout: ChunkLayout,
-    max_absent_share: float,
-) -> None:
-    """A stream has sent already: who is absent is reported, and a share above the guard's
-    limit only warned about (the guard itself needs the guards-first default)."""
-    absent, known = judge_absent(result, preparation, session.ledger, layout, session.run_dir)
-    if known and absent > max_absent_share * known:
-        log.warning(
-            "%d of the %d customers the partner holds are absent from this extract (%.1f%%); "
-            "a truncated export looks like this (streaming cannot stop before sending)",
-            absent,
-            known,
-            100.0 * absent / known,
-        )
-
-
 def _layout(spec: SourceSpec, chunk_customers: int | None, shard: str | None) -> ChunkLayout:
     """An explicit chunk size splits any extract bigger than one chunk; a shard always
     splits."""
@@ -413,11 +353,4 @@ def _flow_run_id() -> str | None:
     return str(run.id) if run is not None else None
 
 
-__all__ = [
-    "ReportNotWritten",
-    "close_run",
-    "held_back_guard",
-    "run_sync",
-    "state_folder",
-    "sync_customers",
-]
+__all__ = ["partner_settings", "run_sync", "sync_customers", "sync_with_options"]
