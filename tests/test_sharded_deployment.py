@@ -119,14 +119,17 @@ async def test_a_sharded_deployment_run_delivers_each_customer_once_on_both_work
     source = write_synthetic(tmp_path / "in", CUSTOMERS)
     extract_ids = set(read_table(source, "customers")["sourceCustomerId"])
     ledger_url = postgres_server.database()
-    parameters = {
-        "source": str(source),
-        "state_dir": ledger_url,
-        "shards": 2,
-        "chunk_customers": 100,
-        "concurrency": 4,
-        "retry_outage": False,
-    }
+
+    def parameters(api_url: str, report: Path) -> dict[str, Any]:
+        return {
+            "extract": {"source": str(source)},
+            "partner": {"api_url": api_url, "concurrency": 4},
+            "state": {"state_dir": ledger_url, "report": str(report)},
+            "run": {"retry_outage": False},
+            "chunks": {"chunk_customers": 100},
+            "shards": 2,
+        }
+
     with (
         serve_stub_in_thread(bearer_token=PARTNER_TOKEN) as stub,
         temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}),
@@ -134,7 +137,7 @@ async def test_a_sharded_deployment_run_delivers_each_customer_once_on_both_work
         async with get_client() as client:
             first = await _run_parent(
                 client,
-                {**parameters, "api_url": stub.url, "report": str(tmp_path / "first.json")},
+                parameters(stub.url, tmp_path / "first.json"),
                 two_workers,
             )
             report = json.loads((tmp_path / "first.json").read_text(encoding="utf-8"))
@@ -174,7 +177,7 @@ async def test_a_sharded_deployment_run_delivers_each_customer_once_on_both_work
             requests_before = stub.counters.requests
             await _run_parent(
                 client,
-                {**parameters, "api_url": stub.url, "report": str(tmp_path / "rerun.json")},
+                parameters(stub.url, tmp_path / "rerun.json"),
                 two_workers,
             )
             rerun = json.loads((tmp_path / "rerun.json").read_text(encoding="utf-8"))

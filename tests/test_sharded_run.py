@@ -28,10 +28,15 @@ from tests.flow_support import read_table, write_synthetic, write_table
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-def _run_parent(**parameters: Any) -> Any:
-    from customer_sync.flows.parent import sync_customers_sharded
+def _run_parent(shards: int = 2, deployment: str | None = None, **options: Any) -> Any:
+    """The parent flow, called with the option groups built from flat ``SyncOptions``."""
+    from customer_sync.flows.parent import SHARD_DEPLOYMENT, sync_customers_sharded
+    from customer_sync.run.options import SyncOptions
 
-    return asyncio.run(sync_customers_sharded(**parameters))
+    groups = SyncOptions.build(**options).groups()
+    return asyncio.run(
+        sync_customers_sharded(**groups, shards=shards, deployment=deployment or SHARD_DEPLOYMENT)
+    )
 
 
 async def _flow_runs_named(prefix: str) -> list[Any]:
@@ -55,7 +60,7 @@ def test_a_broken_export_is_stopped_before_any_shard_starts(tmp_path: Path) -> N
     with serve_stub_in_thread() as stub, pytest.raises(GuardTripped, match="held back"):
         _run_parent(
             source=str(source), api_url=stub.url, state_dir=str(tmp_path / "state"),
-            shards=2, chunk_customers=50, report=str(report),
+            chunk_customers=50, report=str(report),
         )  # fmt: skip
     assert stub.counters.requests == 0  # nothing went out
     assert asyncio.run(_flow_runs_named("shard-")) == shards_before  # no shard was started
@@ -79,12 +84,31 @@ def test_shards_that_cannot_start_fail_the_parent_with_counts(tmp_path: Path) ->
     ):
         _run_parent(
             source=str(source), api_url=stub.url, state_dir=str(tmp_path / "state"),
-            shards=2, deployment="sync-customers/no-such-deployment", report=str(report),
+            deployment="sync-customers/no-such-deployment", report=str(report),
         )  # fmt: skip
     assert stub.counters.requests == 0
     failed = json.loads(report.read_text(encoding="utf-8"))
     assert failed["status"] == "failed" and not failed["reconciles"]
     assert [run["state"] for run in failed["shard_runs"]] == ["NOT_STARTED"] * 2
+
+
+def test_each_shard_gets_the_run_options_with_its_shard_and_no_report() -> None:
+    from customer_sync.flows.parent import shard_parameters
+    from customer_sync.run.options import GROUPS, SyncOptions
+
+    options = SyncOptions.build(
+        source="/landing", api_url="https://partner.example", state_dir="/state",
+        report="/reports/sharded.json", max_held_back_share=0.2, chunk_customers=1000,
+    )  # fmt: skip
+    second = shard_parameters(options, 2, 3, concurrency=5)
+    assert set(second) == set(GROUPS)
+    assert second["chunks"]["shard"] == "2/3" and second["chunks"]["chunk_customers"] == 1000
+    assert second["partner"]["concurrency"] == 5
+    assert second["state"]["report"] is None and second["state"]["state_dir"] == "/state"
+    assert second["guards"]["max_held_back_share"] == 0.2
+    # what the server will accept: the groups validate as sync-customers' parameters
+    rebuilt = SyncOptions.from_groups(**second)
+    assert rebuilt.shard == "2/3" and rebuilt.source == "/landing"
 
 
 def _shard(shard: str, state: str = "COMPLETED", **counts: int) -> ShardRun:

@@ -26,7 +26,7 @@ import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact
@@ -41,6 +41,15 @@ from customer_sync.flows.sync import run_guards
 from customer_sync.ledger.factory import ledger_location, open_ledger
 from customer_sync.run.absent import judge_absent
 from customer_sync.run.config_check import check_configuration, state_folder
+from customer_sync.run.options import (
+    ChunkOptions,
+    ExtractOptions,
+    GuardOptions,
+    PartnerOptions,
+    RunOptions,
+    StateOptions,
+    SyncOptions,
+)
 from customer_sync.run.report import SyncResult
 from customer_sync.run.sharded_report import (
     ShardedResult,
@@ -59,6 +68,7 @@ SHARD_DEPLOYMENT = "sync-customers/sync-customers-shard"
 without the nightly deployment's one-run-at-a-time limit (which would run the shards one
 after the other)."""
 POLL_SECONDS = 2.0
+MAX_SHARDS = 64
 
 
 class ShardsIncomplete(CustomerSyncError):
@@ -67,64 +77,51 @@ class ShardsIncomplete(CustomerSyncError):
 
 @flow(name="sync-customers-sharded", log_prints=False, validate_parameters=True)
 async def sync_customers_sharded(
-    source: str | None = None,
-    customers: str | None = None,
-    accounts: str | None = None,
-    cards: str | None = None,
-    rename: dict[str, Any] | None = None,
-    api_url: str | None = None,
-    state_dir: str | None = None,
+    extract: ExtractOptions = ExtractOptions(),  # noqa: B008  # frozen: shared safely
+    partner: PartnerOptions = PartnerOptions(),  # noqa: B008
+    state: StateOptions = StateOptions(),  # noqa: B008
+    run: RunOptions = RunOptions(),  # noqa: B008
+    guards: GuardOptions = GuardOptions(),  # noqa: B008
+    chunks: ChunkOptions = ChunkOptions(),  # noqa: B008
     shards: int = 2,
     deployment: str = SHARD_DEPLOYMENT,
-    batch_size: int = 50,
-    concurrency: int = 8,
-    full_refresh: bool = False,
-    mode: Literal["sync", "create-only"] = "sync",
-    max_held_back_share: float = 0.05,
-    max_update_share: float = 0.5,
-    allow_mass_update: bool = False,
-    max_absent_share: float = 0.1,
-    allow_absent: bool = False,
-    chunk_customers: int | None = None,
-    retry_outage: bool = False,
-    report: str | None = None,
 ) -> ShardedResult:
     """Plan the whole extract and check its guards, then deliver it as ``shards`` child
-    flow runs of ``deployment`` (``shard="k/M"``), and report their sum.
+    flow runs of ``deployment`` (``chunks.shard="k/M"``), and report their sum.
 
-    ``concurrency`` is per shard; with a partner budget on the server (the global
-    concurrency limit ``partner-requests``) each shard gets ``budget // shards`` of it
-    at most, so that all of them deliver at once within the one budget.
+    The option groups are those of ``sync-customers`` (``run/options.py``) and go to every
+    shard as given, except: ``state.report`` is the sharded run's own report (each shard
+    writes its own in its run folder); ``partner.concurrency`` is per shard, and with a
+    partner budget on the server (the global concurrency limit ``partner-requests``) at
+    most ``budget // shards``, so that all of them deliver at once within the one budget.
+    ``run.dry_run`` and ``chunks.shard`` are refused (plan with ``sync-customers``).
     """
     quiet_errors.install()
-    spec = SourceSpec(source, customers, accounts, cards, rename)
     result = ShardedResult(shards=shards, parent_flow_run_id=_flow_run_id())
-    report_path = _report_path(state_dir, report)
     try:
-        if shards < 1:
-            raise ConfigError(f"shards must be at least 1, not {shards}")
+        options = SyncOptions.from_groups(
+            extract=extract, partner=partner, state=state, run=run, guards=guards, chunks=chunks
+        )
+        report_path = _report_path(options.state_dir, options.report)
+        if not 1 <= shards <= MAX_SHARDS:
+            raise ConfigError(f"shards must be within 1..{MAX_SHARDS}, not {shards}")
+        if options.dry_run is not None or options.shard is not None:
+            raise ConfigError(
+                "a sharded run sends: run.dry_run and chunks.shard are for sync-customers"
+            )
         check_configuration(
-            api_url=api_url,
+            api_url=options.api_url,
             dry_run=None,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            state_dir=state_folder(state_dir),
-            report=report,
+            batch_size=options.batch_size,
+            concurrency=options.concurrency,
+            state_dir=state_folder(options.state_dir),
+            report=options.report,
         )
-        preparation = plan_whole_extract(
-            spec,
-            state_dir,
-            report_path.parent,
-            chunk_customers=chunk_customers,
-            full_refresh=full_refresh,
-            mode=mode,
-            max_held_back_share=max_held_back_share,
-            max_update_share=max_update_share,
-            allow_mass_update=allow_mass_update,
-            max_absent_share=max_absent_share,
-            allow_absent=allow_absent,
-            planned=result.planned,
-        )
+    except CustomerSyncError:
+        await stop_run_retries()
+        raise
+    try:
+        preparation = plan_whole_extract(options, report_path.parent, planned=result.planned)
     except GuardTripped as error:
         result.stopped = str(error)
         await _publish(result, report_path)
@@ -141,35 +138,14 @@ async def sync_customers_sharded(
         f"{preparation.planned:,}",
         shards,
     )
-    per_shard = await shard_concurrency(concurrency, shards)
-    common: dict[str, Any] = {
-        "source": source,
-        "customers": customers,
-        "accounts": accounts,
-        "cards": cards,
-        "rename": rename,
-        "api_url": api_url,
-        "state_dir": state_dir,
-        "batch_size": batch_size,
-        "concurrency": per_shard,
-        "full_refresh": full_refresh,
-        "mode": mode,
-        "max_held_back_share": max_held_back_share,
-        "max_update_share": max_update_share,
-        "allow_mass_update": allow_mass_update,
-        "max_absent_share": max_absent_share,
-        "allow_absent": allow_absent,
-        "chunk_customers": chunk_customers,
-        "retry_outage": retry_outage,
-        "progress": False,
-    }
+    per_shard = await shard_concurrency(options.concurrency, shards)
     children = await asyncio.gather(
         *(
-            _run_shard(deployment, {**common, "shard": f"{k}/{shards}"}, result)
+            _run_shard(deployment, shard_parameters(options, k, shards, per_shard), result)
             for k in range(1, shards + 1)
         )
     )
-    result.shard_runs = shard_runs_from_ledger(state_dir, children)
+    result.shard_runs = shard_runs_from_ledger(options.state_dir, children)
     await _publish(result, report_path)
     if result.incomplete:
         raise ShardsIncomplete(incomplete_message(result))
@@ -181,31 +157,34 @@ async def sync_customers_sharded(
     return result
 
 
+def shard_parameters(
+    options: SyncOptions, number: int, shards: int, concurrency: int
+) -> dict[str, Any]:
+    """The parameters of shard ``number`` of ``shards``: the run's option groups, with the
+    shard, its concurrency, and no report path (each shard reports in its run folder)."""
+    shard = options.model_copy(
+        update={"shard": f"{number}/{shards}", "concurrency": concurrency, "report": None}
+    )
+    return {name: group.model_dump(mode="json") for name, group in shard.groups().items()}
+
+
 def plan_whole_extract(
-    spec: SourceSpec,
-    state_dir: str | None,
-    run_dir: Path,
-    *,
-    chunk_customers: int | None,
-    full_refresh: bool,
-    mode: Literal["sync", "create-only"],
-    max_held_back_share: float,
-    max_update_share: float,
-    allow_mass_update: bool,
-    max_absent_share: float,
-    allow_absent: bool,
-    planned: dict[str, int],
+    options: SyncOptions, run_dir: Path, *, planned: dict[str, int]
 ) -> Preparation:
     """The planning phase: the whole extract prepared and planned against the ledger (its
     spool deleted again: nothing is sent), the guards checked on its totals, which are
     put into ``planned``. Raises ``GuardTripped`` for a broken export."""
+    spec = SourceSpec(
+        options.source, options.customers, options.accounts, options.cards, options.rename
+    )
+    chunk_customers = options.chunk_customers
     layout = chunk_layout(
         spec,
         chunk_customers=chunk_customers or DEFAULT_CHUNK_CUSTOMERS,
         whole_customers=WHOLE_CUSTOMERS if chunk_customers is None else 0,
     )
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # rejects and spool: card data
-    ledger = open_ledger(ledger_location(state_dir))
+    ledger = open_ledger(ledger_location(options.state_dir))
     spool_path = run_dir / "planning" / "spool.arrow"
     try:
         known = ledger.known_customer_count()
@@ -214,8 +193,8 @@ def plan_whole_extract(
             ledger,
             spool_path,
             run_dir / "rejects.csv",
-            full_refresh=full_refresh,
-            mode=mode,
+            full_refresh=options.full_refresh,
+            mode=options.mode,
             layout=layout,
         )
         planned.update(
@@ -229,14 +208,14 @@ def plan_whole_extract(
         )
         check = run_guards(
             known_customers=known,
-            max_held_back_share=max_held_back_share,
-            max_update_share=max_update_share,
-            allow_mass_update=allow_mass_update,
+            max_held_back_share=options.max_held_back_share,
+            max_update_share=options.max_update_share,
+            allow_mass_update=options.allow_mass_update,
         )
         check(preparation)
         absent, known_now = judge_absent(SyncResult(), preparation, ledger, layout, run_dir)
         planned.update(customers_absent=absent, customers_known=known_now)
-        absent_guard(absent, known_now, max_absent_share, allow_absent)
+        absent_guard(absent, known_now, options.max_absent_share, options.allow_absent)
     finally:
         shutil.rmtree(spool_path.parent, ignore_errors=True)  # card data: never kept
         ledger.close()
@@ -258,7 +237,7 @@ async def _run_shard(
     """One shard as a child flow run of ``deployment``; its final flow run."""
     from prefect.deployments import run_deployment
 
-    shard = str(parameters["shard"])
+    shard = str(parameters["chunks"]["shard"])
     key = f"{result.parent_flow_run_id}:{shard}" if result.parent_flow_run_id else None
     try:
         flow_run = await run_deployment(
