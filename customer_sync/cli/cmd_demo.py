@@ -58,6 +58,7 @@ def demo(
     The ledger is a temporary folder unless --state is given.
     """
     from customer_sync.cli.cmd_run import (
+        built_options,
         check_before_the_flow,
         exit_after,
         print_result,
@@ -88,23 +89,23 @@ def demo(
                 state_dir=chosen_state,
                 report=report,
             )
+            options = built_options(
+                report,
+                source=str(sample_folder()),
+                api_url=stub.url,
+                batch_size=batch_size,
+                concurrency=concurrency,
+                dry_run=dry_run,
+                state_dir=chosen_state,
+                full_refresh=full_refresh,
+                mode=mode,
+                max_update_share=max_update_share,
+                allow_mass_update=allow_mass_update,
+                max_absent_share=max_absent_share,
+                allow_absent=allow_absent,
+            )
             try:
-                result = run_flow(
-                    source=str(sample_folder()),
-                    api_url=stub.url,
-                    batch_size=batch_size,
-                    concurrency=concurrency,
-                    dry_run=dry_run,
-                    state_dir=chosen_state,
-                    full_refresh=full_refresh,
-                    mode=mode,
-                    max_update_share=max_update_share,
-                    allow_mass_update=allow_mass_update,
-                    max_absent_share=max_absent_share,
-                    allow_absent=allow_absent,
-                    report=report,
-                    progress=progress_setting(no_progress),
-                )
+                result = run_flow(options, progress=progress_setting(no_progress))
             except Exception as error:
                 return exit_after(error)
             print_result(result)

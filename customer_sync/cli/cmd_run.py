@@ -38,6 +38,7 @@ from customer_sync.cli.options import (
 )
 
 if TYPE_CHECKING:
+    from customer_sync.run.options import SyncOptions
     from customer_sync.run.report import SyncResult
 
 ChunkCustomers = Annotated[
@@ -141,13 +142,29 @@ def start_flow_server() -> None:
     start_prefect_server()
 
 
-def run_flow(**parameters: object) -> SyncResult:
-    """Run the flow; user-facing errors come out of it as themselves, not as tracebacks."""
+def run_flow(options: SyncOptions, *, progress: bool | None = None) -> SyncResult:
+    """Run the flow; user-facing errors come out of it as themselves, not as tracebacks.
+
+    ``progress`` (the terminal display) is a hook, not one of the flow's parameters."""
     from customer_sync.flows.prefect_setup import wait_for_prefect_server
-    from customer_sync.flows.sync import sync_customers
+    from customer_sync.flows.sync import run_sync
 
     wait_for_prefect_server()
-    return asyncio.run(sync_customers(**parameters))  # type: ignore[arg-type]
+    return asyncio.run(run_sync(options, progress=progress))
+
+
+def built_options(report: str | None, **values: object) -> SyncOptions:
+    """The run's ``SyncOptions`` from its flags, validated once (a refusal also marks the
+    ``--report`` file as this run's, aborted)."""
+    from customer_sync.run.options import SyncOptions
+    from customer_sync.run.report import write_stopped_report
+    from customer_sync.schemas.errors import ConfigError
+
+    try:
+        return SyncOptions.build(report=report, **values)
+    except ConfigError as error:
+        write_stopped_report(report, error)
+        raise
 
 
 def exit_after(error: Exception) -> int:
@@ -210,32 +227,32 @@ def run(
             state_dir=state,
             report=report,
         )
+        options = built_options(
+            report,
+            source=source,
+            customers=customers,
+            accounts=accounts,
+            cards=cards,
+            rename=parse_rename(rename),
+            api_url=api_url,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            dry_run=dry_run,
+            state_dir=state,
+            full_refresh=full_refresh,
+            mode=mode,
+            max_held_back_share=max_held_back,
+            max_update_share=max_update_share,
+            allow_mass_update=allow_mass_update,
+            chunk_customers=chunk_customers,
+            stream=stream,
+            shard=shard,
+            wait=lock_wait(wait),
+            max_absent_share=max_absent_share,
+            allow_absent=allow_absent,
+        )
         try:
-            result = run_flow(
-                source=source,
-                customers=customers,
-                accounts=accounts,
-                cards=cards,
-                rename=parse_rename(rename),
-                api_url=api_url,
-                batch_size=batch_size,
-                concurrency=concurrency,
-                dry_run=dry_run,
-                state_dir=state,
-                full_refresh=full_refresh,
-                mode=mode,
-                max_held_back_share=max_held_back,
-                max_update_share=max_update_share,
-                allow_mass_update=allow_mass_update,
-                report=report,
-                progress=progress_setting(no_progress),
-                chunk_customers=chunk_customers,
-                stream=stream,
-                shard=shard,
-                wait=lock_wait(wait),
-                max_absent_share=max_absent_share,
-                allow_absent=allow_absent,
-            )
+            result = run_flow(options, progress=progress_setting(no_progress))
         except Exception as error:
             return exit_after(error)
         print_result(result)
@@ -294,4 +311,11 @@ def copy_owner_only(source: str, target: str) -> None:
         shutil.copyfileobj(original, copy)
 
 
-__all__ = ["check_before_the_flow", "exit_after", "print_result", "run", "run_flow"]
+__all__ = [
+    "built_options",
+    "check_before_the_flow",
+    "exit_after",
+    "print_result",
+    "run",
+    "run_flow",
+]
