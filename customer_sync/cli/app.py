@@ -25,6 +25,7 @@ _HANDLERS = {
     "dead-letters": "customer_sync.cli.cmd_dead_letters",
     "runs": "customer_sync.cli.cmd_runs",
     "history": "customer_sync.cli.cmd_history",
+    "plan": "customer_sync.cli.cmd_plan",
 }
 # commands that run a Prefect flow: its temporary API server is started at entry, so it
 # comes up while the command imports pandas and Prefect (the command waits for it)
@@ -184,7 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=20, metavar="N")
     history = commands.add_parser("history", help="every send of one customer")
     history.add_argument("customer_id", metavar="CUSTOMER_ID")
-    for sub in (runs, history):
+    plan = commands.add_parser(
+        "plan", help="what a run would do with each customer, and what changed (sends nothing)"
+    )
+    _add_source_arguments(plan)
+    plan.add_argument("--full-refresh", action="store_true", help="plan every customer as sent")
+    plan.add_argument("--mode", choices=("sync", "create-only"), default="sync")
+    plan.add_argument("--all", action="store_true", help="list unchanged customers in the table")
+    for sub in (runs, history, plan):
         sub.add_argument("--state", metavar="DIR|URL", help=_STATE_HELP)
         sub.add_argument("--format", choices=("table", "json", "csv"), default="table")
     return parser

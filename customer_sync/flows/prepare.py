@@ -37,6 +37,7 @@ from customer_sync.chunking.pool import (
     prepared_chunks,
 )
 from customer_sync.chunking.shards import Shard
+from customer_sync.ledger.parts import record_missing_parts
 from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.schemas.records import Extract
 from customer_sync.transforms.plan import plan_customers
@@ -161,8 +162,10 @@ def nest_and_plan(
     *,
     full_refresh: bool,
     mode: str,
+    record_parts: bool = True,
 ) -> PlannedChunk:
-    """Compare the chunk's fingerprints with the ledger, spool the documents to send.
+    """Compare the chunk's fingerprints with the ledger, spool the documents to send, and
+    (``record_parts``, not in a dry run) keep the parts of documents the ledger lacks.
 
     (The documents are built with the chunk, by ``validated_chunks``. Pass the chunk
     wrapped in ``quote``: Prefect would otherwise walk every document.)"""
@@ -188,6 +191,8 @@ def nest_and_plan(
         chunk.fingerprints.take(positions),
         documents.documents.take(positions),
     )
+    if record_parts:  # what changed, part by part, for the next plan (customer-sync plan)
+        record_missing_parts(ledger, ids, chunk.fingerprints, documents.documents)
     return PlannedChunk(
         creates=plan.creates,
         updates=plan.updates,
@@ -305,6 +310,7 @@ def prepare(
     full_refresh: bool,
     mode: str,
     layout: ChunkLayout | None = None,
+    record_parts: bool = True,
 ) -> Preparation:
     """Every chunk (of a shard's share) validated, nested and planned; rejects written;
     totals returned. ``layout`` (``chunk_layout``) holds the sizes and the shard."""
@@ -316,7 +322,14 @@ def prepare(
     with SpoolWriter(spool_path) as spool, rejects, closing(chunks):
         for chunk in chunks:
             plan_chunk(
-                chunk, ledger, spool, rejects, preparation, full_refresh=full_refresh, mode=mode
+                chunk,
+                ledger,
+                spool,
+                rejects,
+                preparation,
+                full_refresh=full_refresh,
+                mode=mode,
+                record_parts=record_parts,
             )
     if rejects.rows:
         preparation.rejects_path = str(rejects.path)
@@ -332,6 +345,7 @@ def plan_chunk(
     *,
     full_refresh: bool,
     mode: str,
+    record_parts: bool = True,
 ) -> None:
     """One prepared chunk planned into ``spool``; its rejects written, its counts added."""
     validation = chunk.validation
@@ -347,6 +361,7 @@ def plan_chunk(
         spool,
         full_refresh=full_refresh,
         mode=mode,
+        record_parts=record_parts,
     )
     preparation.creates += planned.creates
     preparation.updates += planned.updates

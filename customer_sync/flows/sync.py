@@ -348,6 +348,7 @@ async def _sync(
                 full_refresh=full_refresh,
                 mode=mode,
                 layout=layout,
+                record_parts=dry_run is None,  # a dry run writes nothing to the ledger
             )
         _apply_preparation(result, preparation)
         check_guards(preparation)

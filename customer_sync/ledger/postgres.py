@@ -329,6 +329,31 @@ class PostgresLedger:
     def known_customer_count(self) -> int:
         return int(self._read(sql.KNOWN_CUSTOMERS)[0][0])
 
+    # --- document parts (customer_sync/transforms/changes.py) ---------------------------
+    def document_parts(self, fingerprints: Mapping[str, str]) -> dict[str, bytes]:
+        """sourceCustomerId -> the stored parts of its document of that fingerprint."""
+        items = list(fingerprints.items())
+        found: dict[str, bytes] = {}
+        with self._lock:
+            for start in range(0, len(items), _ID_CHUNK):
+                chunk = items[start : start + _ID_CHUNK]
+                ids, fps = [c for c, _ in chunk], [f for _, f in chunk]
+                rows = self._db.execute(sql.DOCUMENT_PARTS, (ids, fps)).fetchall()
+                found.update((cid, bytes(parts)) for cid, parts in rows)
+        return found
+
+    def record_document_parts(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
+        """Keep (sourceCustomerId, fingerprint, parts); per customer only this fingerprint's
+        and the acknowledged one's parts stay. One transaction."""
+        if not rows:
+            return
+        latest = {cid: fp for cid, fp, _ in rows}
+        self._writer.drain()
+        with self._write() as db:
+            db.execute(sql.PRUNE_PARTS, (list(latest), list(latest.values())))
+            with db.cursor() as cursor:
+                cursor.executemany(sql.RECORD_PARTS, rows)
+
     # --- delivery ------------------------------------------------------------------------
     def mark_sending(self, run_id: str, batch: Batch) -> None:
         """Record that ``batch`` is about to go out; committed when this returns."""

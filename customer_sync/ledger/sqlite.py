@@ -391,6 +391,31 @@ class SqliteLedger:
         """How many customers the partner has acknowledged at least once."""
         return int(self._read("SELECT count(*) FROM acknowledged")[0][0])
 
+    # --- document parts (customer_sync/transforms/changes.py) ---------------------------
+    def document_parts(self, fingerprints: Mapping[str, str]) -> dict[str, bytes]:
+        """sourceCustomerId -> the stored parts of its document of that fingerprint."""
+        items = list(fingerprints.items())
+        found: dict[str, bytes] = {}
+        with self._lock:
+            for start in range(0, len(items), _ID_CHUNK):
+                chunk = orjson.dumps(dict(items[start : start + _ID_CHUNK])).decode()
+                found.update(
+                    (cid, bytes(parts))
+                    for cid, parts in self._db.execute(sql.DOCUMENT_PARTS, (chunk,))
+                )
+        return found
+
+    def record_document_parts(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
+        """Keep (sourceCustomerId, fingerprint, parts); per customer only this fingerprint's
+        and the acknowledged one's parts stay. One transaction."""
+        if not rows:
+            return
+        latest = orjson.dumps({cid: fp for cid, fp, _ in rows}).decode()
+        self._writer.drain()
+        with self._write() as db:
+            db.execute(sql.PRUNE_PARTS, (latest,))
+            db.executemany(sql.RECORD_PARTS, rows)
+
     # --- delivery ------------------------------------------------------------------------
     def mark_sending(self, run_id: str, batch: Batch) -> None:
         """Record that ``batch`` is about to go out (before the request, so a crash shows).

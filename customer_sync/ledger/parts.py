@@ -1,0 +1,45 @@
+"""The parts of the documents a run plans, kept in the ledger for the next plan's changes.
+
+``record_missing_parts`` is called once per prepared chunk (not in a dry run): the
+documents whose (customer, fingerprint) has no parts yet get them (``transforms.changes``:
+non-sensitive values only). On a nightly run that is the changed and new customers; on the
+first run after an upgrade, every customer once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import pyarrow as pa
+
+from customer_sync.transforms.changes import parts_json
+
+
+class PartsLedger(Protocol):
+    """What a ledger offers for document parts (SQLite and PostgreSQL alike)."""
+
+    def document_parts(self, fingerprints: Mapping[str, str]) -> dict[str, bytes]: ...
+
+    def record_document_parts(self, rows: Sequence[tuple[str, str, bytes]]) -> None: ...
+
+
+def record_missing_parts(
+    ledger: PartsLedger,
+    customer_ids: Sequence[str],
+    fingerprints: pa.Array,
+    documents: pa.Array,
+) -> int:
+    """Keep the parts of every document whose fingerprint has none yet; how many were kept."""
+    wanted = dict(zip(customer_ids, fingerprints.to_pylist(), strict=True))
+    present = ledger.document_parts(wanted)
+    missing = [i for i, cid in enumerate(customer_ids) if cid not in present]
+    if not missing:
+        return 0
+    chosen = documents.take(pa.array(missing, type=pa.int64())).to_pylist()
+    rows = [
+        (customer_ids[i], wanted[customer_ids[i]], parts_json(document))
+        for i, document in zip(missing, chosen, strict=True)
+    ]
+    ledger.record_document_parts(rows)
+    return len(rows)
