@@ -46,6 +46,7 @@ def test_parts_are_kept_for_the_acknowledged_and_the_latest_fingerprint(where: P
             "C1": b'{"v":1,"n":3}',
             "C2": b"{}",
         }
+        assert ledger.customers_with_parts({"C1": "f3", "C2": "other", "C9": "x"}) == {"C1"}
         ledger.record_document_parts([("C1", "f3", b"ignored")])  # the same key: kept as is
         assert ledger.document_parts({"C1": "f3"}) == {"C1": b'{"v":1,"n":3}'}
         ledger.finish_run(run, "completed", {})

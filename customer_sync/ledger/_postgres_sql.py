@@ -286,6 +286,10 @@ DOCUMENT_PARTS: Final = (
     "SELECT p.source_customer_id, p.parts FROM unnest(%s::text[], %s::text[]) AS n(id, fp) "
     "JOIN document_parts AS p ON p.source_customer_id = n.id AND p.fingerprint = n.fp"
 )
+CUSTOMERS_WITH_PARTS: Final = (
+    "SELECT p.source_customer_id FROM unnest(%s::text[], %s::text[]) AS n(id, fp) "
+    "JOIN document_parts AS p ON p.source_customer_id = n.id AND p.fingerprint = n.fp"
+)
 RECORD_PARTS: Final = (
     "INSERT INTO document_parts (source_customer_id, fingerprint, parts) VALUES (%s, %s, %s) "
     "ON CONFLICT DO NOTHING"

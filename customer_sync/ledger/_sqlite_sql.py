@@ -275,6 +275,10 @@ DOCUMENT_PARTS: Final = (
     "SELECT p.source_customer_id, p.parts FROM json_each(?1) AS j "
     "JOIN document_parts AS p ON p.source_customer_id = j.key AND p.fingerprint = j.value"
 )
+CUSTOMERS_WITH_PARTS: Final = (
+    "SELECT p.source_customer_id FROM json_each(?1) AS j "
+    "JOIN document_parts AS p ON p.source_customer_id = j.key AND p.fingerprint = j.value"
+)
 RECORD_PARTS: Final = (
     "INSERT INTO document_parts (source_customer_id, fingerprint, parts) VALUES (?, ?, ?) "
     "ON CONFLICT DO NOTHING"

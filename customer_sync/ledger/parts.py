@@ -19,7 +19,7 @@ from customer_sync.transforms.changes import parts_json
 class PartsLedger(Protocol):
     """What a ledger offers for document parts (SQLite and PostgreSQL alike)."""
 
-    def document_parts(self, fingerprints: Mapping[str, str]) -> dict[str, bytes]: ...
+    def customers_with_parts(self, fingerprints: Mapping[str, str]) -> set[str]: ...
 
     def record_document_parts(self, rows: Sequence[tuple[str, str, bytes]]) -> None: ...
 
@@ -32,7 +32,7 @@ def record_missing_parts(
 ) -> int:
     """Keep the parts of every document whose fingerprint has none yet; how many were kept."""
     wanted = dict(zip(customer_ids, fingerprints.to_pylist(), strict=True))
-    present = ledger.document_parts(wanted)
+    present = ledger.customers_with_parts(wanted)
     missing = [i for i, cid in enumerate(customer_ids) if cid not in present]
     if not missing:
         return 0

@@ -342,6 +342,18 @@ class PostgresLedger:
                 found.update((cid, bytes(parts)) for cid, parts in rows)
         return found
 
+    def customers_with_parts(self, fingerprints: Mapping[str, str]) -> set[str]:
+        """The customers whose document of that fingerprint has its parts kept."""
+        items = list(fingerprints.items())
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(items), _ID_CHUNK):
+                chunk = items[start : start + _ID_CHUNK]
+                ids, fps = [c for c, _ in chunk], [f for _, f in chunk]
+                rows = self._db.execute(sql.CUSTOMERS_WITH_PARTS, (ids, fps)).fetchall()
+                found.update(r[0] for r in rows)
+        return found
+
     def record_document_parts(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
         """Keep (sourceCustomerId, fingerprint, parts); per customer only this fingerprint's
         and the acknowledged one's parts stay. One transaction."""

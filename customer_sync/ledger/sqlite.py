@@ -405,6 +405,16 @@ class SqliteLedger:
                 )
         return found
 
+    def customers_with_parts(self, fingerprints: Mapping[str, str]) -> set[str]:
+        """The customers whose document of that fingerprint has its parts kept."""
+        items = list(fingerprints.items())
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(items), _ID_CHUNK):
+                chunk = orjson.dumps(dict(items[start : start + _ID_CHUNK])).decode()
+                found.update(r[0] for r in self._db.execute(sql.CUSTOMERS_WITH_PARTS, (chunk,)))
+        return found
+
     def record_document_parts(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
         """Keep (sourceCustomerId, fingerprint, parts); per customer only this fingerprint's
         and the acknowledged one's parts stay. One transaction."""
