@@ -85,17 +85,21 @@ def sync(
     source: PathText | None = None, *, state: PathText | None = None, **options: Any
 ) -> SyncResult:
     """Run the ``sync-customers`` flow and return its result (``.to_pandas()``,
-    ``.batches_frame()``); ``options`` are the flow's parameters (``api_url``,
-    ``dry_run``, ``batch_size``, ...). Works inside a notebook's running event loop too
+    ``.batches_frame()``). ``options`` are ``SyncOptions``' fields (``api_url``,
+    ``dry_run``, ``batch_size``, ...; ``customer_sync/run/options.py``) and the hooks
+    ``progress`` and ``retry_policy``. Works inside a notebook's running event loop too
     (the flow then runs on a thread of its own)."""
     from customer_sync.flows.prefect_setup import configure_prefect
 
     configure_prefect()
-    from customer_sync.flows.sync import sync_customers
+    from customer_sync.flows.sync import run_sync
+    from customer_sync.run.options import SyncOptions
 
+    hooks = {name: options.pop(name) for name in ("progress", "retry_policy") if name in options}
     if state is not None:
         options["state_dir"] = os.fspath(state)
-    return _run_to_end(sync_customers(source=_text(source), **options))
+    built = SyncOptions.build(source=_text(source), **options)
+    return _run_to_end(run_sync(built, **hooks))
 
 
 def runs(*, state: PathText | None = None, limit: int | None = 20) -> list[RunRow]:

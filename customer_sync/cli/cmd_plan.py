@@ -1,41 +1,76 @@
 """`customer-sync plan SOURCE`: per customer what a run would do, and what changed.
 
 Read-only: the ledger is opened for reading, nothing is written or sent. The table shows
-one row per customer that is not unchanged (``--all`` shows those too); JSON and CSV have
-every customer. No postal code or card number is ever printed.
+one row per customer that is not unchanged (``--all`` shows those too) and the counts per
+action; JSON and CSV have every customer. No postal code or card number is ever printed.
 """
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from customer_sync.cli.output import render
-from customer_sync.run.planning import PLAN_COLUMNS, CustomerPlan, plan_extract
+import typer
+
+from customer_sync.cli.options import (
+    AccountsFile,
+    CardsFile,
+    CustomersFile,
+    FullRefresh,
+    Mode,
+    Rename,
+    Source,
+    State,
+    TableFormat,
+)
+
+if TYPE_CHECKING:
+    from customer_sync.run.planning import CustomerPlan
+
+ShowAll = Annotated[
+    bool, typer.Option("--all", help="list the unchanged customers in the table too")
+]
 
 
-def main(args: argparse.Namespace) -> int:
+def plan(
+    source: Source = None,
+    customers: CustomersFile = None,
+    accounts: AccountsFile = None,
+    cards: CardsFile = None,
+    rename: Rename = None,
+    state: State = None,
+    full_refresh: FullRefresh = False,
+    mode: Mode = "sync",
+    output: TableFormat = "table",
+    show_all: ShowAll = False,
+) -> int:
+    """What a run would do with each customer, and what changed (nothing is sent).
+
+    Per customer: create, update, dead-letter retry, unchanged, held back or absent; for an
+    update the parts that changed (account A12: status OPEN→CLOSED; a card closed).
+    """
     from customer_sync.adapters.readers import parse_rename
-    from customer_sync.run.planning import planning_ledger
+    from customer_sync.run.planning import plan_extract, planning_ledger
 
-    rename = parse_rename(args.rename) if args.rename else None
-    with planning_ledger(args.state) as ledger:
-        plan = plan_extract(
-            args.source,
+    with planning_ledger(state) as ledger:
+        planned = plan_extract(
+            source,
             ledger,
-            customers=args.customers,
-            accounts=args.accounts,
-            cards=args.cards,
-            rename=rename,
-            full_refresh=args.full_refresh,
-            mode=args.mode,
+            customers=customers,
+            accounts=accounts,
+            cards=cards,
+            rename=parse_rename(rename) if rename else None,
+            full_refresh=full_refresh,
+            mode=mode,
         )
-    print(render_plan(plan, args.format, show_unchanged=args.all))
+    print(render_plan(planned, output, show_unchanged=show_all))
     return 0
 
 
 def render_plan(plan: CustomerPlan, fmt: str, *, show_unchanged: bool = False) -> str:
     """The plan as a table (its summary below), JSON or CSV (changes ``; ``-joined)."""
+    from customer_sync.cli.output import render
+    from customer_sync.run.planning import PLAN_COLUMNS
+
     records: list[dict[str, Any]] = plan.records()
     if fmt == "table" and not show_unchanged:
         records = [r for r in records if r["action"] != "unchanged"]

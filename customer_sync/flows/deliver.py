@@ -2,10 +2,10 @@
 
 One task run per batch would cost about 4.7 ms each and drop Prefect events at tens of
 thousands of batches (see DESIGN.md). So a task run delivers a *group* of batches; each
-batch inside it is still retried on its own (adapters.delivery), every retry is logged to
-the task run, and every outcome is committed to the ledger before any later batch is sent
-and before the task run ends. Groups overlap so that concurrency never drains at a group's
-end.
+batch inside it is still retried on its own (adapters.delivery, which logs each retry
+once, into the task run's log too), and every outcome is committed to the ledger before
+any later batch is sent and before the task run ends. Groups overlap so that concurrency
+never drains at a group's end.
 
 A task run still costs a few milliseconds here and more in Prefect's server (its state
 changes are events the server records), so large runs get larger groups: at least
@@ -29,7 +29,7 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote
 
 from customer_sync.adapters.auth import PartnerAuthError
-from customer_sync.adapters.delivery import RetryEvent, RetryPolicy, deliver_batch
+from customer_sync.adapters.delivery import RetryPolicy, deliver_batch
 from customer_sync.adapters.partner_client import PartnerClient
 from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.report import BatchOutcomes
@@ -97,18 +97,11 @@ async def deliver_group(
     policy: RetryPolicy,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
 ) -> BatchOutcomes:
-    """Deliver a group of batches, each with its own retries; record each in the ledger."""
+    """Deliver a group of batches, each with its own retries; record each in the ledger.
+
+    Each retry is logged once, where it happens (``adapters.delivery``): that logger
+    reaches this task run's log in Prefect too."""
     run_log = get_run_logger()
-
-    def _log_retry(event: RetryEvent) -> None:
-        run_log.warning(
-            "Batch %s attempt %d failed (%s); retrying in %.2fs",
-            event.batch_id,
-            event.attempt,
-            event.reason,
-            event.delay,
-        )
-
     refused: list[PartnerAuthError] = []
 
     async def _one(planned: PlannedBatch) -> BatchOutcome | None:
@@ -120,7 +113,7 @@ async def deliver_group(
                 # queued before it (group commit on the ledger's writer thread)
                 await ledger.amark_sending(run_id, planned.batch)
             try:
-                outcome = await deliver_batch(client, planned.batch, policy, on_retry=_log_retry)
+                outcome = await deliver_batch(client, planned.batch, policy)
             except PartnerAuthError as error:
                 refused.append(error)
                 if ledger is not None:

@@ -282,12 +282,13 @@ NAME_DELIVERY_HOLDER: Final = "UPDATE delivery_holders SET run_id = %s WHERE loc
 REMOVE_DELIVERY_HOLDER: Final = "DELETE FROM delivery_holders WHERE lock_key = %s"
 
 # --- document parts (customer_sync/ledger/parts.py) ---------------------------------------
+# %s is a JSON object {sourceCustomerId: fingerprint}, as for SQLite
 DOCUMENT_PARTS: Final = (
-    "SELECT p.source_customer_id, p.parts FROM unnest(%s::text[], %s::text[]) AS n(id, fp) "
+    "SELECT p.source_customer_id, p.parts FROM jsonb_each_text(%s::jsonb) AS n(id, fp) "
     "JOIN document_parts AS p ON p.source_customer_id = n.id AND p.fingerprint = n.fp"
 )
 CUSTOMERS_WITH_PARTS: Final = (
-    "SELECT p.source_customer_id FROM unnest(%s::text[], %s::text[]) AS n(id, fp) "
+    "SELECT p.source_customer_id FROM jsonb_each_text(%s::jsonb) AS n(id, fp) "
     "JOIN document_parts AS p ON p.source_customer_id = n.id AND p.fingerprint = n.fp"
 )
 RECORD_PARTS: Final = (
@@ -295,7 +296,7 @@ RECORD_PARTS: Final = (
     "ON CONFLICT DO NOTHING"
 )
 PRUNE_PARTS: Final = (
-    "DELETE FROM document_parts AS p USING unnest(%s::text[], %s::text[]) AS n(id, fp) "
+    "DELETE FROM document_parts AS p USING jsonb_each_text(%s::jsonb) AS n(id, fp) "
     "WHERE p.source_customer_id = n.id AND p.fingerprint <> n.fp "
     "AND p.fingerprint IS DISTINCT FROM "
     "(SELECT a.fingerprint FROM acknowledged AS a WHERE a.source_customer_id = n.id)"
