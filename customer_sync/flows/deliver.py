@@ -187,8 +187,12 @@ async def deliver_spool(
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     batches_per_task_run: int | None = None,
     first_task_run: int = 0,
+    batch_prefix: str | None = None,
 ) -> BatchOutcomes:
     """Every spooled document delivered (or failed) once; outcomes in completion order.
+
+    Batch ids start with ``batch_prefix`` (default the run id): a second spool of the same
+    run (the enrollment-ended action) needs ids of its own.
 
     ``batches_per_task_run`` defaults to ``task_run_size`` of the spool's batch count;
     task runs are numbered from ``first_task_run`` (a streamed run's later chunks go on
@@ -198,7 +202,8 @@ async def deliver_spool(
     limiter = asyncio.Semaphore(concurrency)
     outcomes = BatchOutcomes()
     in_flight: set[asyncio.Future[BatchOutcomes]] = set()
-    groups = _groups(planned_batches(spool_path, batch_size, run_id), batches_per_task_run)
+    cut = planned_batches(spool_path, batch_size, batch_prefix or run_id)
+    groups = _groups(cut, batches_per_task_run)
     try:
         for number, group in enumerate(groups, start=first_task_run):
             in_flight.add(

@@ -163,9 +163,11 @@ def nest_and_plan(
     full_refresh: bool,
     mode: str,
     record_parts: bool = True,
+    keep_documents: bool = False,
 ) -> PlannedChunk:
     """Compare the chunk's fingerprints with the ledger, spool the documents to send, and
-    (``record_parts``, not in a dry run) keep the parts of documents the ledger lacks.
+    (``record_parts``, not in a dry run) keep the parts of documents the ledger lacks (and
+    with ``keep_documents`` the documents: the enrollment-ended action).
 
     (The documents are built with the chunk, by ``validated_chunks``. Pass the chunk
     wrapped in ``quote``: Prefect would otherwise walk every document.)"""
@@ -192,7 +194,13 @@ def nest_and_plan(
         documents.documents.take(positions),
     )
     if record_parts:  # what changed, part by part, for the next plan (customer-sync plan)
-        record_missing_parts(ledger, ids, chunk.fingerprints, documents.documents)
+        record_missing_parts(
+            ledger,
+            ids,
+            chunk.fingerprints,
+            documents.documents,
+            keep_documents=keep_documents,
+        )
     return PlannedChunk(
         creates=plan.creates,
         updates=plan.updates,
@@ -311,6 +319,7 @@ def prepare(
     mode: str,
     layout: ChunkLayout | None = None,
     record_parts: bool = True,
+    keep_documents: bool = False,
 ) -> Preparation:
     """Every chunk (of a shard's share) validated, nested and planned; rejects written;
     totals returned. ``layout`` (``chunk_layout``) holds the sizes and the shard."""
@@ -330,6 +339,7 @@ def prepare(
                 full_refresh=full_refresh,
                 mode=mode,
                 record_parts=record_parts,
+                keep_documents=keep_documents,
             )
     if rejects.rows:
         preparation.rejects_path = str(rejects.path)
@@ -346,6 +356,7 @@ def plan_chunk(
     full_refresh: bool,
     mode: str,
     record_parts: bool = True,
+    keep_documents: bool = False,
 ) -> None:
     """One prepared chunk planned into ``spool``; its rejects written, its counts added."""
     validation = chunk.validation
@@ -362,6 +373,7 @@ def plan_chunk(
         full_refresh=full_refresh,
         mode=mode,
         record_parts=record_parts,
+        keep_documents=keep_documents,
     )
     preparation.creates += planned.creates
     preparation.updates += planned.updates

@@ -47,6 +47,7 @@ from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.absent import judge_absent
 from customer_sync.run.config_check import DEFAULT_STATE_DIR as DEFAULT_STATE_DIR
 from customer_sync.run.config_check import check_configuration, state_folder
+from customer_sync.run.enrollment import end_enrollment_of_absent
 from customer_sync.run.options import (
     ChunkOptions,
     ExtractOptions,
@@ -263,6 +264,12 @@ async def _sync(
     dry_run, stream, report = options.dry_run, options.stream, options.report
     batch_size, concurrency = options.batch_size, options.concurrency
     full_refresh, mode, progress = options.full_refresh, options.mode, hooks.progress
+    ending = options.end_enrollment_of_absent
+    if ending and stream:
+        raise ConfigError(
+            "--end-enrollment-of-absent cannot be used with --stream (who is absent is known "
+            "only after everything was sent)"
+        )
     settings = await partner_settings(options.api_url, look_up_block=dry_run is None)
     state = state_folder(options.state_dir)
     result = SyncResult(dry_run=dry_run is not None)
@@ -279,6 +286,7 @@ async def _sync(
         "mode": mode,
         "stream": stream,
         "shard_chunks": layout.owned,
+        "end_enrollment_of_absent": ending,
         "prefect_flow_run_id": _flow_run_id(),
     }
     run_id = ledger.start_run(parameters) if dry_run is None else f"dry-{uuid.uuid4().hex[:12]}"
@@ -337,10 +345,14 @@ async def _sync(
                 mode=mode,
                 layout=layout,
                 record_parts=dry_run is None,  # a dry run writes nothing to the ledger
+                keep_documents=ending and dry_run is None,
             )
+        if dry_run is None and not ending:  # kept documents are card data: only while on
+            ledger.forget_kept_documents()
         _apply_preparation(result, preparation)
         check_guards(preparation)
-        absent, known = judge_absent(result, preparation, ledger, layout, run_dir)
+        absent_ids: list[str] = []
+        absent, known = judge_absent(result, preparation, ledger, layout, run_dir, absent_ids)
         absent_guard(absent, known, options.max_absent_share, options.allow_absent)
         if dry_run is not None:
             with _stage(result, "dry-run"):
@@ -365,8 +377,22 @@ async def _sync(
                         policy=policy,
                         on_outcome=_progress_of(shown, tracker),
                     )
+                    ended: list[BatchOutcome] = []
+                    if ending and absent_ids:  # customer_sync/run/enrollment.py
+                        ended = await end_enrollment_of_absent(
+                            result,
+                            absent_ids,
+                            ledger,
+                            client,
+                            run_id,
+                            run_dir,
+                            batch_size=batch_size,
+                            concurrency=concurrency,
+                            policy=policy,
+                        )
             await tracker.finish()
             apply_outcomes(result, outcomes)
+            result.batches.extend(ended)
             export_dead_letters_of(result, ledger, run_dir)
     except BaseException as error:
         result.stop(

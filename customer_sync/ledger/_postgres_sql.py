@@ -118,7 +118,15 @@ CREATE TABLE document_parts (
     fingerprint        text NOT NULL,
     parts              bytea NOT NULL,
     PRIMARY KEY (source_customer_id, fingerprint)
-)
+);
+CREATE TABLE kept_documents (
+    source_customer_id text COLLATE "C" NOT NULL,
+    fingerprint        text NOT NULL,
+    document           bytea NOT NULL,
+    PRIMARY KEY (source_customer_id, fingerprint)
+);
+COMMENT ON TABLE kept_documents IS
+    'only with --end-enrollment-of-absent; card data: service role only'
 """
 
 MIGRATIONS: Final = (_V1, _V2, _V3, _V4, _V5)
@@ -301,3 +309,24 @@ PRUNE_PARTS: Final = (
     "AND p.fingerprint IS DISTINCT FROM "
     "(SELECT a.fingerprint FROM acknowledged AS a WHERE a.source_customer_id = n.id)"
 )
+
+# --- kept documents (the enrollment-ended action, customer_sync/run/enrollment.py) --------
+KEPT_DOCUMENTS: Final = (
+    "SELECT k.source_customer_id, k.document FROM jsonb_each_text(%s::jsonb) AS n(id, fp) "
+    "JOIN kept_documents AS k ON k.source_customer_id = n.id AND k.fingerprint = n.fp"
+)
+CUSTOMERS_WITH_KEPT_DOCUMENTS: Final = (
+    "SELECT k.source_customer_id FROM jsonb_each_text(%s::jsonb) AS n(id, fp) "
+    "JOIN kept_documents AS k ON k.source_customer_id = n.id AND k.fingerprint = n.fp"
+)
+KEEP_DOCUMENT: Final = (
+    "INSERT INTO kept_documents (source_customer_id, fingerprint, document) "
+    "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+)
+PRUNE_KEPT_DOCUMENTS: Final = (
+    "DELETE FROM kept_documents AS k USING jsonb_each_text(%s::jsonb) AS n(id, fp) "
+    "WHERE k.source_customer_id = n.id AND k.fingerprint <> n.fp "
+    "AND k.fingerprint IS DISTINCT FROM "
+    "(SELECT a.fingerprint FROM acknowledged AS a WHERE a.source_customer_id = n.id)"
+)
+FORGET_KEPT_DOCUMENTS: Final = "DELETE FROM kept_documents"

@@ -107,6 +107,16 @@ CREATE TABLE document_parts (
     parts              BLOB NOT NULL,   -- JSON, never postal codes or card numbers
     PRIMARY KEY (source_customer_id, fingerprint)
 ) WITHOUT ROWID;
+
+-- only with --end-enrollment-of-absent (emptied by every run without it): the documents
+-- themselves, card data, so that an absent customer's last acknowledged tree can be sent
+-- again with its enrollment ended; kept and pruned as document_parts
+CREATE TABLE kept_documents (
+    source_customer_id TEXT NOT NULL,
+    fingerprint        TEXT NOT NULL,
+    document           BLOB NOT NULL,   -- the JSON sent; card data
+    PRIMARY KEY (source_customer_id, fingerprint)
+) WITHOUT ROWID;
 """
 
 MIGRATIONS: Final = (_V1, _V2, _V3, _V4)
@@ -292,3 +302,25 @@ PRUNE_PARTS: Final = (
     "LEFT JOIN acknowledged AS a ON a.source_customer_id = j.key "
     "WHERE a.fingerprint IS NOT p.fingerprint)"
 )
+
+# --- kept documents (the enrollment-ended action, customer_sync/run/enrollment.py) --------
+KEPT_DOCUMENTS: Final = (
+    "SELECT k.source_customer_id, k.document FROM json_each(?1) AS j "
+    "JOIN kept_documents AS k ON k.source_customer_id = j.key AND k.fingerprint = j.value"
+)
+CUSTOMERS_WITH_KEPT_DOCUMENTS: Final = (
+    "SELECT k.source_customer_id FROM json_each(?1) AS j "
+    "JOIN kept_documents AS k ON k.source_customer_id = j.key AND k.fingerprint = j.value"
+)
+KEEP_DOCUMENT: Final = (
+    "INSERT INTO kept_documents (source_customer_id, fingerprint, document) VALUES (?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+PRUNE_KEPT_DOCUMENTS: Final = (
+    "DELETE FROM kept_documents WHERE (source_customer_id, fingerprint) IN ("
+    "SELECT k.source_customer_id, k.fingerprint FROM json_each(?1) AS j "
+    "JOIN kept_documents AS k ON k.source_customer_id = j.key AND k.fingerprint != j.value "
+    "LEFT JOIN acknowledged AS a ON a.source_customer_id = j.key "
+    "WHERE a.fingerprint IS NOT k.fingerprint)"
+)
+FORGET_KEPT_DOCUMENTS: Final = "DELETE FROM kept_documents"

@@ -274,6 +274,33 @@ class LedgerStore:
             db.execute(self.SQL.PRUNE_PARTS, (latest,))
             self._executemany(db, self.SQL.RECORD_PARTS, list(rows))
 
+    def kept_documents(self, fingerprints: Mapping[str, str]) -> dict[str, bytes]:
+        """sourceCustomerId -> its kept document of that fingerprint (card data; only with
+        the enrollment-ended action on)."""
+        rows = self._pairs_among(self.SQL.KEPT_DOCUMENTS, fingerprints)
+        return {cid: bytes(document) for cid, document in rows}
+
+    def customers_with_kept_documents(self, fingerprints: Mapping[str, str]) -> set[str]:
+        """The customers whose document of that fingerprint is kept."""
+        rows = self._pairs_among(self.SQL.CUSTOMERS_WITH_KEPT_DOCUMENTS, fingerprints)
+        return {row[0] for row in rows}
+
+    def keep_documents(self, rows: Sequence[tuple[str, str, bytes]]) -> None:
+        """Keep (sourceCustomerId, fingerprint, document), pruned as the parts are."""
+        if not rows:
+            return
+        latest = to_json({cid: fp for cid, fp, _ in rows})
+        self._writer.drain()
+        with self._write() as db:
+            db.execute(self.SQL.PRUNE_KEPT_DOCUMENTS, (latest,))
+            self._executemany(db, self.SQL.KEEP_DOCUMENT, list(rows))
+
+    def forget_kept_documents(self) -> int:
+        """Delete every kept document (a run without the enrollment-ended action); how many."""
+        self._writer.drain()
+        with self._write() as db:
+            return int(db.execute(self.SQL.FORGET_KEPT_DOCUMENTS).rowcount)
+
     # --- delivery ------------------------------------------------------------------------
     def mark_sending(self, run_id: str, batch: Batch) -> None:
         """Record that ``batch`` is about to go out (before the request, so a crash shows).

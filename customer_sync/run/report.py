@@ -112,6 +112,14 @@ class SyncResult:
     """Of those, how many tonight's extract no longer has (the partner keeps them)."""
     absent_customers: str | None = None
     """The file of their ids (owner-only), when there are any."""
+    customers_enrollment_ended: int = 0
+    """Absent customers whose enrollment was ended at the partner (the opt-in action)."""
+    customers_enrollment_end_failed: int = 0
+    """Absent customers whose ended tree the partner did not acknowledge (the run is
+    incomplete; they are dead letters)."""
+    enrollment_end_no_document: int = 0
+    """Absent customers without a kept document (acknowledged before the option was on)."""
+    enrollment_already_ended: int = 0
     batches: BatchOutcomes = field(default_factory=BatchOutcomes)
     rejects: str | None = None
     dry_run_dir: str | None = None
@@ -165,7 +173,7 @@ class SyncResult:
             held_back=self.customers_held_back,
             orphan_rows=self.orphan_accounts + self.orphan_cards,
             rejected=self.customers_rejected,
-            failed=self.customers_failed,
+            failed=self.customers_failed + self.customers_enrollment_end_failed,
         )
 
     @property
@@ -352,6 +360,14 @@ def summary_lines(result: SyncResult) -> list[str]:
             f"absent from the extract: {result.customers_absent:,} of the "
             f"{result.customers_known:,} customers the partner holds"
             + (f" (ids in {result.absent_customers})" if result.absent_customers else "")
+        )
+    ended = result.customers_enrollment_ended + result.customers_enrollment_end_failed
+    if ended or result.enrollment_end_no_document or result.enrollment_already_ended:
+        lines.append(
+            f"enrollment ended: {result.customers_enrollment_ended:,} absent customers "
+            f"({result.customers_enrollment_end_failed:,} failed, "
+            f"{result.enrollment_already_ended:,} ended before, "
+            f"{result.enrollment_end_no_document:,} without a kept document)"
         )
     if result.seconds_by_stage:
         stages = ", ".join(f"{name} {secs:.2f}s" for name, secs in result.seconds_by_stage.items())
