@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,36 @@ def test_a_plan_without_a_ledger_creates_everyone(
     rows = json.loads(capsys.readouterr().out)
     assert [r["action"] for r in rows] == ["create"] * 5
     assert not (tmp_path / "none").exists()  # nothing created
+
+
+def test_the_flow_dry_run_writes_the_same_plan_and_nothing_to_the_ledger(
+    night: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = {cid: (r["action"], r["changes"]) for cid, r in _plan_json(night, capsys).items()}
+
+    def parts_kept() -> int:  # every row, whatever its fingerprint
+        state = night["state"]
+        if state.startswith("postgresql"):
+            import psycopg
+
+            with psycopg.connect(state) as db:
+                row = db.execute("SELECT count(*) FROM document_parts").fetchone()
+        else:
+            db = sqlite3.connect(f"file:{Path(state) / 'ledger.sqlite3'}?mode=ro", uri=True)
+            row = db.execute("SELECT count(*) FROM document_parts").fetchone()
+            db.close()
+        assert row is not None
+        return int(row[0])
+
+    before = parts_kept()
+    out = tmp_path / "dry"
+    args = [*_run(night["source"], "http://127.0.0.1:9", night["state"]), "--dry-run", str(out)]
+    assert main(args) == 0
+    assert parts_kept() == before
+    for name in ("plan.json", "plan.csv"):
+        assert (out / name).stat().st_mode & 0o777 == 0o600
+        _assert_no_card_data((out / name).read_text())
+    rows = json.loads((out / "plan.json").read_text())
+    assert {r["sourceCustomerId"]: (r["action"], r["changes"]) for r in rows} == expected
+    again = main(args)  # an earlier dry run's folder, plan files included, is replaced
+    assert again == 0

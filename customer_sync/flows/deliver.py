@@ -229,7 +229,8 @@ async def deliver_spool(
 
 DRY_RUN_MARKER = ".customer-sync-dry-run"
 """The file a dry run leaves in its folder: a later dry run may replace what it holds."""
-_DRY_RUN_BODY = re.compile(r"^\d{6}-(POST|PUT)\.json$")
+# the request bodies, and the per-customer plan (customer_sync/run/planning.py)
+_DRY_RUN_BODY = re.compile(r"^(\d{6}-(POST|PUT)\.json|plan\.(csv|json))$")
 
 
 def check_dry_run_folder(out_dir: Path) -> None:

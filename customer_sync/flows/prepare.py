@@ -39,6 +39,7 @@ from customer_sync.chunking.pool import (
 from customer_sync.chunking.shards import Shard
 from customer_sync.ledger.parts import record_missing_parts
 from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.run.planning import PlanRow, plan_chunk_rows
 from customer_sync.schemas.records import Extract
 from customer_sync.transforms.plan import plan_customers
 from customer_sync.transforms.validate import Validation, settlement_width_warning, validate_extract
@@ -90,6 +91,8 @@ class Preparation:
     held_back: list[pd.DataFrame] = field(default_factory=list)
     """The first ``HELD_BACK_KEPT`` held-back rows (for the run's artifact; all of them
     are in the rejects file)."""
+    plan_rows: list[PlanRow] | None = None
+    """Per customer what the run does and what changed (a dry run collects them)."""
 
     @property
     def planned(self) -> int:
@@ -320,12 +323,13 @@ def prepare(
     layout: ChunkLayout | None = None,
     record_parts: bool = True,
     keep_documents: bool = False,
+    collect_plan: bool = False,
 ) -> Preparation:
     """Every chunk (of a shard's share) validated, nested and planned; rejects written;
     totals returned. ``layout`` (``chunk_layout``) holds the sizes and the shard."""
     if layout is None:
         layout = chunk_layout(spec)
-    preparation = Preparation(extract_share=layout.share)
+    preparation = Preparation(extract_share=layout.share, plan_rows=[] if collect_plan else None)
     chunks = validated_chunks(spec, spool_path.parent / "chunks", layout=layout)
     rejects = RejectsWriter(rejects_path)
     with SpoolWriter(spool_path) as spool, rejects, closing(chunks):
@@ -366,6 +370,10 @@ def plan_chunk(
         held = validation.held_back["sourceCustomerId"].dropna().astype(str).tolist()
         preparation.seen_ids.append(pa.array(held, type=pa.large_string()))
     rejects.write(validation.rejects)
+    if preparation.plan_rows is not None:  # a dry run: the plan per customer, with changes
+        preparation.plan_rows.extend(
+            plan_chunk_rows(chunk, ledger, full_refresh=full_refresh, mode=mode)
+        )
     planned = nest_and_plan(
         quote(chunk),  # type: ignore[call-overload]  # unwrapped by Prefect
         ledger,

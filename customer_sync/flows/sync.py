@@ -60,6 +60,7 @@ from customer_sync.run.options import (
     current_hooks,
     run_hooks,
 )
+from customer_sync.run.planning import absent_plan_rows, customer_plan, write_plan
 from customer_sync.run.progress import DeliveryProgress
 from customer_sync.run.report import (
     BatchOutcomes,
@@ -346,6 +347,7 @@ async def _sync(
                 layout=layout,
                 record_parts=dry_run is None,  # a dry run writes nothing to the ledger
                 keep_documents=ending and dry_run is None,
+                collect_plan=dry_run is not None,
             )
         if dry_run is None and not ending:  # kept documents are card data: only while on
             ledger.forget_kept_documents()
@@ -359,6 +361,9 @@ async def _sync(
                 written = write_dry_run(spool_path, Path(dry_run), batch_size, run_id)
             result.dry_run_dir = str(dry_run)
             log.info("Dry run: wrote %d request bodies to %s", len(written), dry_run)
+            plan = customer_plan([*(preparation.plan_rows or ()), *absent_plan_rows(absent_ids)])
+            write_plan(plan, Path(dry_run))
+            log.info("Dry run plan: %s (per customer: plan.csv, plan.json)", plan.summary())
         else:
             tracker = ProgressArtifact(preparation.planned)
             await tracker.start()

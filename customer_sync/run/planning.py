@@ -160,10 +160,51 @@ def plan_chunk_rows(
 
 def absent_rows(known: Sequence[str], seen: set[str]) -> list[PlanRow]:
     """The customers the partner holds that the extract lacks: they stay at the partner."""
+    return absent_plan_rows(sorted(set(known) - seen))
+
+
+def absent_plan_rows(absent: Sequence[str]) -> list[PlanRow]:
+    """One ``absent`` row per id."""
     return [
         PlanRow(cid, "absent", None, "absent", ("held by the partner, not in this extract",))
-        for cid in sorted(set(known) - seen)
+        for cid in absent
     ]
+
+
+def customer_plan(rows: Sequence[PlanRow]) -> CustomerPlan:
+    """The plan of these rows, with the counts per action."""
+    counts = Counter(row.action for row in rows)
+    return CustomerPlan(tuple(rows), {a: counts.get(a, 0) for a in PLAN_ACTIONS})
+
+
+def write_plan(plan: CustomerPlan, folder: Path) -> tuple[Path, Path]:
+    """``plan.json`` (records) and ``plan.csv`` (changes ``; ``-joined, cells that look like
+    formulas neutralised) in ``folder``, owner-only. No card data or postal code is in them."""
+    import csv
+    import io
+
+    from customer_sync.adapters.csv_safety import neutralised
+
+    as_json = folder / "plan.json"
+    as_csv = folder / "plan.csv"
+    _write_private(as_json, orjson.dumps(plan.records(), option=orjson.OPT_INDENT_2))
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(PLAN_COLUMNS)
+    for record in plan.records():
+        record["changes"] = "; ".join(record["changes"])
+        writer.writerow(
+            [neutralised("" if record[c] is None else str(record[c])) for c in PLAN_COLUMNS]
+        )
+    _write_private(as_csv, text.getvalue().encode())
+    return as_json, as_csv
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as sink:
+        os.fchmod(fd, 0o600)
+        sink.write(data)
 
 
 def plan_extract(
@@ -186,8 +227,7 @@ def plan_extract(
         seen.update(row.sourceCustomerId for row in chunk_rows)
         rows.extend(chunk_rows)
     rows.extend(absent_rows(ledger.acknowledged_ids(), seen))
-    counts = Counter(row.action for row in rows)
-    return CustomerPlan(tuple(rows), {a: counts.get(a, 0) for a in PLAN_ACTIONS})
+    return customer_plan(rows)
 
 
 def _prepared(
