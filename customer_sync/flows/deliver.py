@@ -220,6 +220,7 @@ async def deliver_spool(
             on_outcome=on_outcome,
             batches_per_task_run=batches_per_task_run,
             first_task_run=first_task_run,
+            batch_prefix=batch_prefix or run_id,
         )
 
 
@@ -235,12 +236,13 @@ async def _deliver_groups(
     on_outcome: Callable[[BatchOutcome], None] | None,
     batches_per_task_run: int,
     first_task_run: int,
+    batch_prefix: str,
 ) -> BatchOutcomes:
     limiter = asyncio.Semaphore(concurrency)
     gate = RequestGate.for_concurrency(concurrency)
     outcomes = BatchOutcomes()
     in_flight: set[asyncio.Future[BatchOutcomes]] = set()
-    cut = planned_batches(spool_path, batch_size, batch_prefix or run_id)
+    cut = planned_batches(spool_path, batch_size, batch_prefix)
     groups = _groups(cut, batches_per_task_run)
     try:
         for number, group in enumerate(groups, start=first_task_run):
