@@ -44,7 +44,9 @@ from customer_sync.chunking.pool import (
     prepared_chunks,
 )
 from customer_sync.chunking.shards import Shard
+from customer_sync.ledger.parts import record_missing_parts
 from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.run.planning import PlanRow, plan_chunk_rows
 from customer_sync.schemas.records import Extract
 from customer_sync.transforms.plan import plan_customers
 from customer_sync.transforms.validate import Validation, settlement_width_warning, validate_extract
@@ -96,6 +98,8 @@ class Preparation:
     held_back: list[pd.DataFrame] = field(default_factory=list)
     """The first ``HELD_BACK_KEPT`` held-back rows (for the run's artifact; all of them
     are in the rejects file)."""
+    plan_rows: list[PlanRow] | None = None
+    """Per customer what the run does and what changed (a dry run collects them)."""
 
     @property
     def planned(self) -> int:
@@ -190,8 +194,12 @@ def plan_changes(
     *,
     full_refresh: bool,
     mode: str,
+    record_parts: bool = True,
+    keep_documents: bool = False,
 ) -> PlannedChunk:
-    """Compare the chunk's fingerprints with the ledger, spool the documents to send.
+    """Compare the chunk's fingerprints with the ledger, spool the documents to send, and
+    (``record_parts``, not in a dry run) keep the parts of documents the ledger lacks (and
+    with ``keep_documents`` the documents: the enrollment-ended action).
 
     (The documents are built with the chunk, by ``validate-and-nest``. Pass the chunk
     wrapped in ``quote``: Prefect would otherwise walk every document.)"""
@@ -217,6 +225,14 @@ def plan_changes(
         chunk.fingerprints.take(positions),
         documents.documents.take(positions),
     )
+    if record_parts:  # what changed, part by part, for the next plan (customer-sync plan)
+        record_missing_parts(
+            ledger,
+            ids,
+            chunk.fingerprints,
+            documents.documents,
+            keep_documents=keep_documents,
+        )
     return PlannedChunk(
         creates=plan.creates,
         updates=plan.updates,
@@ -339,6 +355,9 @@ def prepare(
     mode: str,
     layout: ChunkLayout | None = None,
     preparation: Preparation | None = None,
+    record_parts: bool = True,
+    keep_documents: bool = False,
+    collect_plan: bool = False,
 ) -> Preparation:
     """Every chunk (of a shard's share) validated, nested and planned into one spool;
     rejects written; totals returned (and added to ``preparation``, when given, as each
@@ -348,6 +367,8 @@ def prepare(
     if preparation is None:
         preparation = Preparation()
     preparation.extract_share = layout.share
+    if collect_plan:
+        preparation.plan_rows = []
     chunks = validated_chunks(spec, spool_path.parent / "chunks", layout=layout)
     with SpoolWriter(spool_path) as spool, RejectsWriter(rejects_path) as rejects, closing(chunks):
         for number, chunk in enumerate(chunks, start=1):
@@ -360,6 +381,8 @@ def prepare(
                 preparation,
                 full_refresh=full_refresh,
                 mode=mode,
+                record_parts=record_parts,
+                keep_documents=keep_documents,
             )
     return preparation
 
@@ -374,6 +397,8 @@ def plan_chunk(
     *,
     full_refresh: bool,
     mode: str,
+    record_parts: bool = True,
+    keep_documents: bool = False,
 ) -> None:
     """Prepared chunk ``number`` planned into ``spool``; its rejects written, its counts
     added (and the rejects file named as soon as it holds a row: a guard's message
@@ -387,6 +412,10 @@ def plan_chunk(
     rejects.write(validation.rejects)
     if rejects.rows:
         preparation.rejects_path = str(rejects.path)
+    if preparation.plan_rows is not None:  # a dry run: the plan per customer, with changes
+        preparation.plan_rows.extend(
+            plan_chunk_rows(chunk, ledger, full_refresh=full_refresh, mode=mode)
+        )
     planned = plan_changes(
         number,
         quote(chunk),  # type: ignore[call-overload]  # unwrapped by Prefect
@@ -394,6 +423,8 @@ def plan_chunk(
         spool,
         full_refresh=full_refresh,
         mode=mode,
+        record_parts=record_parts,
+        keep_documents=keep_documents,
     )
     preparation.creates += planned.creates
     preparation.updates += planned.updates

@@ -49,6 +49,7 @@ from customer_sync.run.chunk_loop import (
     prepare_and_deliver,
 )
 from customer_sync.run.config_check import check_configuration, state_folder
+from customer_sync.run.enrollment import end_enrollment_of_absent
 from customer_sync.run.guards import run_guards, warn_absent_after_stream
 from customer_sync.run.options import (
     ChunkOptions,
@@ -63,6 +64,7 @@ from customer_sync.run.options import (
     run_hooks,
 )
 from customer_sync.run.outcome import apply_outcomes, apply_preparation
+from customer_sync.run.planning import absent_plan_rows, customer_plan, write_plan
 from customer_sync.run.report import SyncResult, write_stopped_report
 from customer_sync.run.session import DeliveryClaim, RunSession
 from customer_sync.schemas.errors import ConfigError, CustomerSyncError
@@ -149,6 +151,11 @@ async def sync_with_options(options: SyncOptions, hooks: RunHooks) -> SyncResult
         )
         if options.dry_run is not None:  # configuration: before the extract is looked at
             check_dry_run_folder(Path(options.dry_run))
+        if options.end_enrollment_of_absent and options.stream:
+            raise ConfigError(
+                "--end-enrollment-of-absent cannot be used with --stream (who is absent is "
+                "known only after everything was sent)"
+            )
         layout = _layout(spec, options.chunk_customers, options.shard)
     except CustomerSyncError as error:
         write_stopped_report(options.report, error)  # an older report must not still say "0"
@@ -190,6 +197,7 @@ def _session(
             "mode": options.mode,
             "stream": options.stream,
             "shard_chunks": layout.owned,
+            "end_enrollment_of_absent": options.end_enrollment_of_absent,
             "prefect_flow_run_id": _flow_run_id(),
         },
         dry_run=options.dry_run is not None,
@@ -220,6 +228,8 @@ async def _sync(
             allow_mass_update=options.allow_mass_update,
         )
         streaming = options.stream and options.dry_run is None
+        dry_run, ending = options.dry_run is not None, options.end_enrollment_of_absent
+        absent_ids: list[str] = []
         policy: GatePolicy
 
         if streaming:
@@ -227,14 +237,20 @@ async def _sync(
         else:
 
             def whole_extract(totals: Preparation) -> None:
+                if not dry_run and not ending:  # kept documents are card data: only while on
+                    ledger.forget_kept_documents()
                 check_guards(totals)
-                absent, known = judge_absent(result, preparation, ledger, layout, session.run_dir)
+                absent, known = judge_absent(
+                    result, preparation, ledger, layout, session.run_dir, absent_ids
+                )
                 absent_guard(absent, known, options.max_absent_share, options.allow_absent)
 
             policy = GuardsFirst(whole_extract)
-        deliver = _delivery(session, options, hooks, settings, layout)
+        retries = hooks.retry_policy or RetryPolicy()
+        deliver = _delivery(session, options, retries, hooks.progress, settings, layout)
         prepare_seconds: list[float] = []
         result.seconds_by_stage["prepare"] = 0.0  # first in the report; filled in below
+        ended: list[BatchOutcome] = []
         try:
             await prepare_and_deliver(
                 spec,
@@ -248,7 +264,29 @@ async def _sync(
                 layout=layout,
                 preparation=preparation,
                 prepare_seconds=prepare_seconds,
+                record_parts=not dry_run,  # a dry run writes nothing to the ledger
+                keep_documents=ending and not dry_run,
+                collect_plan=dry_run,
             )
+            if isinstance(deliver, ChunkDelivery) and ending and absent_ids:
+                # customer_sync/run/enrollment.py, on the run's partner session
+                ended = await end_enrollment_of_absent(
+                    result,
+                    absent_ids,
+                    ledger,
+                    await deliver.partner_client(),
+                    session.run_id,
+                    session.run_dir,
+                    batch_size=options.batch_size,
+                    concurrency=options.concurrency,
+                    policy=retries,
+                )
+            if options.dry_run is not None:  # the plan per customer, beside the bodies
+                plan = customer_plan(
+                    [*(preparation.plan_rows or ()), *absent_plan_rows(absent_ids)]
+                )
+                write_plan(plan, Path(options.dry_run))
+                log.info("Dry run plan: %s (per customer: plan.csv, plan.json)", plan.summary())
         finally:
             _add_stage(result, "prepare", sum(prepare_seconds))
             apply_preparation(result, preparation)
@@ -258,6 +296,7 @@ async def _sync(
                 if deliver.seconds:  # it was handed a spool
                     _add_stage(result, "deliver", deliver.seconds)
                 apply_outcomes(result, deliver.outcomes)
+                result.batches.extend(ended)
         if streaming:
             warn_absent_after_stream(
                 result, preparation, ledger, layout, session.run_dir, options.max_absent_share
@@ -268,7 +307,8 @@ async def _sync(
 def _delivery(
     session: RunSession,
     options: SyncOptions,
-    hooks: RunHooks,
+    retries: RetryPolicy,
+    progress: bool | None,
     settings: PartnerSettings,
     layout: ChunkLayout,
 ) -> ChunkDelivery | DryRunWriter:
@@ -281,9 +321,9 @@ def _delivery(
         session.run_id,
         batch_size=options.batch_size,
         concurrency=options.concurrency,
-        policy=hooks.retry_policy or RetryPolicy(),
+        policy=retries,
         expected=round(layout.customers * layout.share),  # streaming: an estimate
-        progress=hooks.progress,
+        progress=progress,
     )
 
 

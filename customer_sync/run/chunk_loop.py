@@ -133,6 +133,9 @@ async def prepare_and_deliver(
     ahead: int = CHUNKS_AHEAD,
     preparation: Preparation | None = None,
     prepare_seconds: list[float] | None = None,
+    record_parts: bool = True,
+    keep_documents: bool = False,
+    collect_plan: bool = False,
 ) -> tuple[Preparation, list[BatchOutcome]]:
     """Prepare the chunks in a thread; gate and deliver each hand-over as it comes.
 
@@ -141,7 +144,11 @@ async def prepare_and_deliver(
     and is raised here; a ``preparation`` given by the caller is filled in as chunks are
     planned, so it holds the totals of what was prepared even then. The preparation's
     wall time is appended to ``prepare_seconds`` (when given) once it ends.
+    ``record_parts``, ``keep_documents`` and ``collect_plan`` go to the planning
+    (``flows.prepare.plan_chunk``); streaming keeps the parts only.
     """
+    if policy.each_chunk and (keep_documents or collect_plan):
+        raise ValueError("a stream neither keeps documents nor collects the plan")
     if ahead < 1:
         raise ValueError(f"ahead must be at least 1, not {ahead}")
     if layout is None:
@@ -175,6 +182,7 @@ async def prepare_and_deliver(
                         preparation,
                         full_refresh=full_refresh,
                         mode=mode,
+                        record_parts=record_parts,
                     )
                 del chunk
                 if not offer(ChunkReady(number, spool_path, snapshot(preparation))):
@@ -192,6 +200,9 @@ async def prepare_and_deliver(
             mode=mode,
             layout=layout,
             preparation=preparation,
+            record_parts=record_parts,
+            keep_documents=keep_documents,
+            collect_plan=collect_plan,
         )
         if not offer(ChunkReady(1, spool_path, snapshot(preparation), whole=True)):
             spool_path.unlink(missing_ok=True)
