@@ -31,10 +31,21 @@ def write_table(folder: Path, table: str, frame: pd.DataFrame) -> None:
 
 def run_sync(source: Path, api_url: str, state: Path, **options: Any) -> SyncResult:
     """The flow, called as a notebook would, with retries fast enough for tests."""
+    from customer_sync.flows.states import aresult_of
     from customer_sync.flows.sync import sync_customers
 
     options.setdefault("retry_policy", FAST_RETRIES)
     options.setdefault("progress", False)
-    return asyncio.run(
-        sync_customers(source=str(source), api_url=api_url, state_dir=str(state), **options)
-    )
+
+    async def run() -> SyncResult:
+        # the result of any run, green or not (a plain call raises for an incomplete one)
+        final = await sync_customers(
+            source=str(source),
+            api_url=api_url,
+            state_dir=str(state),
+            return_state=True,
+            **options,
+        )
+        return await aresult_of(final)
+
+    return asyncio.run(run())

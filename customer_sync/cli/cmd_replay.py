@@ -7,6 +7,7 @@ import asyncio
 
 from customer_sync.cli.cmd_run import check_before_the_flow, exit_after, lock_wait, print_result
 from customer_sync.flows.prefect_setup import wait_for_prefect_server
+from customer_sync.flows.states import aresult_of
 
 
 def main(args: argparse.Namespace) -> int:
@@ -22,16 +23,18 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         wait_for_prefect_server()
-        result = asyncio.run(
-            replay_dead_letters(
+        state = asyncio.run(
+            replay_dead_letters(  # type: ignore[call-overload]
                 api_url=args.api_url,
                 state_dir=args.state,
                 dry_run=args.dry_run,
                 concurrency=args.concurrency,
                 report=args.report,
                 wait=lock_wait(args),
+                return_state=True,
             )
         )
+        result = asyncio.run(aresult_of(state))  # an incomplete replay still has its numbers
     except Exception as error:
         return exit_after(error)
     print_result(result)

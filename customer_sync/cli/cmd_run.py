@@ -60,11 +60,20 @@ def check_before_the_flow(
 
 
 def run_flow(**parameters: object) -> SyncResult:
-    """Run the flow; user-facing errors come out of it as themselves, not as tracebacks."""
+    """Run the flow; user-facing errors come out of it as themselves, not as tracebacks.
+
+    Read from the flow run's final state, so an incomplete run (a Failed state in Prefect)
+    still gives its numbers and its exit status 1."""
+    from customer_sync.flows.states import aresult_of
     from customer_sync.flows.sync import sync_customers
 
     wait_for_prefect_server()
-    return asyncio.run(sync_customers(**parameters))  # type: ignore[arg-type]
+
+    async def run() -> SyncResult:
+        state = await sync_customers(return_state=True, **parameters)  # type: ignore[call-overload]
+        return await aresult_of(state)
+
+    return asyncio.run(run())
 
 
 def exit_after(error: Exception) -> int:

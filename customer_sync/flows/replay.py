@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 
 from customer_sync.adapters.delivery import RetryPolicy
 from customer_sync.adapters.partner_client import PartnerClient
@@ -19,6 +21,8 @@ from customer_sync.adapters.spool import SpoolWriter
 from customer_sync.adapters.urls import without_user_info
 from customer_sync.flows import quiet_errors
 from customer_sync.flows.deliver import check_dry_run_folder, deliver_spool, write_dry_run
+from customer_sync.flows.landing import scheduled_day
+from customer_sync.flows.states import final_state
 from customer_sync.flows.sync import (
     apply_outcomes,
     close_run,
@@ -35,7 +39,15 @@ from customer_sync.schemas.errors import CustomerSyncError
 log = logging.getLogger(__name__)
 
 
-@flow(name="replay-dead-letters", log_prints=False)
+def replay_run_name() -> str:
+    """``replay-<day>``, ``-dry-run`` when so: the day it was scheduled for (or started)."""
+    from prefect.runtime import flow_run
+
+    name = f"replay-{scheduled_day().isoformat()}"
+    return name + ("-dry-run" if flow_run.parameters.get("dry_run") else "")
+
+
+@flow(name="replay-dead-letters", flow_run_name=replay_run_name, log_prints=False)
 async def replay_dead_letters(
     api_url: str | None = None,
     state_dir: str | None = None,
@@ -45,10 +57,11 @@ async def replay_dead_letters(
     report: str | None = None,
     retry_policy: RetryPolicy | None = None,
     wait: float | None = 0.0,
-) -> SyncResult:
+) -> State[Any]:
     """Deliver every dead-lettered customer again, with its method and document.
 
     It takes the same delivery lock as a run (``wait`` as there); a dry run takes none.
+    Its final state follows the outcome as a sync's does (``customer_sync/flows/states.py``).
     """
     quiet_errors.install()
     state = state_folder(state_dir)
@@ -120,5 +133,6 @@ async def replay_dead_letters(
                 "customers_failed": result.customers_failed,
                 "customers_rejected": result.customers_rejected,
             },
+            kind="replay",
         )
-    return result
+    return final_state(result)

@@ -7,6 +7,7 @@ Call it from a notebook as a plain function (``asyncio.run(sync_customers(...))`
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import math
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 
 from customer_sync.adapters.delivery import DeliveryOutcome, RetryPolicy
 from customer_sync.adapters.partner_client import PartnerClient, PartnerSettings
@@ -33,6 +35,14 @@ from customer_sync.flows.deliver import (
     task_run_size,
     write_dry_run,
 )
+from customer_sync.flows.events import FlowKind, emit_run_events
+from customer_sync.flows.landing import (
+    dated_source,
+    has_date_template,
+    landing_day,
+    source_label,
+    wait_for_landing,
+)
 from customer_sync.flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout, prepare
 from customer_sync.flows.run_retries import (
     RUN_RETRIES,
@@ -42,6 +52,7 @@ from customer_sync.flows.run_retries import (
     worth_a_run_retry,
 )
 from customer_sync.flows.secrets import apartner_token_from_block
+from customer_sync.flows.states import final_state
 from customer_sync.ledger.factory import ledger_location, open_ledger
 from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.absent import judge_absent
@@ -137,8 +148,30 @@ def acknowledged_ids(outcome: BatchOutcome) -> tuple[str, ...]:
     return ()
 
 
+def sync_run_name() -> str:
+    """The flow run's name, for what it delivers: ``sync-<landing date>-<source>``
+    (``sync-2026-11-25-landing``), ``-dry-run`` and ``-shard-N-of-M`` when so."""
+    from prefect.runtime import flow_run
+
+    parameters = flow_run.parameters
+    source = parameters.get("source")
+    try:
+        day = landing_day(parameters.get("landing_date"))
+    except CustomerSyncError:  # the run itself says what is wrong with it
+        day = landing_day(None)
+    name = f"sync-{day.isoformat()}-{source_label(source if isinstance(source, str) else None)}"
+    if parameters.get("dry_run"):
+        name += "-dry-run"
+    shard = parameters.get("shard")
+    if isinstance(shard, str) and "/" in shard:
+        number, _, total = shard.partition("/")
+        name += f"-shard-{number.strip()}-of-{total.strip()}"
+    return name
+
+
 @flow(
     name="sync-customers",
+    flow_run_name=sync_run_name,
     log_prints=False,
     validate_parameters=True,
     retries=RUN_RETRIES,
@@ -171,8 +204,16 @@ async def sync_customers(
     max_absent_share: float = 0.1,
     allow_absent: bool = False,
     acknowledgement_retention_days: int = 400,
-) -> SyncResult:
+    landing_date: dt.date | None = None,
+    wait_for_files_seconds: float = 0.0,
+) -> State[Any]:
     """Deliver every valid customer of an extract to the partner, exactly once per change.
+
+    The run ends Completed only when every valid customer was delivered; otherwise its
+    state is non-green with the counts in its message (``customer_sync/flows/states.py``).
+    A plain call returns the ``SyncResult`` of a completed run and raises
+    ``RunNotCompleted`` (``.result``) for an incomplete one; call with
+    ``return_state=True`` and read ``states.aresult_of(state)`` to get it either way.
 
     ``retry_outage`` (the nightly deployment sets it): when customers still fail after
     their batch retries, fail the run so Prefect retries it later (see flows/run_retries).
@@ -188,10 +229,15 @@ async def sync_customers(
     the partner holds are absent from the extract (``customer_sync/run/absent.py``).
     ``acknowledgement_retention_days``: how long the history of acknowledgements is kept
     (each customer's last one always is).
+    ``landing_date``/``wait_for_files_seconds``: a ``{date}`` in ``source`` is this date
+    (default: the day the run was scheduled for); wait at most this long for the files to
+    land (``customer_sync/flows/landing.py``).
     """
     quiet_errors.install()
-    spec = SourceSpec(source, customers, accounts, cards, rename)
     try:
+        if has_date_template(source):  # the night's own folder: /landing/{date}
+            source = dated_source(source, landing_day(landing_date))
+        spec = SourceSpec(source, customers, accounts, cards, rename)
         # first: a wrong option is found in a second, not after the extract is prepared
         check_configuration(
             api_url=api_url,
@@ -203,6 +249,8 @@ async def sync_customers(
         )
         if dry_run is not None:  # configuration: before the extract is looked at
             check_dry_run_folder(Path(dry_run))
+        if wait_for_files_seconds > 0 and source is not None:  # else: read as it is
+            await wait_for_landing(source, wait_seconds=wait_for_files_seconds)
         layout = _layout(spec, chunk_customers, shard)
     except CustomerSyncError as error:
         write_stopped_report(report, error)  # an older report must not still say "0"
@@ -245,7 +293,9 @@ async def sync_customers(
         if not worth_a_run_retry(error, retry_outage=retry_outage):
             await stop_run_retries()
         raise
-    return result
+    if not result.outcome.ok:  # held back or rejected: a retry would end the same way
+        await stop_run_retries()
+    return final_state(result)  # the one return: Completed only when all was delivered
 
 
 async def _sync(
@@ -316,6 +366,7 @@ async def _sync(
         allow_mass_update=allow_mass_update,
     )
     policy = retry_policy or RetryPolicy()
+    guard: str | None = None
     try:
         if stream and dry_run is None:
             await _stream(
@@ -383,6 +434,7 @@ async def _sync(
         result.stop(
             error
         )  # the outcome (customer_sync/run/outcome.py) says aborted, failed or interrupted
+        guard = str(error) if isinstance(error, GuardTripped) else None
         raise
     finally:
         spool_path.unlink(missing_ok=True)
@@ -400,6 +452,7 @@ async def _sync(
             report_path,
             _counts(result),
             held_back=preparation.held_back,
+            guard=guard,
         )
     return result
 
@@ -412,6 +465,8 @@ async def close_run(
     counts: Mapping[str, int],
     *,
     held_back: Sequence[Any] = (),
+    kind: FlowKind = "sync",
+    guard: str | None = None,
 ) -> None:
     """End a run on every path: the report written, then the ledger's run row closed, both
     with the same outcome (``result.outcome``), then the summary logged.
@@ -448,6 +503,7 @@ async def close_run(
         ledger.close()
         for line in summary_lines(result):
             log.info(line)
+        emit_run_events(result, kind=kind, guard=guard)  # after the ledger: same story
     if not_written is not None and not already_stopped:
         raise not_written
 
