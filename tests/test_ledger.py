@@ -31,12 +31,13 @@ import psycopg
 import pytest
 
 from customer_sync.adapters.delivery import DeliveryOutcome
-from customer_sync.ledger import postgres as pg_ledger_module
 from customer_sync.ledger import sqlite as ledger_module
 from customer_sync.ledger._postgres_sql import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from customer_sync.ledger._sqlite_sql import SCHEMA_VERSION
 from customer_sync.ledger.factory import open_ledger
-from customer_sync.ledger.sqlite import LEDGER_FILE, Ledger, LedgerWriteError, SqliteLedger
+from customer_sync.ledger.interface import Ledger, LedgerWriteError
+from customer_sync.ledger.sqlite import LEDGER_FILE, SqliteLedger
+from customer_sync.ledger.store import LedgerStore
 from customer_sync.ledger.url import is_database_url
 from customer_sync.schemas.errors import ConfigError
 from customer_sync.schemas.records import Batch, BatchOutcome, Method
@@ -173,8 +174,7 @@ def ledger(state: State) -> Iterator[Any]:
 
 
 def _patch_both(monkeypatch: pytest.MonkeyPatch, name: str, value: int) -> None:
-    for module in (ledger_module, pg_ledger_module):
-        monkeypatch.setattr(module, name, value)
+    monkeypatch.setattr(LedgerStore, name, value)  # both stores' calls are LedgerStore's
 
 
 # --- opening -----------------------------------------------------------------------------
@@ -327,7 +327,7 @@ def test_who_acknowledged_a_customer_is_readable_from_the_view(
 def test_acknowledged_fingerprints_returns_only_known_ids(
     ledger: SqliteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _patch_both(monkeypatch, "_ID_CHUNK", 4)  # several chunks in one call
+    _patch_both(monkeypatch, "ID_CHUNK", 4)  # several chunks in one call
     run_id = ledger.start_run({})
     batch = _batch("b1", _ids("a", 10))
     _send(ledger, run_id, batch)
@@ -489,7 +489,7 @@ def test_a_repeated_failure_refreshes_the_dead_letter(ledger: SqliteLedger) -> N
 def test_dead_letters_are_read_page_by_page(
     ledger: SqliteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _patch_both(monkeypatch, "_PAGE", 2)
+    _patch_both(monkeypatch, "PAGE", 2)
     run_id = ledger.start_run({})
     _send(ledger, run_id, _batch("b1", _ids("a", 5)), "failed")
 

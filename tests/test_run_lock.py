@@ -27,7 +27,8 @@ import pytest
 from customer_sync.cli.app import main
 from customer_sync.devtools.stub_server import StubFaults, serve_stub_in_thread
 from customer_sync.ledger.factory import open_ledger
-from customer_sync.ledger.sqlite import RunLocked, SqliteLedger
+from customer_sync.ledger.interface import RunLocked
+from customer_sync.ledger.sqlite import SqliteLedger
 from tests.conftest import REPO
 from tests.flow_support import run_sync, write_synthetic
 

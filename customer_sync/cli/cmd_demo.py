@@ -8,6 +8,7 @@ from pathlib import Path
 
 from customer_sync.cli.cmd_run import check_before_the_flow, exit_after, print_result, run_flow
 from customer_sync.devtools.stub_server import serve_stub_in_thread
+from customer_sync.run.options import SyncOptions
 
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -32,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
             report=args.report,
         )
         try:
-            result = run_flow(
+            options = SyncOptions.build(
                 source=str(sample_folder()),
                 api_url=stub.url,
                 batch_size=args.batch_size,
@@ -46,8 +47,8 @@ def main(args: argparse.Namespace) -> int:
                 max_absent_share=args.max_absent_share,
                 allow_absent=args.allow_absent,
                 report=args.report,
-                progress=False if args.no_progress else None,
             )
+            result = run_flow(options, progress=False if args.no_progress else None)
         except Exception as error:
             return exit_after(error)
         print_result(result)

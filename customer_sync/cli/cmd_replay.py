@@ -8,6 +8,7 @@ import asyncio
 from customer_sync.cli.cmd_run import check_before_the_flow, exit_after, lock_wait, print_result
 from customer_sync.flows.prefect_setup import wait_for_prefect_server
 from customer_sync.flows.states import aresult_of
+from customer_sync.run.report import SyncResult
 
 
 def main(args: argparse.Namespace) -> int:
@@ -23,8 +24,9 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         wait_for_prefect_server()
-        state = asyncio.run(
-            replay_dead_letters(  # type: ignore[call-overload]
+
+        async def replay() -> SyncResult:
+            state = await replay_dead_letters(  # type: ignore[call-overload]
                 api_url=args.api_url,
                 state_dir=args.state,
                 dry_run=args.dry_run,
@@ -33,8 +35,9 @@ def main(args: argparse.Namespace) -> int:
                 wait=lock_wait(args),
                 return_state=True,
             )
-        )
-        result = asyncio.run(aresult_of(state))  # an incomplete replay still has its numbers
+            return await aresult_of(state)  # an incomplete replay still has its numbers
+
+        result = asyncio.run(replay())
     except Exception as error:
         return exit_after(error)
     print_result(result)

@@ -10,6 +10,7 @@ import sys
 from customer_sync.adapters.readers import parse_rename
 from customer_sync.flows.prefect_setup import wait_for_prefect_server
 from customer_sync.run.config_check import check_configuration, state_folder
+from customer_sync.run.options import SyncOptions
 from customer_sync.run.outcome import RunOutcome, stop_of
 from customer_sync.run.report import SyncResult, summary_lines, write_stopped_report
 from customer_sync.schemas.errors import ConfigError, CustomerSyncError
@@ -59,21 +60,14 @@ def check_before_the_flow(
         raise
 
 
-def run_flow(**parameters: object) -> SyncResult:
+def run_flow(options: SyncOptions, *, progress: bool | None = None) -> SyncResult:
     """Run the flow; user-facing errors come out of it as themselves, not as tracebacks.
 
-    Read from the flow run's final state, so an incomplete run (a Failed state in Prefect)
-    still gives its numbers and its exit status 1."""
-    from customer_sync.flows.states import aresult_of
-    from customer_sync.flows.sync import sync_customers
+    ``progress`` (the terminal display) is a hook, not one of the flow's parameters."""
+    from customer_sync.flows.sync import run_sync
 
     wait_for_prefect_server()
-
-    async def run() -> SyncResult:
-        state = await sync_customers(return_state=True, **parameters)  # type: ignore[call-overload]
-        return await aresult_of(state)
-
-    return asyncio.run(run())
+    return asyncio.run(run_sync(options, progress=progress))
 
 
 def exit_after(error: Exception) -> int:
@@ -97,8 +91,20 @@ def main(args: argparse.Namespace) -> int:
         state_dir=args.state,
         report=args.report,
     )
+    options = options_of(args)
     try:
-        result = run_flow(
+        result = run_flow(options, progress=False if args.no_progress else None)
+    except Exception as error:
+        return exit_after(error)
+    print_result(result)
+    return result.exit_status
+
+
+def options_of(args: argparse.Namespace) -> SyncOptions:
+    """The run's options from its flags, validated once (a refusal also marks the
+    ``--report`` file as this run's, aborted)."""
+    try:
+        return SyncOptions.build(
             source=args.source,
             customers=args.customers,
             accounts=args.accounts,
@@ -115,7 +121,6 @@ def main(args: argparse.Namespace) -> int:
             max_update_share=args.max_update_share,
             allow_mass_update=args.allow_mass_update,
             report=args.report,
-            progress=False if args.no_progress else None,
             chunk_customers=args.chunk_customers,
             stream=args.stream,
             shard=args.shard,
@@ -123,10 +128,9 @@ def main(args: argparse.Namespace) -> int:
             max_absent_share=args.max_absent_share,
             allow_absent=args.allow_absent,
         )
-    except Exception as error:
-        return exit_after(error)
-    print_result(result)
-    return result.exit_status
+    except ConfigError as error:
+        write_stopped_report(args.report, error)
+        raise
 
 
 __all__ = ["check_before_the_flow", "exit_after", "main", "print_result", "run_flow"]

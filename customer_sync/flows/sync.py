@@ -7,7 +7,6 @@ Call it from a notebook as a plain function (``asyncio.run(sync_customers(...))`
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import math
 import time
@@ -52,12 +51,24 @@ from customer_sync.flows.run_retries import (
     worth_a_run_retry,
 )
 from customer_sync.flows.secrets import apartner_token_from_block
-from customer_sync.flows.states import final_state
+from customer_sync.flows.states import aresult_of, final_state
 from customer_sync.ledger.factory import ledger_location, open_ledger
 from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.absent import judge_absent
 from customer_sync.run.config_check import DEFAULT_STATE_DIR as DEFAULT_STATE_DIR
 from customer_sync.run.config_check import check_configuration, state_folder
+from customer_sync.run.options import (
+    ChunkOptions,
+    ExtractOptions,
+    GuardOptions,
+    PartnerOptions,
+    RunHooks,
+    RunOptions,
+    StateOptions,
+    SyncOptions,
+    current_hooks,
+    run_hooks,
+)
 from customer_sync.run.progress import DeliveryProgress
 from customer_sync.run.report import (
     BatchOutcomes,
@@ -153,16 +164,21 @@ def sync_run_name() -> str:
     (``sync-2026-11-25-landing``), ``-dry-run`` and ``-shard-N-of-M`` when so."""
     from prefect.runtime import flow_run
 
-    parameters = flow_run.parameters
-    source = parameters.get("source")
+    def option(group: str, name: str) -> Any:
+        given = flow_run.parameters.get(group)
+        if isinstance(given, Mapping):
+            return given.get(name)
+        return getattr(given, name, None)
+
+    source = option("extract", "source")
     try:
-        day = landing_day(parameters.get("landing_date"))
+        day = landing_day(option("extract", "landing_date"))
     except CustomerSyncError:  # the run itself says what is wrong with it
         day = landing_day(None)
     name = f"sync-{day.isoformat()}-{source_label(source if isinstance(source, str) else None)}"
-    if parameters.get("dry_run"):
+    if option("run", "dry_run"):
         name += "-dry-run"
-    shard = parameters.get("shard")
+    shard = option("chunks", "shard")
     if isinstance(shard, str) and "/" in shard:
         number, _, total = shard.partition("/")
         name += f"-shard-{number.strip()}-of-{total.strip()}"
@@ -178,159 +194,135 @@ def sync_run_name() -> str:
     retry_delay_seconds=RUN_RETRY_DELAY_SECONDS,
 )
 async def sync_customers(
-    source: str | None = None,
-    customers: str | None = None,
-    accounts: str | None = None,
-    cards: str | None = None,
-    rename: dict[str, Any] | None = None,
-    api_url: str | None = None,
-    batch_size: int = 50,
-    concurrency: int = 8,
-    dry_run: str | None = None,
-    state_dir: str | None = None,
-    full_refresh: bool = False,
-    mode: Literal["sync", "create-only"] = "sync",
-    max_held_back_share: float = 0.05,
-    max_update_share: float = 0.5,
-    allow_mass_update: bool = False,
-    report: str | None = None,
-    progress: bool | None = None,
-    retry_policy: RetryPolicy | None = None,
-    retry_outage: bool = False,
-    chunk_customers: int | None = None,
-    stream: bool = False,
-    shard: str | None = None,
-    wait: float | None = 0.0,
-    max_absent_share: float = 0.1,
-    allow_absent: bool = False,
-    acknowledgement_retention_days: int = 400,
-    landing_date: dt.date | None = None,
-    wait_for_files_seconds: float = 0.0,
+    extract: ExtractOptions = ExtractOptions(),  # noqa: B008  # frozen: shared safely
+    partner: PartnerOptions = PartnerOptions(),  # noqa: B008
+    state: StateOptions = StateOptions(),  # noqa: B008
+    run: RunOptions = RunOptions(),  # noqa: B008
+    guards: GuardOptions = GuardOptions(),  # noqa: B008
+    chunks: ChunkOptions = ChunkOptions(),  # noqa: B008
 ) -> State[Any]:
     """Deliver every valid customer of an extract to the partner, exactly once per change.
 
     The run ends Completed only when every valid customer was delivered; otherwise its
     state is non-green with the counts in its message (``customer_sync/flows/states.py``).
     A plain call returns the ``SyncResult`` of a completed run and raises
-    ``RunNotCompleted`` (``.result``) for an incomplete one; call with
-    ``return_state=True`` and read ``states.aresult_of(state)`` to get it either way.
+    ``RunNotCompleted`` (``.result``) for an incomplete one; ``run_sync`` returns it
+    either way.
 
-    ``retry_outage`` (the nightly deployment sets it): when customers still fail after
-    their batch retries, fail the run so Prefect retries it later (see flows/run_retries).
-    Otherwise the run never retries as a whole and returns its result.
+    The parameters are the groups of ``SyncOptions`` (``customer_sync/run/options.py``,
+    where every option is described); call it as
+    ``sync_customers(**SyncOptions(source=...).groups())`` or through ``run_sync``.
 
-    ``chunk_customers``: prepare in chunks of about this many customers (default: whole
-    up to 150,000, else 50,000). ``stream``: deliver each chunk while the next ones are
-    prepared, the guards checked on the running totals (``customer_sync/run/stream.py``). ``shard``
-    (``"N/M"``): prepare and send only this run's share of the chunks (``chunking/shards.py``).
-    ``wait``: while another run delivers from the same ledger, refuse at once (0), wait at
-    most this many seconds, or (None) until it ends (``Ledger.lock_delivery``).
-    ``max_absent_share``/``allow_absent``: stop before sending when more of the customers
-    the partner holds are absent from the extract (``customer_sync/run/absent.py``).
-    ``acknowledgement_retention_days``: how long the history of acknowledgements is kept
-    (each customer's last one always is).
-    ``landing_date``/``wait_for_files_seconds``: a ``{date}`` in ``source`` is this date
-    (default: the day the run was scheduled for); wait at most this long for the files to
-    land (``customer_sync/flows/landing.py``).
+    Args:
+        extract: Where the extract is: a folder or URL, or three files, and column renames.
+        partner: The partner's URL, customers per request (1-50), requests in flight.
+        state: The ledger's folder or URL, the report's path, the wait for another run's
+            delivery lock, and how long acknowledgement history is kept.
+        run: sync or create-only, full refresh, dry run, and whether a partner outage
+            fails the run so that Prefect retries it.
+        guards: The held-back, mass-update and absent guards' limits.
+        chunks: Chunk size, streaming, and this run's shard ("N/M").
     """
     quiet_errors.install()
     try:
+        options = SyncOptions.from_groups(
+            extract=extract, partner=partner, state=state, run=run, guards=guards, chunks=chunks
+        )
+    except CustomerSyncError as error:
+        write_stopped_report(state.report, error)
+        await stop_run_retries()
+        raise
+    result = await sync_with_options(options, current_hooks())
+    return final_state(result)  # the one return: Completed only when all was delivered
+
+
+async def run_sync(
+    options: SyncOptions,
+    *,
+    retry_policy: RetryPolicy | None = None,
+    progress: bool | None = None,
+) -> SyncResult:
+    """The flow, from one ``SyncOptions``: the notebook's and the CLI's call.
+
+    ``retry_policy`` and ``progress`` are hooks, not parameters (``run_hooks``). The
+    result of any run, green or not, read from its final state (``states.aresult_of``);
+    a run stopped by an error raises it."""
+    with run_hooks(retry_policy=retry_policy, progress=progress):
+        state = await sync_customers(**options.groups(), return_state=True)  # type: ignore[call-overload]
+    return await aresult_of(state)
+
+
+async def sync_with_options(options: SyncOptions, hooks: RunHooks) -> SyncResult:
+    """The body of the flow: configuration checked first, then one attempt of the run.
+
+    ``retry_outage``: when customers still fail after their batch retries, fail the run so
+    Prefect retries it later (see flows/run_retries). Otherwise the run never retries as a
+    whole and returns its result."""
+    try:
+        source = options.source
         if has_date_template(source):  # the night's own folder: /landing/{date}
-            source = dated_source(source, landing_day(landing_date))
-        spec = SourceSpec(source, customers, accounts, cards, rename)
+            source = dated_source(source, landing_day(options.landing_date))
+        spec = SourceSpec(
+            source, options.customers, options.accounts, options.cards, options.rename
+        )
         # first: a wrong option is found in a second, not after the extract is prepared
         check_configuration(
-            api_url=api_url,
-            dry_run=dry_run,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            state_dir=state_folder(state_dir),
-            report=report,
+            api_url=options.api_url,
+            dry_run=options.dry_run,
+            batch_size=options.batch_size,
+            concurrency=options.concurrency,
+            state_dir=state_folder(options.state_dir),
+            report=options.report,
         )
-        if dry_run is not None:  # configuration: before the extract is looked at
-            check_dry_run_folder(Path(dry_run))
-        if wait_for_files_seconds > 0 and source is not None:  # else: read as it is
-            await wait_for_landing(source, wait_seconds=wait_for_files_seconds)
-        layout = _layout(spec, chunk_customers, shard)
+        if options.dry_run is not None:  # configuration: before the extract is looked at
+            check_dry_run_folder(Path(options.dry_run))
+        if options.wait_for_files_seconds > 0 and source is not None:  # else: read as it is
+            await wait_for_landing(source, wait_seconds=options.wait_for_files_seconds)
+        layout = _layout(spec, options.chunk_customers, options.shard)
     except CustomerSyncError as error:
-        write_stopped_report(report, error)  # an older report must not still say "0"
+        write_stopped_report(options.report, error)  # an older report must not still say "0"
         await stop_run_retries()
         raise
     reported: list[Path] = []
     try:
-        result = await _sync(
-            spec,
-            api_url=api_url,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            dry_run=dry_run,
-            state_dir=state_dir,
-            full_refresh=full_refresh,
-            mode=mode,
-            max_held_back_share=max_held_back_share,
-            max_update_share=max_update_share,
-            allow_mass_update=allow_mass_update,
-            report=report,
-            progress=progress,
-            retry_policy=retry_policy,
-            layout=layout,
-            stream=stream,
-            wait=wait,
-            reported=reported,
-            max_absent_share=max_absent_share,
-            allow_absent=allow_absent,
-            acknowledgement_retention_days=acknowledgement_retention_days,
-        )
+        result = await _sync(spec, options, hooks, layout=layout, reported=reported)
         transient = result.customers_failed - result.customers_rejected
-        if retry_outage and transient > 0:
+        if options.retry_outage and transient > 0:
             raise PartnerUnavailable(
                 f"{transient:,} customers still failed after their batch retries; the run "
                 "is retried later and sends only what was not acknowledged"
             )
     except Exception as error:
         if not reported:  # stopped before the run was recorded (e.g. the ledger unusable)
-            write_stopped_report(report, error)
-        if not worth_a_run_retry(error, retry_outage=retry_outage):
+            write_stopped_report(options.report, error)
+        if not worth_a_run_retry(error, retry_outage=options.retry_outage):
             await stop_run_retries()
         raise
     if not result.outcome.ok:  # held back or rejected: a retry would end the same way
         await stop_run_retries()
-    return final_state(result)  # the one return: Completed only when all was delivered
+    return result
 
 
 async def _sync(
     spec: SourceSpec,
+    options: SyncOptions,
+    hooks: RunHooks,
     *,
-    api_url: str | None,
-    batch_size: int,
-    concurrency: int,
-    dry_run: str | None,
-    state_dir: str | None,
-    full_refresh: bool,
-    mode: Literal["sync", "create-only"],
-    max_held_back_share: float,
-    max_update_share: float,
-    allow_mass_update: bool,
-    report: str | None,
-    progress: bool | None,
-    retry_policy: RetryPolicy | None,
     layout: ChunkLayout,
-    stream: bool,
     reported: list[Path],
-    wait: float | None = 0.0,
-    max_absent_share: float = 0.1,
-    allow_absent: bool = False,
-    acknowledgement_retention_days: int = 400,
 ) -> SyncResult:
     """One attempt of the run: prepare, check the guards, deliver (or dry-run), report.
 
     The report's path is appended to ``reported`` once the run's own reporting begins."""
-    settings = await partner_settings(api_url, look_up_block=dry_run is None)
-    state = state_folder(state_dir)
+    dry_run, stream, report = options.dry_run, options.stream, options.report
+    batch_size, concurrency = options.batch_size, options.concurrency
+    full_refresh, mode, progress = options.full_refresh, options.mode, hooks.progress
+    settings = await partner_settings(options.api_url, look_up_block=dry_run is None)
+    state = state_folder(options.state_dir)
     result = SyncResult(dry_run=dry_run is not None)
-    ledger = open_ledger(ledger_location(state_dir))
+    ledger = open_ledger(ledger_location(options.state_dir))
     if dry_run is None:  # one delivering run per ledger, before anything is read or sent
-        lock_delivery(ledger, layout.owned, layout.partitions, wait)
+        lock_delivery(ledger, layout.owned, layout.partitions, options.wait)
     parameters: Mapping[str, object] = {
         "source": spec.describe(),
         "api_url": without_user_info(settings.api_url) if settings.api_url else None,
@@ -361,11 +353,11 @@ async def _sync(
     preparation = Preparation()
     check_guards = run_guards(
         known_customers=ledger.known_customer_count(),  # before anything of this run is sent
-        max_held_back_share=max_held_back_share,
-        max_update_share=max_update_share,
-        allow_mass_update=allow_mass_update,
+        max_held_back_share=options.max_held_back_share,
+        max_update_share=options.max_update_share,
+        allow_mass_update=options.allow_mass_update,
     )
-    policy = retry_policy or RetryPolicy()
+    policy = hooks.retry_policy or RetryPolicy()
     guard: str | None = None
     try:
         if stream and dry_run is None:
@@ -387,7 +379,7 @@ async def _sync(
                 progress=progress,
             )
             _judge_absent_after_stream(
-                result, preparation, ledger, layout, run_dir, max_absent_share
+                result, preparation, ledger, layout, run_dir, options.max_absent_share
             )
             return result
         with _stage(result, "prepare"):
@@ -403,7 +395,7 @@ async def _sync(
         _apply_preparation(result, preparation)
         check_guards(preparation)
         absent, known = judge_absent(result, preparation, ledger, layout, run_dir)
-        absent_guard(absent, known, max_absent_share, allow_absent)
+        absent_guard(absent, known, options.max_absent_share, options.allow_absent)
         if dry_run is not None:
             with _stage(result, "dry-run"):
                 written = write_dry_run(spool_path, Path(dry_run), batch_size, run_id)
@@ -440,7 +432,7 @@ async def _sync(
         spool_path.unlink(missing_ok=True)
         if dry_run is None:
             try:
-                ledger.prune_acknowledgements(_days_ago(acknowledgement_retention_days))
+                ledger.prune_acknowledgements(_days_ago(options.acknowledgement_retention_days))
             except Exception as error:  # retention only: the run's record stands
                 log.warning("Could not prune old acknowledgements: %s", type(error).__name__)
         report_path = Path(report) if report else run_dir / "report.json"
@@ -710,4 +702,11 @@ def _judge_absent_after_stream(
         )
 
 
-__all__ = ["ReportNotWritten", "close_run", "held_back_guard", "state_folder", "sync_customers"]
+__all__ = [
+    "ReportNotWritten",
+    "close_run",
+    "held_back_guard",
+    "run_sync",
+    "state_folder",
+    "sync_customers",
+]

@@ -135,6 +135,7 @@ ACKNOWLEDGED_FINGERPRINTS: Final = (
     "SELECT a.source_customer_id, a.fingerprint FROM json_each(?) AS j "
     "JOIN acknowledged AS a ON a.source_customer_id = j.value"
 )
+KNOWN_CUSTOMERS: Final = "SELECT count(*) FROM acknowledged"
 # sent_at last: the writer binds the transaction's time (see customer_sync/ledger/_writer.py)
 MARK_SENDING: Final = (
     "INSERT INTO batches (run_id, batch_id, method, customer_ids, customers, state, attempts, "

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Final
 
-from customer_sync.ledger.sqlite import Ledger, SqliteLedger
+from customer_sync.ledger.interface import Ledger
+from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.ledger.url import has_password, is_database_url, masked_url
 from customer_sync.schemas.errors import ConfigError
 
