@@ -407,7 +407,7 @@ async def _wait_for_logs(client: Any, flow_run_id: Any, logger_prefix: str) -> l
 def _events(api_url: str, prefix: str) -> list[dict[str, Any]]:
     """Events whose name starts with ``prefix``, as the server's events API returns them."""
     body = json.dumps(
-        {"filter": {"event": {"prefix": [prefix]}, "order": "ASC"}, "limit": 200}
+        {"filter": {"event": {"prefix": [prefix]}, "order": "ASC"}, "limit": 50}
     ).encode()
     request = urllib.request.Request(
         f"{api_url}/events/filter",
