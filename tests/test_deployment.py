@@ -233,15 +233,24 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("deployment")
 
 
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients of this process (Prefect's httpx, urllib) talk to 127.0.0.1 directly."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
 @pytest.fixture(scope="module")
-def prefect_server(workspace: Path) -> Iterator[PrefectServer]:
-    """`prefect server start` on a free loopback port, with its own PREFECT_HOME. Its
-    triggers and actions services run (the automations test needs them)."""
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """`prefect server start` on a free loopback port, with its own PREFECT_HOME, once per
+    module (other modules import this fixture). Its triggers and actions services run
+    (the automations test needs them)."""
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    home = workspace / "prefect-home"
+    folder = tmp_path_factory.mktemp("prefect-server")
+    home = folder / "prefect-home"
     home.mkdir()
-    logs = workspace / "logs"
+    logs = folder / "logs"
     logs.mkdir()
     # Nothing of the developer's own Prefect profile, API or partner credentials leaks in.
     env = {
