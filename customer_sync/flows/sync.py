@@ -57,6 +57,7 @@ from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.absent import judge_absent
 from customer_sync.run.config_check import DEFAULT_STATE_DIR as DEFAULT_STATE_DIR
 from customer_sync.run.config_check import check_configuration, state_folder
+from customer_sync.run.enrollment import end_enrollment_of_absent
 from customer_sync.run.options import (
     ChunkOptions,
     ExtractOptions,
@@ -69,6 +70,7 @@ from customer_sync.run.options import (
     current_hooks,
     run_hooks,
 )
+from customer_sync.run.planning import absent_plan_rows, customer_plan, write_plan
 from customer_sync.run.progress import DeliveryProgress
 from customer_sync.run.report import (
     BatchOutcomes,
@@ -317,6 +319,12 @@ async def _sync(
     dry_run, stream, report = options.dry_run, options.stream, options.report
     batch_size, concurrency = options.batch_size, options.concurrency
     full_refresh, mode, progress = options.full_refresh, options.mode, hooks.progress
+    ending = options.end_enrollment_of_absent
+    if ending and stream:
+        raise ConfigError(
+            "--end-enrollment-of-absent cannot be used with --stream (who is absent is known "
+            "only after everything was sent)"
+        )
     settings = await partner_settings(options.api_url, look_up_block=dry_run is None)
     state = state_folder(options.state_dir)
     result = SyncResult(dry_run=dry_run is not None)
@@ -333,6 +341,7 @@ async def _sync(
         "mode": mode,
         "stream": stream,
         "shard_chunks": layout.owned,
+        "end_enrollment_of_absent": ending,
         "prefect_flow_run_id": _flow_run_id(),
     }
     run_id = ledger.start_run(parameters) if dry_run is None else f"dry-{uuid.uuid4().hex[:12]}"
@@ -391,16 +400,25 @@ async def _sync(
                 full_refresh=full_refresh,
                 mode=mode,
                 layout=layout,
+                record_parts=dry_run is None,  # a dry run writes nothing to the ledger
+                keep_documents=ending and dry_run is None,
+                collect_plan=dry_run is not None,
             )
+        if dry_run is None and not ending:  # kept documents are card data: only while on
+            ledger.forget_kept_documents()
         _apply_preparation(result, preparation)
         check_guards(preparation)
-        absent, known = judge_absent(result, preparation, ledger, layout, run_dir)
+        absent_ids: list[str] = []
+        absent, known = judge_absent(result, preparation, ledger, layout, run_dir, absent_ids)
         absent_guard(absent, known, options.max_absent_share, options.allow_absent)
         if dry_run is not None:
             with _stage(result, "dry-run"):
                 written = write_dry_run(spool_path, Path(dry_run), batch_size, run_id)
             result.dry_run_dir = str(dry_run)
             log.info("Dry run: wrote %d request bodies to %s", len(written), dry_run)
+            plan = customer_plan([*(preparation.plan_rows or ()), *absent_plan_rows(absent_ids)])
+            write_plan(plan, Path(dry_run))
+            log.info("Dry run plan: %s (per customer: plan.csv, plan.json)", plan.summary())
         else:
             tracker = ProgressArtifact(preparation.planned)
             await tracker.start()
@@ -419,8 +437,22 @@ async def _sync(
                         policy=policy,
                         on_outcome=_progress_of(shown, tracker),
                     )
+                    ended: list[BatchOutcome] = []
+                    if ending and absent_ids:  # customer_sync/run/enrollment.py
+                        ended = await end_enrollment_of_absent(
+                            result,
+                            absent_ids,
+                            ledger,
+                            client,
+                            run_id,
+                            run_dir,
+                            batch_size=batch_size,
+                            concurrency=concurrency,
+                            policy=policy,
+                        )
             await tracker.finish()
             apply_outcomes(result, outcomes)
+            result.batches.extend(ended)
             export_dead_letters_of(result, ledger, run_dir)
     except BaseException as error:
         result.stop(

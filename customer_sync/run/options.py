@@ -135,6 +135,12 @@ class RunOptions(BaseModel):
         "looks down), fail the run so Prefect retries it; a retry sends only what was not "
         "acknowledged.",
     )
+    end_enrollment_of_absent: bool = Field(
+        False,
+        description="Send the customers the partner holds that the extract lacks their last "
+        "acknowledged tree with enrollment ended (INACTIVE, enrollmentEndDate). Keeps the "
+        "planned documents (card data) in the ledger while on; not with stream.",
+    )
 
 
 class GuardOptions(BaseModel):
