@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 
 from customer_sync.adapters.delivery import RetryPolicy
 from customer_sync.adapters.partner_client import PartnerSettings
@@ -31,6 +33,13 @@ from customer_sync.chunking.pool import WHOLE_CUSTOMERS
 from customer_sync.chunking.shards import Shard
 from customer_sync.flows import quiet_errors
 from customer_sync.flows.deliver import ChunkDelivery, check_dry_run_folder, write_dry_run
+from customer_sync.flows.landing import (
+    dated_source,
+    has_date_template,
+    landing_day,
+    source_label,
+    wait_for_landing,
+)
 from customer_sync.flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout
 from customer_sync.flows.run_retries import (
     RUN_RETRIES,
@@ -40,6 +49,7 @@ from customer_sync.flows.run_retries import (
     worth_a_run_retry,
 )
 from customer_sync.flows.secrets import apartner_token_from_block
+from customer_sync.flows.states import aresult_of, final_state
 from customer_sync.run.absent import judge_absent
 from customer_sync.run.chunk_loop import (
     ChunkReady,
@@ -74,8 +84,35 @@ from customer_sync.transforms.plan import absent_guard
 log = logging.getLogger(__name__)
 
 
+def sync_run_name() -> str:
+    """The flow run's name, for what it delivers: ``sync-<landing date>-<source>``
+    (``sync-2026-11-25-landing``), ``-dry-run`` and ``-shard-N-of-M`` when so."""
+    from prefect.runtime import flow_run
+
+    def option(group: str, name: str) -> Any:
+        given = flow_run.parameters.get(group)
+        if isinstance(given, Mapping):
+            return given.get(name)
+        return getattr(given, name, None)
+
+    source = option("extract", "source")
+    try:
+        day = landing_day(option("extract", "landing_date"))
+    except CustomerSyncError:  # the run itself says what is wrong with it
+        day = landing_day(None)
+    name = f"sync-{day.isoformat()}-{source_label(source if isinstance(source, str) else None)}"
+    if option("run", "dry_run"):
+        name += "-dry-run"
+    shard = option("chunks", "shard")
+    if isinstance(shard, str) and "/" in shard:
+        number, _, total = shard.partition("/")
+        name += f"-shard-{number.strip()}-of-{total.strip()}"
+    return name
+
+
 @flow(
     name="sync-customers",
+    flow_run_name=sync_run_name,
     log_prints=False,
     validate_parameters=True,
     retries=RUN_RETRIES,
@@ -88,8 +125,14 @@ async def sync_customers(
     run: RunOptions = RunOptions(),  # noqa: B008
     guards: GuardOptions = GuardOptions(),  # noqa: B008
     chunks: ChunkOptions = ChunkOptions(),  # noqa: B008
-) -> SyncResult:
+) -> State[Any]:
     """Deliver every valid customer of an extract to the partner, exactly once per change.
+
+    The run ends Completed only when every valid customer was delivered; otherwise its
+    state is non-green with the counts in its message (``customer_sync/flows/states.py``).
+    A plain call returns the ``SyncResult`` of a completed run and raises
+    ``RunNotCompleted`` (``.result``) for an incomplete one; ``run_sync`` returns it
+    either way.
 
     The parameters are the groups of ``SyncOptions`` (``customer_sync/run/options.py``,
     where every option is described); call it as
@@ -114,7 +157,8 @@ async def sync_customers(
         write_stopped_report(state.report, error)
         await stop_run_retries()
         raise
-    return await sync_with_options(options, current_hooks())
+    result = await sync_with_options(options, current_hooks())
+    return final_state(result)  # the one return: Completed only when all was delivered
 
 
 async def run_sync(
@@ -125,9 +169,12 @@ async def run_sync(
 ) -> SyncResult:
     """The flow, from one ``SyncOptions``: the notebook's and the CLI's call.
 
-    ``retry_policy`` and ``progress`` are hooks, not parameters (``run_hooks``)."""
+    ``retry_policy`` and ``progress`` are hooks, not parameters (``run_hooks``). The
+    result of any run, green or not, read from its final state (``states.aresult_of``);
+    a run stopped by an error raises it."""
     with run_hooks(retry_policy=retry_policy, progress=progress):
-        return await sync_customers(**options.groups())  # type: ignore[no-any-return]
+        state = await sync_customers(**options.groups(), return_state=True)  # type: ignore[call-overload]
+    return await aresult_of(state)
 
 
 async def sync_with_options(options: SyncOptions, hooks: RunHooks) -> SyncResult:
@@ -136,10 +183,13 @@ async def sync_with_options(options: SyncOptions, hooks: RunHooks) -> SyncResult
     ``retry_outage``: when customers still fail after their batch retries, fail the run so
     Prefect retries it later (see flows/run_retries). Otherwise the run never retries as a
     whole and returns its result."""
-    spec = SourceSpec(
-        options.source, options.customers, options.accounts, options.cards, options.rename
-    )
     try:
+        source = options.source
+        if has_date_template(source):  # the night's own folder: /landing/{date}
+            source = dated_source(source, landing_day(options.landing_date))
+        spec = SourceSpec(
+            source, options.customers, options.accounts, options.cards, options.rename
+        )
         # first: a wrong option is found in a second, not after the extract is prepared
         check_configuration(
             api_url=options.api_url,
@@ -156,6 +206,8 @@ async def sync_with_options(options: SyncOptions, hooks: RunHooks) -> SyncResult
                 "--end-enrollment-of-absent cannot be used with --stream (who is absent is "
                 "known only after everything was sent)"
             )
+        if options.wait_for_files_seconds > 0 and source is not None:  # else: read as it is
+            await wait_for_landing(source, wait_seconds=options.wait_for_files_seconds)
         layout = _layout(spec, options.chunk_customers, options.shard)
     except CustomerSyncError as error:
         write_stopped_report(options.report, error)  # an older report must not still say "0"
@@ -178,6 +230,8 @@ async def sync_with_options(options: SyncOptions, hooks: RunHooks) -> SyncResult
         if not worth_a_run_retry(error, retry_outage=options.retry_outage):
             await stop_run_retries()
         raise
+    if not result.outcome.ok:  # held back or rejected: a retry would end the same way
+        await stop_run_retries()
     return result
 
 

@@ -22,12 +22,13 @@ from types import TracebackType
 from typing import Any
 
 from customer_sync.flows.artifacts import publish_run_artifacts
+from customer_sync.flows.events import FlowKind, emit_run_events
 from customer_sync.ledger.factory import ledger_location, open_ledger
 from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.config_check import state_folder
 from customer_sync.run.outcome import run_counts
 from customer_sync.run.report import SyncResult, summary_lines, write_report
-from customer_sync.schemas.errors import CustomerSyncError
+from customer_sync.schemas.errors import CustomerSyncError, GuardTripped
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class RunSession:
         claim: DeliveryClaim,
         settle_interrupted: bool = True,
         retention_days: int | None = None,
+        kind: FlowKind = "sync",
     ) -> None:
         self._state_dir = state_dir
         self._parameters = parameters
@@ -63,6 +65,7 @@ class RunSession:
         self._claim = claim
         self._settle = settle_interrupted
         self._retention_days = retention_days
+        self._kind: FlowKind = kind
         self.reporting = False
         """True once the run's own report tells its end (from the close on)."""
         self.held_back: Sequence[Any] = ()
@@ -122,6 +125,7 @@ class RunSession:
         traceback: TracebackType | None,
     ) -> None:
         result = self.result
+        guard = str(error) if isinstance(error, GuardTripped) else None
         if error is not None:
             # the outcome (customer_sync/run/outcome.py) says aborted, failed or interrupted
             result.stop(error)
@@ -142,6 +146,8 @@ class RunSession:
             report_path,
             run_counts(result),
             held_back=self.held_back,
+            kind=self._kind,
+            guard=guard,
         )
 
 
@@ -170,6 +176,8 @@ async def close_run(
     counts: Mapping[str, int],
     *,
     held_back: Sequence[Any] = (),
+    kind: FlowKind = "sync",
+    guard: str | None = None,
 ) -> None:
     """End a run on every path: the report written, then the ledger's run row closed, both
     with the same outcome (``result.outcome``), then the summary logged.
@@ -206,6 +214,7 @@ async def close_run(
         ledger.close()
         for line in summary_lines(result):
             log.info(line)
+        emit_run_events(result, kind=kind, guard=guard)  # after the ledger: same story
     if not_written is not None and not already_stopped:
         raise not_written
 
