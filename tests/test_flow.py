@@ -82,8 +82,10 @@ def test_dry_run_writes_request_bodies_and_sends_nothing(tmp_path: Path) -> None
         requests = list(stub.requests)
 
     assert requests == []
-    files = sorted(out.glob("*.json"))  # the bodies, not the dry run's marker
+    # the bodies, not the dry run's marker nor its per-customer plan (plan.json, plan.csv)
+    files = sorted(out.glob("[0-9]*-*.json"))
     assert len(files) == 3
+    assert (out / "plan.json").is_file()
     ids: list[str] = []
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
