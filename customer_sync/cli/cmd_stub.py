@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from customer_sync.adapters.partner_client import is_loopback
 from customer_sync.devtools.stub_server import StubPartner, faults_from_args, serve_until_stopped
 from customer_sync.schemas.errors import ConfigError
+from customer_sync.settings import Settings
 
 
 def main(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     stub = StubPartner(
         faults,
         keep_documents=False,  # a long-lived server must not grow with every customer
-        bearer_token=os.environ.get("CUSTOMER_SYNC_API_TOKEN") or None,
+        bearer_token=Settings.from_environment().api_token,
         max_recorded_requests=100_000,
     )
 

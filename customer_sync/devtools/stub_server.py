@@ -26,7 +26,6 @@ import contextlib
 import hmac
 import json
 import logging
-import os
 import random
 import secrets
 import signal
@@ -52,6 +51,8 @@ from customer_sync.adapters.partner_client import is_loopback
 from customer_sync.schemas import contract
 from customer_sync.schemas.document import CustomersRequest, RequestProblem, request_problems
 from customer_sync.schemas.errors import ConfigError
+from customer_sync.schemas.records import request_body
+from customer_sync.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -546,7 +547,7 @@ class StubPartner:
         if not anonymous and len(named) < len(ids):
             rest = [c for i, c in enumerate(customers) if i not in named]
             accepted = self._accept(
-                request, request_id, orjson.dumps({"customers": rest}), drop_after=False
+                request, request_id, request_body([orjson.dumps(c) for c in rest]), drop_after=False
             )
             if accepted is None or accepted.status != 200:
                 return accepted
@@ -942,7 +943,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults_from_args(args),
         validate=not args.no_validate,
         keep_documents=args.keep_documents,
-        bearer_token=os.environ.get("CUSTOMER_SYNC_API_TOKEN") or None,
+        bearer_token=Settings.from_environment().api_token,
         max_recorded_requests=100_000,
     )
 
