@@ -233,7 +233,7 @@ async def test_max_attempts_exhausted_fails_the_batch() -> None:
     assert (outcome.status, outcome.attempts, outcome.http_status) == ("failed", 3, 500)
     assert outcome.error == "gave up after 3 attempts: HTTP 500"
     assert isinstance(outcome, DeliveryOutcome)
-    assert outcome.failed_ids == outcome.customer_ids
+    assert not outcome.acknowledged and not outcome.rejected  # every customer failed
     assert stub.counters.requests == 3
 
 

@@ -395,9 +395,9 @@ async def test_the_nightly_deployment_runs_on_a_worker_and_delivers_every_custom
                 parameters={
                     # Relative on purpose: it resolves only if the pull step moved the run
                     # into the checkout.
-                    "source": "data",
-                    "api_url": stub.url,
-                    "state_dir": str(state_dir),
+                    "extract": {"source": "data"},
+                    "partner": {"api_url": stub.url},
+                    "state": {"state_dir": str(state_dir)},
                 },
             )
             finished = await _wait_for_final_state(client, flow_run.id, worker)

@@ -175,6 +175,7 @@ def test_a_customer_the_partner_rejects_is_dead_lettered_then_sent_by_the_next_r
 
 def test_replay_resends_dead_letters_on_demand(tmp_path: Path) -> None:
     from customer_sync.flows.replay import replay_dead_letters
+    from customer_sync.run.options import run_hooks
     from tests.flow_support import FAST_RETRIES
 
     source = write_synthetic(tmp_path / "in", 30)
@@ -190,9 +191,8 @@ def test_replay_resends_dead_letters_on_demand(tmp_path: Path) -> None:
             replay_dead_letters(api_url=stub.url, state_dir=str(state), dry_run=str(dry))
         )
         assert stub.counters.requests == 0
-        replayed = asyncio.run(
-            replay_dead_letters(api_url=stub.url, state_dir=str(state), retry_policy=FAST_RETRIES)
-        )
+        with run_hooks(retry_policy=FAST_RETRIES):
+            replayed = asyncio.run(replay_dead_letters(api_url=stub.url, state_dir=str(state)))
         assert set(stub.accepted) == bad
     assert planned.customers_planned == 2 and len(list(dry.glob("*.json"))) == 1
     assert replayed.customers_sent == 2 and replayed.exit_status == 0

@@ -187,7 +187,10 @@ def test_one_healing_rule() -> None:
 def test_edge_faults_survive_both_stub_parsers() -> None:
     from dataclasses import replace
 
-    from customer_sync.cli.app import build_parser
+    import typer
+
+    from customer_sync.cli.app import app
+    from customer_sync.cli.stand_in import stand_in_faults
     from customer_sync.devtools.stub_server import _parser, fault_arguments, faults_from_args
 
     faults = StubFaults(
@@ -203,6 +206,9 @@ def test_edge_faults_survive_both_stub_parsers() -> None:
     )
     flags = fault_arguments(faults)
     assert faults_from_args(_parser().parse_args(flags)) == faults
-    from_cli = faults_from_args(build_parser().parse_args(["stub-api", *flags]))
+    group = typer.main.get_command(app)
+    parent = group.make_context("customer-sync", ["stub-api"])
+    stub_api = group.get_command(parent, "stub-api")  # type: ignore[attr-defined]
+    from_cli = stand_in_faults(stub_api.make_context("stub-api", flags, parent=parent).params)
     assert from_cli == faults
     assert replace(from_cli, jwt_tokens=False) != faults  # the comparison can fail

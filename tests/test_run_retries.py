@@ -12,6 +12,7 @@ from prefect.client.orchestration import get_client
 
 from customer_sync.adapters.delivery import RetryPolicy
 from customer_sync.devtools.stub_server import StubFaults, serve_stub_in_thread
+from customer_sync.run.options import SyncOptions, run_hooks
 from customer_sync.schemas.errors import GuardTripped
 from tests.flow_support import read_table, write_synthetic, write_table
 
@@ -20,11 +21,13 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 TWO_ATTEMPTS = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.01)
 
 
-def _run_with_state(**parameters: Any) -> Any:
+def _run_with_state(*, retry_policy: RetryPolicy | None = None, **parameters: Any) -> Any:
     from customer_sync.flows.sync import sync_customers
 
     fast = sync_customers.with_options(retry_delay_seconds=0)
-    return asyncio.run(fast(return_state=True, progress=False, **parameters))
+    groups = SyncOptions(**parameters).groups()
+    with run_hooks(retry_policy=retry_policy, progress=False):
+        return asyncio.run(fast(return_state=True, **groups))
 
 
 def _run_count(state: Any) -> int:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+from typing import Annotated
 
-from customer_sync.ledger.factory import ledger_location, open_ledger
+import typer
+
+from customer_sync.cli.options import State
 
 
-def main(args: argparse.Namespace) -> int:
-    with open_ledger(ledger_location(args.state), read_only=True) as ledger:
-        count = ledger.export_dead_letters(Path(args.out), include_documents=args.documents)
-    print(f"wrote {count:,} dead letters to {args.out}")
+def dead_letters(
+    out: Annotated[Path, typer.Argument(help="JSONL file to write (readable by the owner only)")],
+    documents: Annotated[
+        bool,
+        typer.Option("--documents", help="include the documents (card data) in the export"),
+    ] = False,
+    state: State = None,
+) -> int:
+    """Export the dead letters as JSONL (who, why, the partner's requestId)."""
+    from customer_sync.ledger.factory import ledger_location, open_ledger
+
+    with open_ledger(ledger_location(state), read_only=True) as ledger:
+        count = ledger.export_dead_letters(out, include_documents=documents)
+    print(f"wrote {count:,} dead letters to {out}")
     return 0

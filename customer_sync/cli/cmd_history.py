@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+from typing import Annotated
 
-from customer_sync.cli.output import render
-from customer_sync.ledger.queries import history, state_ledger
+import typer
+
+from customer_sync.cli.options import State, TableFormat
 
 COLUMNS = (
     "sent_at",
@@ -20,11 +21,20 @@ COLUMNS = (
 )
 
 
-def main(args: argparse.Namespace) -> int:
-    with state_ledger(args.state) as ledger:
-        sends = [dataclasses.asdict(s) for s in history(ledger, args.customer_id)]
-    if not sends and args.format == "table":
-        print(f"no send of customer {args.customer_id} in the ledger")
+def history(
+    customer_id: Annotated[str, typer.Argument(metavar="CUSTOMER_ID", help="a sourceCustomerId")],
+    state: State = None,
+    output: TableFormat = "table",
+) -> int:
+    """Every send of one customer: when, POST or PUT, requestId, fingerprint, outcome."""
+    from customer_sync.cli.output import render
+    from customer_sync.ledger.queries import history as sends_of
+    from customer_sync.ledger.queries import state_ledger
+
+    with state_ledger(state) as ledger:
+        sends = [dataclasses.asdict(s) for s in sends_of(ledger, customer_id)]
+    if not sends and output == "table":
+        print(f"no send of customer {customer_id} in the ledger")
         return 0
-    print(render(sends, COLUMNS, args.format, f"sends of customer {args.customer_id}"))
+    print(render(sends, COLUMNS, output, f"sends of customer {customer_id}"))
     return 0

@@ -2,37 +2,56 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 
-from customer_sync.cli.cmd_run import check_before_the_flow, exit_after, lock_wait, print_result
-from customer_sync.flows.prefect_setup import wait_for_prefect_server
+from customer_sync.cli.options import ApiUrl, Concurrency, DryRun, RunReport, State, Wait, lock_wait
 
 
-def main(args: argparse.Namespace) -> int:
-    check_before_the_flow(
-        api_url=args.api_url,
-        dry_run=args.dry_run,
-        batch_size=50,
-        concurrency=args.concurrency,
-        state_dir=args.state,
-        report=args.report,
+def replay(
+    api_url: ApiUrl = None,
+    concurrency: Concurrency = 8,
+    dry_run: DryRun = None,
+    wait: Wait = 0.0,
+    state: State = None,
+    report: RunReport = None,
+) -> int:
+    """Re-send the dead letters of earlier runs (what is acknowledged leaves the list)."""
+    from customer_sync.cli.cmd_run import (
+        check_before_the_flow,
+        exit_after,
+        print_result,
+        start_flow_server,
+        telling_where,
     )
-    from customer_sync.flows.replay import replay_dead_letters
 
-    try:
-        wait_for_prefect_server()
-        result = asyncio.run(
-            replay_dead_letters(
-                api_url=args.api_url,
-                state_dir=args.state,
-                dry_run=args.dry_run,
-                concurrency=args.concurrency,
-                report=args.report,
-                wait=lock_wait(args),
-            )
+    start_flow_server()
+    from customer_sync.run.report import watching_reports
+
+    with watching_reports() as reports, telling_where(reports, state):
+        check_before_the_flow(
+            api_url=api_url,
+            dry_run=dry_run,
+            batch_size=50,
+            concurrency=concurrency,
+            state_dir=state,
+            report=report,
         )
-    except Exception as error:
-        return exit_after(error)
-    print_result(result)
+        from customer_sync.flows.prefect_setup import wait_for_prefect_server
+        from customer_sync.flows.replay import replay_dead_letters
+
+        try:
+            wait_for_prefect_server()
+            result = asyncio.run(
+                replay_dead_letters(
+                    api_url=api_url,
+                    state_dir=state,
+                    dry_run=dry_run,
+                    concurrency=concurrency,
+                    report=report,
+                    wait=lock_wait(wait),
+                )
+            )
+        except Exception as error:
+            return exit_after(error)
+        print_result(result)
     return result.exit_status

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+from typing import Annotated
 
-from customer_sync.cli.output import render
-from customer_sync.ledger.queries import ledger_name, run_detail, runs, state_ledger
-from customer_sync.schemas.errors import ConfigError
+import typer
+
+from customer_sync.cli.options import State, TableFormat
 
 RUN_COLUMNS = (
     "run_id",
@@ -41,21 +41,34 @@ def _flat(row: dict[str, object]) -> dict[str, object]:
     }
 
 
-def main(args: argparse.Namespace) -> int:
-    with state_ledger(args.state) as ledger:
-        if args.run_id is None:
-            rows = [dataclasses.asdict(r) for r in runs(ledger, limit=args.limit)]
-            if args.format == "json":
+def runs(
+    run_id: Annotated[
+        str | None, typer.Argument(metavar="RUN_ID", help="show this run", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", help="how many runs")] = 20,
+    state: State = None,
+    output: TableFormat = "table",
+) -> int:
+    """List recent runs, or show one run (its report, its batches by outcome)."""
+    from customer_sync.cli.output import render
+    from customer_sync.ledger.queries import ledger_name, run_detail, state_ledger
+    from customer_sync.ledger.queries import runs as recent_runs
+    from customer_sync.schemas.errors import ConfigError
+
+    with state_ledger(state) as ledger:
+        if run_id is None:
+            rows = [dataclasses.asdict(r) for r in recent_runs(ledger, limit=limit)]
+            if output == "json":
                 print(render(rows, RUN_COLUMNS, "json", "runs"))
             else:
-                print(render([_flat(r) for r in rows], RUN_COLUMNS, args.format, "runs"))
+                print(render([_flat(r) for r in rows], RUN_COLUMNS, output, "runs"))
             return 0
-        detail = run_detail(ledger, args.run_id)
+        detail = run_detail(ledger, run_id)
         where = ledger_name(ledger)
     if detail is None:
-        raise ConfigError(f"{where}: no run {args.run_id!r} in the ledger")
+        raise ConfigError(f"{where}: no run {run_id!r} in the ledger")
     data = dataclasses.asdict(detail)
-    if args.format == "json":
+    if output == "json":
         print(render([data], (), "json", "run"))
         return 0
     facts = [{"what": k, "value": v} for k, v in _flat(data["run"]).items() if k != "counts"]
@@ -65,8 +78,8 @@ def main(args: argparse.Namespace) -> int:
         {"what": f"customers in {k} batches", "value": v}
         for k, v in data["customers_by_state"].items()
     ]
-    print(render(facts, ("what", "value"), args.format, f"run {args.run_id}"))
+    print(render(facts, ("what", "value"), output, f"run {run_id}"))
     if data["failed_batches"]:
         columns = ("batch_id", "state", "method", "http_status", "requestId", "customers", "error")
-        print(render(data["failed_batches"], columns, args.format, "batches not acknowledged"))
+        print(render(data["failed_batches"], columns, output, "batches not acknowledged"))
     return 0

@@ -6,22 +6,37 @@ bearer token besides the session tokens of ``startSession``.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+from typing import TYPE_CHECKING, Annotated
 
-from customer_sync.adapters.partner_client import is_loopback
-from customer_sync.devtools.stub_server import StubPartner, faults_from_args, serve_until_stopped
-from customer_sync.schemas.errors import ConfigError
-from customer_sync.settings import Settings
+import typer
+
+from customer_sync.cli.stand_in import with_stand_in_options
+
+if TYPE_CHECKING:
+    from customer_sync.devtools.stub_server import StubFaults
 
 
-def main(args: argparse.Namespace) -> int:
-    if not is_loopback(args.host):
-        raise ConfigError(f"the stand-in server only listens on loopback, not {args.host!r}")
-    try:
-        faults = faults_from_args(args)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+@with_stand_in_options
+def stub_api(
+    host: Annotated[str, typer.Option("--host", help="a loopback address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="0: any free port")] = 8080,
+    *,
+    faults: StubFaults,
+) -> int:
+    """Serve the stand-in partner API (loopback only) until Ctrl-C.
+
+    $CUSTOMER_SYNC_API_TOKEN, when set, is accepted as a static bearer token besides the
+    session tokens of startSession.
+    """
+    import asyncio
+
+    from customer_sync.adapters.partner_client import is_loopback
+    from customer_sync.devtools.stub_server import StubPartner, serve_until_stopped
+    from customer_sync.schemas.errors import ConfigError
+    from customer_sync.settings import Settings
+
+    if not is_loopback(host):
+        raise ConfigError(f"the stand-in server only listens on loopback, not {host!r}")
     stub = StubPartner(
         faults,
         keep_documents=False,  # a long-lived server must not grow with every customer
@@ -32,6 +47,6 @@ def main(args: argparse.Namespace) -> int:
     def announce(url: str) -> None:
         print(f"stand-in partner API on {url} (Ctrl-C to stop)", flush=True)
 
-    asyncio.run(serve_until_stopped(stub, args.host, args.port, announce))
+    asyncio.run(serve_until_stopped(stub, host, port, announce))
     print(f"stopped; {stub.stats()}", flush=True)
     return 0

@@ -11,39 +11,72 @@ The rejects file is always written (header only when there is nothing to reject)
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from customer_sync.adapters.readers import parse_rename, read_extract
-from customer_sync.adapters.rejects import write_rejects
-from customer_sync.schemas.errors import GuardTripped
-from customer_sync.transforms.validate import Validation, held_back_guard, validate_extract
+import typer
+
+from customer_sync.cli.options import (
+    OUTPUT_PANEL,
+    AccountsFile,
+    CardsFile,
+    CustomersFile,
+    MaxHeldBack,
+    Rejects,
+    Rename,
+    Source,
+)
+
+if TYPE_CHECKING:
+    from customer_sync.schemas.errors import GuardTripped
+    from customer_sync.transforms.validate import Validation
+
+ValidationReport = Annotated[
+    str | None,
+    typer.Option(
+        "--report", metavar="FILE", help="write the summary as JSON", rich_help_panel=OUTPUT_PANEL
+    ),
+]
 
 
-def main(args: argparse.Namespace) -> int:
+def validate(
+    source: Source = None,
+    customers: CustomersFile = None,
+    accounts: AccountsFile = None,
+    cards: CardsFile = None,
+    rename: Rename = None,
+    max_held_back: MaxHeldBack = 0.05,
+    rejects: Rejects = None,
+    report: ValidationReport = None,
+) -> int:
+    """Validate an extract and print a summary (nothing is sent).
+
+    Exit status 0 when every row is valid, 1 when some rows were rejected, 2 when the
+    input is unusable or the held-back guard trips.
+    """
+    from customer_sync.adapters.readers import parse_rename, read_extract
+    from customer_sync.adapters.rejects import write_rejects
+    from customer_sync.schemas.errors import GuardTripped
+    from customer_sync.transforms.validate import held_back_guard, validate_extract
+
     extract = read_extract(
-        args.source,
-        customers=args.customers,
-        accounts=args.accounts,
-        cards=args.cards,
-        rename=parse_rename(args.rename),
+        source, customers=customers, accounts=accounts, cards=cards, rename=parse_rename(rename)
     )
     validation = validate_extract(extract)
-    rejects_path = write_rejects(validation.rejects, rejects_location(args.rejects, args.report))
+    rejects_path = write_rejects(validation.rejects, rejects_location(rejects, report))
     tripped: GuardTripped | None = None
     try:
-        held_back_guard(validation, args.max_held_back)
+        held_back_guard(validation, max_held_back)
     except GuardTripped as error:
         tripped = error
     for line in summary_lines(validation, rejects_path):
         print(line)
-    if args.report:
-        report = validation_report(validation, rejects_path, args.max_held_back, tripped)
-        write_json(report, Path(args.report))
+    if report:
+        written = validation_report(validation, rejects_path, max_held_back, tripped)
+        write_json(written, Path(report))
     if tripped is not None:
         raise tripped
     return 0 if validation.rejects.empty else 1

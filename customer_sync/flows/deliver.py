@@ -2,10 +2,10 @@
 
 One task run per batch would cost about 4.7 ms each and drop Prefect events at tens of
 thousands of batches (see DESIGN.md). So a task run delivers a *group* of batches; each
-batch inside it is still retried on its own (adapters.delivery), every retry is logged to
-the task run, and every outcome is committed to the ledger before any later batch is sent
-and before the task run ends. Groups overlap so that concurrency never drains at a group's
-end.
+batch inside it is still retried on its own (adapters.delivery, which logs each retry
+once, into the task run's log too), and every outcome is committed to the ledger before
+any later batch is sent and before the task run ends. Groups overlap so that concurrency
+never drains at a group's end.
 
 A task run still costs a few milliseconds here and more in Prefect's server (its state
 changes are events the server records), so large runs get larger groups: at least
@@ -29,8 +29,10 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote
 
 from customer_sync.adapters.auth import PartnerAuthError
-from customer_sync.adapters.delivery import RetryEvent, RetryPolicy, deliver_batch
+from customer_sync.adapters.delivery import RetryPolicy, deliver_batch
 from customer_sync.adapters.partner_client import PartnerClient
+from customer_sync.adapters.request_gate import RequestGate
+from customer_sync.flows.partner_budget import partner_budget
 from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.report import BatchOutcomes
 from customer_sync.run.spool_batches import PlannedBatch, planned_batches, spool_batch_count
@@ -96,19 +98,13 @@ async def deliver_group(
     run_id: str,
     policy: RetryPolicy,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
+    gate: RequestGate | None = None,
 ) -> BatchOutcomes:
-    """Deliver a group of batches, each with its own retries; record each in the ledger."""
+    """Deliver a group of batches, each with its own retries; record each in the ledger.
+
+    Each retry is logged once, where it happens (``adapters.delivery``): that logger
+    reaches this task run's log in Prefect too."""
     run_log = get_run_logger()
-
-    def _log_retry(event: RetryEvent) -> None:
-        run_log.warning(
-            "Batch %s attempt %d failed (%s); retrying in %.2fs",
-            event.batch_id,
-            event.attempt,
-            event.reason,
-            event.delay,
-        )
-
     refused: list[PartnerAuthError] = []
 
     async def _one(planned: PlannedBatch) -> BatchOutcome | None:
@@ -120,7 +116,7 @@ async def deliver_group(
                 # queued before it (group commit on the ledger's writer thread)
                 await ledger.amark_sending(run_id, planned.batch)
             try:
-                outcome = await deliver_batch(client, planned.batch, policy, on_retry=_log_retry)
+                outcome = await deliver_batch(client, planned.batch, policy, gate=gate)
             except PartnerAuthError as error:
                 refused.append(error)
                 if ledger is not None:
@@ -199,10 +195,45 @@ async def deliver_spool(
 
     ``batches_per_task_run`` defaults to ``task_run_size`` of the spool's batch count;
     task runs are numbered from ``first_task_run`` (a streamed run's later chunks go on
-    from the earlier ones' numbers)."""
+    from the earlier ones' numbers).
+
+    The partner budget: with a Prefect server that holds the global concurrency limit
+    ``partner-requests``, this delivery leases its slots there first (``flows/
+    partner_budget.py``) and sends at most that many at once; otherwise ``concurrency``.
+    Within that, the requests in flight follow the partner's 429s (AIMD,
+    ``adapters/pacing.py``)."""
     if batches_per_task_run is None:
         batches_per_task_run = task_run_size(spool_batch_count(spool_path, batch_size))
+    async with partner_budget(concurrency) as slots:
+        return await _deliver_groups(
+            spool_path,
+            client,
+            ledger,
+            run_id,
+            batch_size=batch_size,
+            concurrency=slots,
+            policy=policy,
+            on_outcome=on_outcome,
+            batches_per_task_run=batches_per_task_run,
+            first_task_run=first_task_run,
+        )
+
+
+async def _deliver_groups(
+    spool_path: Path,
+    client: PartnerClient,
+    ledger: SqliteLedger | None,
+    run_id: str,
+    *,
+    batch_size: int,
+    concurrency: int,
+    policy: RetryPolicy,
+    on_outcome: Callable[[BatchOutcome], None] | None,
+    batches_per_task_run: int,
+    first_task_run: int,
+) -> BatchOutcomes:
     limiter = asyncio.Semaphore(concurrency)
+    gate = RequestGate.for_concurrency(concurrency)
     outcomes = BatchOutcomes()
     in_flight: set[asyncio.Future[BatchOutcomes]] = set()
     groups = _groups(planned_batches(spool_path, batch_size, run_id), batches_per_task_run)
@@ -211,7 +242,15 @@ async def deliver_spool(
             in_flight.add(
                 asyncio.ensure_future(
                     deliver_group(
-                        number, quote(group), client, limiter, ledger, run_id, policy, on_outcome
+                        number,
+                        quote(group),
+                        client,
+                        limiter,
+                        ledger,
+                        run_id,
+                        policy,
+                        on_outcome,
+                        gate,
                     )
                 )
             )
@@ -226,6 +265,14 @@ async def deliver_spool(
         # closes the ledger); a group stops early once the credentials are refused
         await asyncio.gather(*in_flight, return_exceptions=True)
         raise
+    controller = gate.controller
+    if controller.throttled:
+        log.info(
+            "The partner answered 429 %d times; requests in flight ended at %d of %d",
+            controller.throttled,
+            controller.allowed(),
+            concurrency,
+        )
     return outcomes
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Annotated
 
 from prefect import flow
+from pydantic import Field
 
 from customer_sync.adapters.delivery import RetryPolicy
 from customer_sync.adapters.partner_client import PartnerClient
@@ -29,7 +31,9 @@ from customer_sync.flows.sync import (
 )
 from customer_sync.ledger.factory import ledger_location, open_ledger
 from customer_sync.run.config_check import check_configuration
+from customer_sync.run.options import current_hooks
 from customer_sync.run.report import SyncResult, write_stopped_report
+from customer_sync.schemas.contract import MAX_CUSTOMERS_PER_REQUEST
 from customer_sync.schemas.errors import CustomerSyncError
 
 log = logging.getLogger(__name__)
@@ -40,16 +44,27 @@ async def replay_dead_letters(
     api_url: str | None = None,
     state_dir: str | None = None,
     dry_run: str | None = None,
-    concurrency: int = 8,
-    batch_size: int = 50,
+    concurrency: Annotated[int, Field(ge=1)] = 8,
+    batch_size: Annotated[int, Field(ge=1, le=MAX_CUSTOMERS_PER_REQUEST)] = 50,
     report: str | None = None,
-    retry_policy: RetryPolicy | None = None,
-    wait: float | None = 0.0,
+    wait: Annotated[float | None, Field(ge=0.0)] = 0.0,
 ) -> SyncResult:
     """Deliver every dead-lettered customer again, with its method and document.
 
     It takes the same delivery lock as a run (``wait`` as there); a dry run takes none.
+    The per-batch retry policy is a hook (``run_hooks``), not a parameter.
+
+    Args:
+        api_url: The partner's base URL (else $CUSTOMER_SYNC_API_URL).
+        state_dir: The ledger's folder or postgresql:// URL, as the runs use it.
+        dry_run: Send nothing: write the request bodies to this folder instead.
+        concurrency: Requests in flight at once.
+        batch_size: Customers per request (1-50).
+        report: Where to write the replay's JSON report.
+        wait: While another run delivers from the ledger: refuse at once (0), wait at most
+            this many seconds, or (null) until it ends.
     """
+    retry_policy = current_hooks().retry_policy
     quiet_errors.install()
     state = state_folder(state_dir)
     try:

@@ -47,6 +47,18 @@ from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.absent import judge_absent
 from customer_sync.run.config_check import DEFAULT_STATE_DIR as DEFAULT_STATE_DIR
 from customer_sync.run.config_check import check_configuration, state_folder
+from customer_sync.run.options import (
+    ChunkOptions,
+    ExtractOptions,
+    GuardOptions,
+    PartnerOptions,
+    RunHooks,
+    RunOptions,
+    StateOptions,
+    SyncOptions,
+    current_hooks,
+    run_hooks,
+)
 from customer_sync.run.progress import DeliveryProgress
 from customer_sync.run.report import (
     BatchOutcomes,
@@ -145,104 +157,93 @@ def acknowledged_ids(outcome: BatchOutcome) -> tuple[str, ...]:
     retry_delay_seconds=RUN_RETRY_DELAY_SECONDS,
 )
 async def sync_customers(
-    source: str | None = None,
-    customers: str | None = None,
-    accounts: str | None = None,
-    cards: str | None = None,
-    rename: dict[str, Any] | None = None,
-    api_url: str | None = None,
-    batch_size: int = 50,
-    concurrency: int = 8,
-    dry_run: str | None = None,
-    state_dir: str | None = None,
-    full_refresh: bool = False,
-    mode: Literal["sync", "create-only"] = "sync",
-    max_held_back_share: float = 0.05,
-    max_update_share: float = 0.5,
-    allow_mass_update: bool = False,
-    report: str | None = None,
-    progress: bool | None = None,
-    retry_policy: RetryPolicy | None = None,
-    retry_outage: bool = False,
-    chunk_customers: int | None = None,
-    stream: bool = False,
-    shard: str | None = None,
-    wait: float | None = 0.0,
-    max_absent_share: float = 0.1,
-    allow_absent: bool = False,
-    acknowledgement_retention_days: int = 400,
+    extract: ExtractOptions = ExtractOptions(),  # noqa: B008  # frozen: shared safely
+    partner: PartnerOptions = PartnerOptions(),  # noqa: B008
+    state: StateOptions = StateOptions(),  # noqa: B008
+    run: RunOptions = RunOptions(),  # noqa: B008
+    guards: GuardOptions = GuardOptions(),  # noqa: B008
+    chunks: ChunkOptions = ChunkOptions(),  # noqa: B008
 ) -> SyncResult:
     """Deliver every valid customer of an extract to the partner, exactly once per change.
 
-    ``retry_outage`` (the nightly deployment sets it): when customers still fail after
-    their batch retries, fail the run so Prefect retries it later (see flows/run_retries).
-    Otherwise the run never retries as a whole and returns its result.
+    The parameters are the groups of ``SyncOptions`` (``customer_sync/run/options.py``,
+    where every option is described); call it as
+    ``sync_customers(**SyncOptions(source=...).groups())`` or through ``run_sync``.
 
-    ``chunk_customers``: prepare in chunks of about this many customers (default: whole
-    up to 150,000, else 50,000). ``stream``: deliver each chunk while the next ones are
-    prepared, the guards checked on the running totals (``customer_sync/run/stream.py``). ``shard``
-    (``"N/M"``): prepare and send only this run's share of the chunks (``chunking/shards.py``).
-    ``wait``: while another run delivers from the same ledger, refuse at once (0), wait at
-    most this many seconds, or (None) until it ends (``Ledger.lock_delivery``).
-    ``max_absent_share``/``allow_absent``: stop before sending when more of the customers
-    the partner holds are absent from the extract (``customer_sync/run/absent.py``).
-    ``acknowledgement_retention_days``: how long the history of acknowledgements is kept
-    (each customer's last one always is).
+    Args:
+        extract: Where the extract is: a folder or URL, or three files, and column renames.
+        partner: The partner's URL, customers per request (1-50), requests in flight.
+        state: The ledger's folder or URL, the report's path, the wait for another run's
+            delivery lock, and how long acknowledgement history is kept.
+        run: sync or create-only, full refresh, dry run, and whether a partner outage
+            fails the run so that Prefect retries it.
+        guards: The held-back, mass-update and absent guards' limits.
+        chunks: Chunk size, streaming, and this run's shard ("N/M").
     """
     quiet_errors.install()
-    spec = SourceSpec(source, customers, accounts, cards, rename)
+    try:
+        options = SyncOptions.from_groups(
+            extract=extract, partner=partner, state=state, run=run, guards=guards, chunks=chunks
+        )
+    except CustomerSyncError as error:
+        write_stopped_report(state.report, error)
+        await stop_run_retries()
+        raise
+    return await sync_with_options(options, current_hooks())
+
+
+async def run_sync(
+    options: SyncOptions,
+    *,
+    retry_policy: RetryPolicy | None = None,
+    progress: bool | None = None,
+) -> SyncResult:
+    """The flow, from one ``SyncOptions``: the notebook's and the CLI's call.
+
+    ``retry_policy`` and ``progress`` are hooks, not parameters (``run_hooks``)."""
+    with run_hooks(retry_policy=retry_policy, progress=progress):
+        return await sync_customers(**options.groups())  # type: ignore[no-any-return]
+
+
+async def sync_with_options(options: SyncOptions, hooks: RunHooks) -> SyncResult:
+    """The body of the flow: configuration checked first, then one attempt of the run.
+
+    ``retry_outage``: when customers still fail after their batch retries, fail the run so
+    Prefect retries it later (see flows/run_retries). Otherwise the run never retries as a
+    whole and returns its result."""
+    spec = SourceSpec(
+        options.source, options.customers, options.accounts, options.cards, options.rename
+    )
     try:
         # first: a wrong option is found in a second, not after the extract is prepared
         check_configuration(
-            api_url=api_url,
-            dry_run=dry_run,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            state_dir=state_folder(state_dir),
-            report=report,
+            api_url=options.api_url,
+            dry_run=options.dry_run,
+            batch_size=options.batch_size,
+            concurrency=options.concurrency,
+            state_dir=state_folder(options.state_dir),
+            report=options.report,
         )
-        if dry_run is not None:  # configuration: before the extract is looked at
-            check_dry_run_folder(Path(dry_run))
-        layout = _layout(spec, chunk_customers, shard)
+        if options.dry_run is not None:  # configuration: before the extract is looked at
+            check_dry_run_folder(Path(options.dry_run))
+        layout = _layout(spec, options.chunk_customers, options.shard)
     except CustomerSyncError as error:
-        write_stopped_report(report, error)  # an older report must not still say "0"
+        write_stopped_report(options.report, error)  # an older report must not still say "0"
         await stop_run_retries()
         raise
     reported: list[Path] = []
     try:
-        result = await _sync(
-            spec,
-            api_url=api_url,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            dry_run=dry_run,
-            state_dir=state_dir,
-            full_refresh=full_refresh,
-            mode=mode,
-            max_held_back_share=max_held_back_share,
-            max_update_share=max_update_share,
-            allow_mass_update=allow_mass_update,
-            report=report,
-            progress=progress,
-            retry_policy=retry_policy,
-            layout=layout,
-            stream=stream,
-            wait=wait,
-            reported=reported,
-            max_absent_share=max_absent_share,
-            allow_absent=allow_absent,
-            acknowledgement_retention_days=acknowledgement_retention_days,
-        )
+        result = await _sync(spec, options, hooks, layout=layout, reported=reported)
         transient = result.customers_failed - result.customers_rejected
-        if retry_outage and transient > 0:
+        if options.retry_outage and transient > 0:
             raise PartnerUnavailable(
                 f"{transient:,} customers still failed after their batch retries; the run "
                 "is retried later and sends only what was not acknowledged"
             )
     except Exception as error:
         if not reported:  # stopped before the run was recorded (e.g. the ledger unusable)
-            write_stopped_report(report, error)
-        if not worth_a_run_retry(error, retry_outage=retry_outage):
+            write_stopped_report(options.report, error)
+        if not worth_a_run_retry(error, retry_outage=options.retry_outage):
             await stop_run_retries()
         raise
     return result
@@ -250,37 +251,24 @@ async def sync_customers(
 
 async def _sync(
     spec: SourceSpec,
+    options: SyncOptions,
+    hooks: RunHooks,
     *,
-    api_url: str | None,
-    batch_size: int,
-    concurrency: int,
-    dry_run: str | None,
-    state_dir: str | None,
-    full_refresh: bool,
-    mode: Literal["sync", "create-only"],
-    max_held_back_share: float,
-    max_update_share: float,
-    allow_mass_update: bool,
-    report: str | None,
-    progress: bool | None,
-    retry_policy: RetryPolicy | None,
     layout: ChunkLayout,
-    stream: bool,
     reported: list[Path],
-    wait: float | None = 0.0,
-    max_absent_share: float = 0.1,
-    allow_absent: bool = False,
-    acknowledgement_retention_days: int = 400,
 ) -> SyncResult:
     """One attempt of the run: prepare, check the guards, deliver (or dry-run), report.
 
     The report's path is appended to ``reported`` once the run's own reporting begins."""
-    settings = await partner_settings(api_url, look_up_block=dry_run is None)
-    state = state_folder(state_dir)
+    dry_run, stream, report = options.dry_run, options.stream, options.report
+    batch_size, concurrency = options.batch_size, options.concurrency
+    full_refresh, mode, progress = options.full_refresh, options.mode, hooks.progress
+    settings = await partner_settings(options.api_url, look_up_block=dry_run is None)
+    state = state_folder(options.state_dir)
     result = SyncResult(dry_run=dry_run is not None)
-    ledger = open_ledger(ledger_location(state_dir))
+    ledger = open_ledger(ledger_location(options.state_dir))
     if dry_run is None:  # one delivering run per ledger, before anything is read or sent
-        lock_delivery(ledger, layout.owned, layout.partitions, wait)
+        lock_delivery(ledger, layout.owned, layout.partitions, options.wait)
     parameters: Mapping[str, object] = {
         "source": spec.describe(),
         "api_url": without_user_info(settings.api_url) if settings.api_url else None,
@@ -311,11 +299,11 @@ async def _sync(
     preparation = Preparation()
     check_guards = run_guards(
         known_customers=ledger.known_customer_count(),  # before anything of this run is sent
-        max_held_back_share=max_held_back_share,
-        max_update_share=max_update_share,
-        allow_mass_update=allow_mass_update,
+        max_held_back_share=options.max_held_back_share,
+        max_update_share=options.max_update_share,
+        allow_mass_update=options.allow_mass_update,
     )
-    policy = retry_policy or RetryPolicy()
+    policy = hooks.retry_policy or RetryPolicy()
     try:
         if stream and dry_run is None:
             await _stream(
@@ -336,7 +324,7 @@ async def _sync(
                 progress=progress,
             )
             _judge_absent_after_stream(
-                result, preparation, ledger, layout, run_dir, max_absent_share
+                result, preparation, ledger, layout, run_dir, options.max_absent_share
             )
             return result
         with _stage(result, "prepare"):
@@ -352,7 +340,7 @@ async def _sync(
         _apply_preparation(result, preparation)
         check_guards(preparation)
         absent, known = judge_absent(result, preparation, ledger, layout, run_dir)
-        absent_guard(absent, known, max_absent_share, allow_absent)
+        absent_guard(absent, known, options.max_absent_share, options.allow_absent)
         if dry_run is not None:
             with _stage(result, "dry-run"):
                 written = write_dry_run(spool_path, Path(dry_run), batch_size, run_id)
@@ -388,7 +376,7 @@ async def _sync(
         spool_path.unlink(missing_ok=True)
         if dry_run is None:
             try:
-                ledger.prune_acknowledgements(_days_ago(acknowledgement_retention_days))
+                ledger.prune_acknowledgements(_days_ago(options.acknowledgement_retention_days))
             except Exception as error:  # retention only: the run's record stands
                 log.warning("Could not prune old acknowledgements: %s", type(error).__name__)
         report_path = Path(report) if report else run_dir / "report.json"
@@ -654,4 +642,11 @@ def _judge_absent_after_stream(
         )
 
 
-__all__ = ["ReportNotWritten", "close_run", "held_back_guard", "state_folder", "sync_customers"]
+__all__ = [
+    "ReportNotWritten",
+    "close_run",
+    "held_back_guard",
+    "run_sync",
+    "state_folder",
+    "sync_customers",
+]

@@ -1,6 +1,8 @@
 """The terminal progress display: customers and batches done, rate, time left.
 
-Quiet when standard error is not a terminal (a scheduler's log stays clean).
+Quiet when standard error is not a terminal (a scheduler's log stays clean). Drawn on the
+run's one console (``customer_sync.run.console.terminal``), through which log records are
+printed too: they appear above the bar, not glued onto it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ import sys
 import time
 from types import TracebackType
 
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +19,8 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+
+from customer_sync.run.console import terminal
 
 REDRAW_SECONDS = 0.1
 """The display takes the counts at most this often: it is called once per batch (thousands
@@ -41,7 +44,7 @@ class DeliveryProgress:
                 MofNCompleteColumn(),
                 TextColumn("customers · {task.fields[batches]:,} batches · {task.fields[rate]}"),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=terminal(),
                 transient=False,
             )
             self._task = self._progress.add_task(

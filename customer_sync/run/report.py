@@ -7,6 +7,7 @@ counts, statuses and the partner's answers only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import stat
@@ -205,6 +206,21 @@ def _batch_entry(outcome: BatchOutcome) -> dict[str, Any]:
     }
 
 
+_watchers: list[list[Path]] = []
+
+
+@contextlib.contextmanager
+def watching_reports() -> Iterator[list[Path]]:
+    """The paths of the reports this process writes while the block runs, in order: the
+    CLI names the last one at the end of a run, whether the run ended well or not."""
+    written: list[Path] = []
+    _watchers.append(written)
+    try:
+        yield written
+    finally:
+        _watchers.remove(written)
+
+
 def write_report(result: SyncResult, path: str | os.PathLike[str]) -> Path:
     """Write the JSON report, readable by its owner only like every file a run writes
     (it holds ids and the partner's answers). Raises ``OSError`` (ENOSPC, EFBIG, ...)."""
@@ -219,6 +235,8 @@ def write_report(result: SyncResult, path: str | os.PathLike[str]) -> Path:
             sink.write(body)
     finally:
         os.close(fd)
+    for written in _watchers:
+        written.append(target)
     return target
 
 
