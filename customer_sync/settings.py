@@ -26,6 +26,7 @@ STATE_DIR_ENV: Final = "CUSTOMER_SYNC_STATE_DIR"
 WORK_DIR_ENV: Final = "CUSTOMER_SYNC_WORK_DIR"
 API_TOKEN_ENV: Final = "CUSTOMER_SYNC_API_TOKEN"  # noqa: S105 - the variable's name
 STARTUP_TIMEOUT_ENV: Final = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+ALERT_HELD_BACK_SHARE_ENV: Final = "CUSTOMER_SYNC_ALERT_HELD_BACK_SHARE"
 
 
 def _text(environ: Mapping[str, str], name: str) -> str | None:
@@ -45,6 +46,8 @@ class Settings:
     """``CUSTOMER_SYNC_WORK_DIR``: a URL ledger's local folder for run files."""
     api_token: str | None = field(default=None, repr=False)
     """``CUSTOMER_SYNC_API_TOKEN``: the bearer token the stand-in partner requires."""
+    alert_held_back_share: str | None = None
+    """``CUSTOMER_SYNC_ALERT_HELD_BACK_SHARE`` as written (parsed in ``flows/events.py``)."""
     prefect_api_url: str | None = None
     """``PREFECT_API_URL``: a Prefect server to use (then none is started)."""
     prefect_home: str | None = None
@@ -64,6 +67,7 @@ class Settings:
             state_dir=_text(env, STATE_DIR_ENV),
             work_dir=_text(env, WORK_DIR_ENV),
             api_token=_text(env, API_TOKEN_ENV),
+            alert_held_back_share=_text(env, ALERT_HELD_BACK_SHARE_ENV),
             prefect_api_url=_text(env, "PREFECT_API_URL"),
             prefect_home=_text(env, "PREFECT_HOME"),
             prefect_profiles_path=_text(env, "PREFECT_PROFILES_PATH"),
