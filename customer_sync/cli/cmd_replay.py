@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from customer_sync.cli.options import ApiUrl, Concurrency, DryRun, RunReport, State, Wait, lock_wait
 
 
@@ -15,7 +13,10 @@ def replay(
     state: State = None,
     report: RunReport = None,
 ) -> int:
-    """Re-send the dead letters of earlier runs (what is acknowledged leaves the list)."""
+    """Re-send the dead letters of earlier runs.
+
+    What the partner acknowledges leaves the dead letters.
+    """
     from customer_sync.cli.cmd_run import (
         check_before_the_flow,
         exit_after,
@@ -36,6 +37,8 @@ def replay(
             state_dir=state,
             report=report,
         )
+        import asyncio
+
         from customer_sync.flows.prefect_setup import wait_for_prefect_server
         from customer_sync.flows.replay import replay_dead_letters
 

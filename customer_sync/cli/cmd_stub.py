@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 @with_stand_in_options
 def stub_api(
-    host: Annotated[str, typer.Option("--host", help="a loopback address")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="a loopback address")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="0: any free port")] = 8080,
     *,
     faults: StubFaults,
