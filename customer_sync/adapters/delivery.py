@@ -38,7 +38,8 @@ import aiohttp
 from customer_sync.adapters.auth import PartnerAuthError
 from customer_sync.adapters.http_exchange import RedirectRefused, retryable_status
 from customer_sync.adapters.partner_client import PartnerClient, PartnerResponse
-from customer_sync.schemas.records import Batch, BatchOutcome
+from customer_sync.adapters.request_gate import RequestGate
+from customer_sync.schemas.records import Batch, BatchOutcome, Method
 from customer_sync.transforms.redaction import problem_text, redacted, sensitive_values
 
 logger = logging.getLogger(__name__)
@@ -130,8 +131,10 @@ class _BatchDelivery:
         batch: Batch,
         policy: RetryPolicy,
         on_retry: Callable[[RetryEvent], None] | None,
+        gate: RequestGate | None = None,
     ) -> None:
         self.client, self.batch, self.policy, self.on_retry = client, batch, policy, on_retry
+        self.gate = gate
         self.attempts = 0
         self.acknowledged: list[int] = []
         self.rejected: dict[int, str] = {}
@@ -224,7 +227,7 @@ class _BatchDelivery:
             retry_after: float | None = None
             status: int | None = None
             try:
-                answer = await self.client.send(batch.method, body, request_id)
+                answer = await self._attempt(batch.method, body, request_id)
             except PartnerAuthError as error:
                 if not error.transient:
                     raise
@@ -278,6 +281,15 @@ class _BatchDelivery:
         reason = f"gave up after {policy.max_attempts} attempts: {reason}"
         return _Failure(reason, status, last_request_id or request_id)
 
+    async def _attempt(self, method: Method, body: bytes, request_id: str) -> PartnerResponse:
+        """One request, through the run's gate when it has one (AIMD on 429s)."""
+        if self.gate is None:
+            return await self.client.send(method, body, request_id)
+        async with self.gate.request() as sent:
+            answer = await self.client.send(method, body, request_id)
+            sent.status = answer.status
+        return answer
+
     def outcome(self) -> DeliveryOutcome:
         ids = self.batch.customer_ids
         rejected = {ids[index]: text for index, text in sorted(self.rejected.items())}
@@ -323,13 +335,17 @@ async def deliver_batch(
     policy: RetryPolicy,
     *,
     on_retry: Callable[[RetryEvent], None] | None = None,
+    gate: RequestGate | None = None,
 ) -> DeliveryOutcome:
     """Deliver one batch: retry what heals, split on 400/413/422, report every customer.
+
+    ``gate``: the run's requests in flight, paced on the partner's 429s
+    (``adapters/request_gate.py``); without one, only the caller's concurrency bounds them.
 
     Raises ``PartnerAuthError`` only when the credentials are refused for good (nothing else
     could be delivered either); every other failure becomes a ``failed`` outcome.
     """
-    delivery = _BatchDelivery(client, batch, policy, on_retry)
+    delivery = _BatchDelivery(client, batch, policy, on_retry, gate)
     if batch.customer_ids:
         await delivery.deliver(range(len(batch.customer_ids)))
     return delivery.outcome()
@@ -352,12 +368,15 @@ async def deliver_batches(
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     on_retry: Callable[[RetryEvent], None] | None = None,
     keep_outcomes: bool = True,
+    gate: RequestGate | None = None,
 ) -> list[BatchOutcome]:
     """Deliver batches with at most ``concurrency`` in flight; outcomes in input order.
 
     ``concurrency`` workers pull from ``batches`` only when free, so a lazy iterator of
     millions of batches is never materialised. ``on_outcome`` sees each outcome as it
     completes (completion order); ``keep_outcomes=False`` keeps nothing and returns [].
+    ``gate``: pace the requests in flight on the partner's 429s (AIMD, at most
+    ``concurrency``); without one, ``concurrency`` is fixed.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -381,7 +400,7 @@ async def deliver_batches(
             if batch is None:
                 return
             position = next(counter)
-            outcome = await deliver_batch(client, batch, policy, on_retry=on_retry)
+            outcome = await deliver_batch(client, batch, policy, on_retry=on_retry, gate=gate)
             if on_outcome is not None:
                 on_outcome(outcome)
             if keep_outcomes:

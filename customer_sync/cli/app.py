@@ -26,6 +26,7 @@ from customer_sync.cli import (
     cmd_demo,
     cmd_generate,
     cmd_history,
+    cmd_plan,
     cmd_replay,
     cmd_run,
     cmd_runs,
@@ -46,6 +47,7 @@ COMMANDS: tuple[tuple[str, Callable[..., int]], ...] = (
     ("dead-letters", cmd_dead_letters.dead_letters),
     ("runs", cmd_runs.runs),
     ("history", cmd_history.history),
+    ("plan", cmd_plan.plan),
     ("generate", cmd_generate.generate),
     ("stub-api", cmd_stub.stub_api),
 )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from customer_sync.cli.options import ApiUrl, Concurrency, DryRun, RunReport, State, Wait, lock_wait
+
+if TYPE_CHECKING:
+    from customer_sync.run.report import SyncResult
 
 
 def replay(
@@ -45,16 +50,42 @@ def replay(
         try:
             wait_for_prefect_server()
             result = asyncio.run(
-                replay_dead_letters(
-                    api_url=api_url,
-                    state_dir=state,
-                    dry_run=dry_run,
-                    concurrency=concurrency,
-                    report=report,
-                    wait=lock_wait(wait),
+                _replay_result(
+                    replay_dead_letters,
+                    api_url,
+                    state,
+                    dry_run,
+                    concurrency,
+                    report,
+                    lock_wait(wait),
                 )
             )
         except Exception as error:
             return exit_after(error)
         print_result(result)
     return result.exit_status
+
+
+async def _replay_result(
+    replay_dead_letters: Any,
+    api_url: str | None,
+    state: str | None,
+    dry_run: str | None,
+    concurrency: int,
+    report: str | None,
+    wait: float | None,
+) -> SyncResult:
+    """The replay's result, read from its final state: an incomplete replay (a Failed
+    state in Prefect) still gives its numbers and exit status 1."""
+    from customer_sync.flows.states import aresult_of
+
+    final = await replay_dead_letters(
+        api_url=api_url,
+        state_dir=state,
+        dry_run=dry_run,
+        concurrency=concurrency,
+        report=report,
+        wait=wait,
+        return_state=True,
+    )
+    return await aresult_of(final)

@@ -22,6 +22,7 @@ from customer_sync.cli.options import (
     Concurrency,
     CustomersFile,
     DryRun,
+    EndEnrollmentOfAbsent,
     FullRefresh,
     MaxAbsentShare,
     MaxHeldBack,
@@ -203,6 +204,7 @@ def run(
     allow_mass_update: AllowMassUpdate = False,
     max_absent_share: MaxAbsentShare = 0.1,
     allow_absent: AllowAbsent = False,
+    end_enrollment_of_absent: EndEnrollmentOfAbsent = False,
     state: State = None,
     report: RunReport = None,
     rejects: RunRejects = None,
@@ -253,6 +255,7 @@ def run(
             wait=lock_wait(wait),
             max_absent_share=max_absent_share,
             allow_absent=allow_absent,
+            end_enrollment_of_absent=end_enrollment_of_absent,
         )
         try:
             result = run_flow(options, progress=progress_setting(no_progress))

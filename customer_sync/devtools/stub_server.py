@@ -49,6 +49,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from customer_sync.adapters.partner_client import is_loopback
+from customer_sync.devtools.stub_in_flight import InFlightMeter
 from customer_sync.schemas import contract
 from customer_sync.schemas.document import CustomersRequest, RequestProblem, request_problems
 from customer_sync.schemas.errors import ConfigError
@@ -243,8 +244,11 @@ class StubPartner:
         clock: Callable[[], float] = time.monotonic,
         ssl_context: ssl.SSLContext | None = None,
         puts_need_create: bool = True,
+        crowd_limit: int | None = None,
     ) -> None:
         self.faults = faults or StubFaults()
+        # requests in flight (and the 429s above ``crowd_limit``): devtools/stub_in_flight.py
+        self.in_flight = InFlightMeter(crowd_limit=crowd_limit)
         # A PUT of a customer this instance never accepted is a 400 naming it, as the
         # partner would answer (customer_sync.schemas.document.request_problems); off for a stand-in
         # that must accept updates of customers created before it started.
@@ -267,7 +271,9 @@ class StubPartner:
 
     # --- lifecycle ------------------------------------------------------------------------
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(
+            client_max_size=MAX_BODY_BYTES, middlewares=[self.in_flight.middleware]
+        )
         router = app.router
         router.add_post(contract.CUSTOMERS_PATH, self._customers)
         router.add_put(contract.CUSTOMERS_PATH, self._customers)
@@ -317,6 +323,8 @@ class StubPartner:
             **asdict(self.counters),
             "customers_unique": len(self.accepted),
             "max_customers_per_request": max((r.customers or 0 for r in self.requests), default=0),
+            "most_in_flight": self.in_flight.most,
+            "crowded": self.in_flight.crowded,
         }
 
     # --- auth ----------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from prefect.utilities.annotations import quote
 from customer_sync.adapters.auth import PartnerAuthError
 from customer_sync.adapters.delivery import RetryPolicy, deliver_batch
 from customer_sync.adapters.partner_client import PartnerClient
+from customer_sync.adapters.request_gate import RequestGate
+from customer_sync.flows.partner_budget import partner_budget
 from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.report import BatchOutcomes
 from customer_sync.run.spool_batches import PlannedBatch, planned_batches, spool_batch_count
@@ -96,6 +98,7 @@ async def deliver_group(
     run_id: str,
     policy: RetryPolicy,
     on_outcome: Callable[[BatchOutcome], None] | None = None,
+    gate: RequestGate | None = None,
 ) -> BatchOutcomes:
     """Deliver a group of batches, each with its own retries; record each in the ledger.
 
@@ -113,7 +116,7 @@ async def deliver_group(
                 # queued before it (group commit on the ledger's writer thread)
                 await ledger.amark_sending(run_id, planned.batch)
             try:
-                outcome = await deliver_batch(client, planned.batch, policy)
+                outcome = await deliver_batch(client, planned.batch, policy, gate=gate)
             except PartnerAuthError as error:
                 refused.append(error)
                 if ledger is not None:
@@ -187,24 +190,74 @@ async def deliver_spool(
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     batches_per_task_run: int | None = None,
     first_task_run: int = 0,
+    batch_prefix: str | None = None,
 ) -> BatchOutcomes:
     """Every spooled document delivered (or failed) once; outcomes in completion order.
 
+    Batch ids start with ``batch_prefix`` (default the run id): a second spool of the same
+    run (the enrollment-ended action) needs ids of its own.
+
     ``batches_per_task_run`` defaults to ``task_run_size`` of the spool's batch count;
     task runs are numbered from ``first_task_run`` (a streamed run's later chunks go on
-    from the earlier ones' numbers)."""
+    from the earlier ones' numbers).
+
+    The partner budget: with a Prefect server that holds the global concurrency limit
+    ``partner-requests``, this delivery leases its slots there first (``flows/
+    partner_budget.py``) and sends at most that many at once; otherwise ``concurrency``.
+    Within that, the requests in flight follow the partner's 429s (AIMD,
+    ``adapters/pacing.py``)."""
     if batches_per_task_run is None:
         batches_per_task_run = task_run_size(spool_batch_count(spool_path, batch_size))
+    async with partner_budget(concurrency) as slots:
+        return await _deliver_groups(
+            spool_path,
+            client,
+            ledger,
+            run_id,
+            batch_size=batch_size,
+            concurrency=slots,
+            policy=policy,
+            on_outcome=on_outcome,
+            batches_per_task_run=batches_per_task_run,
+            first_task_run=first_task_run,
+            batch_prefix=batch_prefix or run_id,
+        )
+
+
+async def _deliver_groups(
+    spool_path: Path,
+    client: PartnerClient,
+    ledger: SqliteLedger | None,
+    run_id: str,
+    *,
+    batch_size: int,
+    concurrency: int,
+    policy: RetryPolicy,
+    on_outcome: Callable[[BatchOutcome], None] | None,
+    batches_per_task_run: int,
+    first_task_run: int,
+    batch_prefix: str,
+) -> BatchOutcomes:
     limiter = asyncio.Semaphore(concurrency)
+    gate = RequestGate.for_concurrency(concurrency)
     outcomes = BatchOutcomes()
     in_flight: set[asyncio.Future[BatchOutcomes]] = set()
-    groups = _groups(planned_batches(spool_path, batch_size, run_id), batches_per_task_run)
+    cut = planned_batches(spool_path, batch_size, batch_prefix)
+    groups = _groups(cut, batches_per_task_run)
     try:
         for number, group in enumerate(groups, start=first_task_run):
             in_flight.add(
                 asyncio.ensure_future(
                     deliver_group(
-                        number, quote(group), client, limiter, ledger, run_id, policy, on_outcome
+                        number,
+                        quote(group),
+                        client,
+                        limiter,
+                        ledger,
+                        run_id,
+                        policy,
+                        on_outcome,
+                        gate,
                     )
                 )
             )
@@ -219,12 +272,21 @@ async def deliver_spool(
         # closes the ledger); a group stops early once the credentials are refused
         await asyncio.gather(*in_flight, return_exceptions=True)
         raise
+    controller = gate.controller
+    if controller.throttled:
+        log.info(
+            "The partner answered 429 %d times; requests in flight ended at %d of %d",
+            controller.throttled,
+            controller.allowed(),
+            concurrency,
+        )
     return outcomes
 
 
 DRY_RUN_MARKER = ".customer-sync-dry-run"
 """The file a dry run leaves in its folder: a later dry run may replace what it holds."""
-_DRY_RUN_BODY = re.compile(r"^\d{6}-(POST|PUT)\.json$")
+# the request bodies, and the per-customer plan (customer_sync/run/planning.py)
+_DRY_RUN_BODY = re.compile(r"^(\d{6}-(POST|PUT)\.json|plan\.(csv|json))$")
 
 
 def check_dry_run_folder(out_dir: Path) -> None:
