@@ -99,7 +99,8 @@ def fault_arguments(faults: StubFaults) -> list[str]:
 
 
 def faults_from_args(args: argparse.Namespace) -> StubFaults:
-    """``StubFaults`` from the ``stub-api`` flags (shared by the CLI and ``python -m``)."""
+    """``StubFaults`` from the stand-in's options (declared once, in
+    ``customer_sync/cli/stand_in.py``, for ``stub-api`` and ``demo``)."""
     return StubFaults(
         error_share=args.fail_share,
         rate_limit_share=args.rate_limit_share,
@@ -118,17 +119,3 @@ def faults_from_args(args: argparse.Namespace) -> StubFaults:
         jwt_tokens=args.jwt_tokens,
         seed=None,
     )
-
-
-def add_edge_fault_arguments(parser: argparse.ArgumentParser) -> None:
-    """The redirect, echo, 200-with-errors and session flags (the CLI's stub-api too)."""
-    parser.add_argument("--anonymous-errors", action="store_true")
-    parser.add_argument("--redirect-to", metavar="URL", help="redirect data requests there")
-    parser.add_argument(
-        "--redirect-status", type=int, default=307, choices=(301, 302, 303, 307, 308)
-    )
-    parser.add_argument("--redirect-session-to", metavar="URL")
-    parser.add_argument("--echo-errors", action="store_true", help="400s that echo the request")
-    parser.add_argument("--ok-with-errors-id", action="append", default=[], metavar="ID")
-    parser.add_argument("--expiry-as-500", action="store_true")
-    parser.add_argument("--jwt-tokens", action="store_true")

@@ -9,8 +9,8 @@ Three ways to run it:
 
 * ``async with run_stub_server(faults) as stub:`` inside a running event loop;
 * ``with serve_stub_in_thread(faults) as stub:`` from synchronous code (own loop, own thread);
-* ``python -m customer_sync.devtools.stub_server`` (or ``customer-sync stub-api``) in another
-  process; ``serve_stub_in_subprocess`` wraps that and reads the bound URL back.
+* ``customer-sync stub-api`` in another process; ``serve_stub_in_subprocess`` wraps that
+  and reads the bound URL back.
 
 The stand-in is split by responsibility: ``stub_partner.py`` (the application, sessions,
 auth), ``stub_customers.py`` (the data endpoint), ``stub_answers.py`` (answer shapes),
@@ -24,29 +24,26 @@ DECISION (the partner's pages are silent): a 400 means nothing in the request wa
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from customer_sync.devtools.stub_faults import StubFaults as StubFaults
-from customer_sync.devtools.stub_faults import add_edge_fault_arguments as add_edge_fault_arguments
 from customer_sync.devtools.stub_faults import fault_arguments as fault_arguments
 from customer_sync.devtools.stub_faults import faults_from_args as faults_from_args
 from customer_sync.devtools.stub_partner import StubPartner as StubPartner
 from customer_sync.devtools.stub_records import EXPIRE_TOKENS_PATH, STATS_PATH
-from customer_sync.schemas.errors import ConfigError
-from customer_sync.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -136,16 +133,20 @@ def serve_stub_in_subprocess(
     keep_documents: bool = False,
     startup_timeout: float = 30.0,
 ) -> Iterator[RemoteStub]:
-    """Run the stand-in server in its own process (no GIL shared with the client)."""
-    command = [sys.executable, "-m", "customer_sync.devtools.stub_server", f"--port={port}"]
+    """Run the stand-in server in its own process (no GIL shared with the client): the
+    ``customer-sync stub-api`` command, whose options are the one declaration of them."""
+    command = [sys.executable, "-m", "customer_sync.cli.app", "stub-api", f"--port={port}"]
     command += fault_arguments(faults or StubFaults())
     command += [] if validate else ["--no-validate"]
     command += ["--keep-documents"] if keep_documents else []
     root = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE)
     try:
-        line = _read_line(process, startup_timeout)
-        yield RemoteStub(json.loads(line)["url"], process)
+        line = _read_line(process, startup_timeout).decode()
+        announced = re.search(r"\bon (http://\S+)", line)
+        if announced is None:
+            raise RuntimeError(f"the stand-in server said {line!r}, not where it listens")
+        yield RemoteStub(announced.group(1), process)
     finally:
         process.terminate()
         try:
@@ -182,46 +183,3 @@ async def serve_until_stopped(
         await stop.wait()
     finally:
         await stub.stop()
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m customer_sync.devtools.stub_server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--latency", type=float, default=0.0)
-    parser.add_argument("--fail-share", type=float, default=0.0)
-    parser.add_argument("--rate-limit-share", type=float, default=0.0)
-    parser.add_argument("--retry-after", type=float, default=1.0)
-    parser.add_argument("--drop-share", type=float, default=0.0)
-    parser.add_argument("--token-lifetime", type=float, default=3600.0)
-    parser.add_argument("--reject-id", action="append", default=[])
-    add_edge_fault_arguments(parser)
-    parser.add_argument("--no-validate", action="store_true", help="skip body validation")
-    parser.add_argument("--keep-documents", action="store_true", help="keep accepted JSON")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``customer-sync stub-api``: prints ``{"url": ...}`` once bound."""
-    args = _parser().parse_args(argv)
-    stub = StubPartner(
-        faults_from_args(args),
-        validate=not args.no_validate,
-        keep_documents=args.keep_documents,
-        bearer_token=Settings.from_environment().api_token,
-        max_recorded_requests=100_000,
-    )
-
-    def announce(url: str) -> None:
-        print(json.dumps({"url": url}), flush=True)
-
-    try:
-        asyncio.run(serve_until_stopped(stub, args.host, args.port, announce))
-    except ConfigError as error:
-        print(f"stub_server: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
