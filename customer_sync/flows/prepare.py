@@ -39,7 +39,9 @@ from customer_sync.chunking.pool import (
 from customer_sync.chunking.shards import Shard
 from customer_sync.ledger.parts import record_missing_parts
 from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.run.options import current_hooks
 from customer_sync.run.planning import PlanRow, plan_chunk_rows
+from customer_sync.run.progress import PreparationProgress
 from customer_sync.schemas.records import Extract
 from customer_sync.transforms.plan import plan_customers
 from customer_sync.transforms.validate import Validation, settlement_width_warning, validate_extract
@@ -272,9 +274,30 @@ def validated_chunks(
     """
     if layout is None:
         layout = chunk_layout(spec)
+    expected = round(layout.customers * layout.share)  # an estimate: shown, never relied on
+    own_chunks = 1 if layout.whole else len(layout.owned or range(layout.partitions))
+    # the terminal's display (a run hook: on, off, or on a terminal); counts and time left
+    with PreparationProgress(expected, own_chunks, enabled=current_hooks().progress) as shown:
+        yield from _validated_chunks(spec, work_folder, layout, shown, workers=workers)
+
+
+def _validated_chunks(
+    spec: SourceSpec,
+    work_folder: Path,
+    layout: ChunkLayout,
+    shown: PreparationProgress,
+    *,
+    workers: int | None,
+) -> Generator[PreparedChunk, None, None]:
     if layout.whole:
+        shown.step("reading")
         extract = read_source(spec)
-        yield prepare_validation(validate_source(extract))
+        shown.step("validating")
+        validation = validate_source(extract)
+        shown.step("nesting")
+        chunk = prepare_validation(validation)
+        shown.chunk_done(chunk.validation.customers_read)
+        yield chunk
         return
     files, partitions, owned = layout.files, layout.partitions, layout.owned
     log.info(
@@ -294,8 +317,10 @@ def validated_chunks(
         only=owned,
     )
     read = held_back = long_portfolio_ids = 0
+    shown.step("splitting the extract")
     with closing(chunks):  # spill files and worker processes go when this stops, too
         for number, chunk in enumerate(chunks, start=1):
+            shown.chunk_done(chunk.validation.customers_read)
             read += chunk.validation.customers_read
             held_back += chunk.validation.customers_held_back
             long_portfolio_ids += chunk.validation.portfolio_ids_over_settlement_width
