@@ -1,10 +1,13 @@
-"""The nightly deployment, for real: prefect.yaml deployed to a Prefect server, run by a worker.
+"""The deployments, for real: prefect.yaml deployed to a Prefect server, run by a worker.
 
 What a user does, in the order they do it: start a Prefect server, create the `process`
-work pool, `prefect deploy` from the checkout, start a worker, keep the partner token in
-a Secret block, run the deployment. The partner is the stand-in server on 127.0.0.1; the
-run is checked through Prefect's API (state, artifacts, logs) and against what the
-stand-in partner received.
+work pool and the ledger's queue, `prefect deploy` from a clone of the repository, start a
+worker in a folder of its own (the pull step clones the deployed commit from the
+"remote", a bare clone of this repository reached by file://), keep the partner token in a
+Secret block, run the deployments. The partner is the stand-in server on 127.0.0.1; runs
+are checked through Prefect's API (states, artifacts, logs, events, automations) and
+against what the stand-in partner received. One server, worker and deployment for the
+whole module (each start costs tens of seconds on 2 cores).
 
 Every process the test starts is in its own session and is stopped by the test, with its
 whole process tree (also when the test fails); all Prefect state is in a temporary
@@ -38,6 +41,8 @@ REPO = Path(__file__).resolve().parent.parent
 PREFECT_FILE = REPO / "prefect.yaml"
 POOL = "customer-sync"
 DEPLOYMENT = "sync-customers/sync-customers"
+REPLAY = "replay-dead-letters/replay-dead-letters"
+LEDGER_QUEUE = "customer-sync-ledger"
 TOKEN_BLOCK = "customer-sync-api-token"
 PARTNER_TOKEN = "deployment-test-partner-token"  # a made-up bearer the stand-in accepts
 
@@ -156,12 +161,14 @@ def _prefect(*arguments: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _started(name: str, command: list[str], env: dict[str, str], logs: Path) -> Iterator[Started]:
+def _started(
+    name: str, command: list[str], env: dict[str, str], logs: Path, cwd: Path = REPO
+) -> Iterator[Started]:
     log = logs / f"{name}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command,
-            cwd=REPO,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=sink,
@@ -175,10 +182,10 @@ def _started(name: str, command: list[str], env: dict[str, str], logs: Path) -> 
         started.stop()
 
 
-def _run_cli(env: dict[str, str], *arguments: str) -> str:
+def _run_cli(env: dict[str, str], *arguments: str, cwd: Path = REPO) -> str:
     done = subprocess.run(
         _prefect(*arguments),
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -209,7 +216,7 @@ def _wait_for_health(api_url: str, server: Started) -> None:
     pytest.fail(f"the Prefect server did not answer /api/health in time\n{server.tail()}")
 
 
-# --- fixtures ------------------------------------------------------------------------------
+# --- fixtures (one server, worker and deployment per module) ---------------------------------
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,11 @@ class PrefectServer:
     process: Started
 
 
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("deployment")
+
+
 @pytest.fixture
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Clients of this process (Prefect's httpx, urllib) talk to 127.0.0.1 directly."""
@@ -228,14 +240,17 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, "127.0.0.1,localhost")
 
 
-@pytest.fixture
-def prefect_server(tmp_path: Path, loopback_only: None) -> Iterator[PrefectServer]:
-    """`prefect server start` on a free loopback port, with its own PREFECT_HOME."""
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """`prefect server start` on a free loopback port, with its own PREFECT_HOME, once per
+    module (other modules import this fixture). Its triggers and actions services run
+    (the automations test needs them)."""
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    home = tmp_path / "prefect-home"
+    folder = tmp_path_factory.mktemp("prefect-server")
+    home = folder / "prefect-home"
     home.mkdir()
-    logs = tmp_path / "logs"
+    logs = folder / "logs"
     logs.mkdir()
     # Nothing of the developer's own Prefect profile, API or partner credentials leaks in.
     env = {
@@ -261,45 +276,97 @@ def prefect_server(tmp_path: Path, loopback_only: None) -> Iterator[PrefectServe
         PYTHONUNBUFFERED="1",
     )
     command = _prefect("server", "start", "--host", "127.0.0.1", "--port", str(port))
-    with _started("server", command, env, logs) as server:
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        _started("server", command, env, logs) as server,
+    ):
+        # Clients of this process (Prefect's httpx, urllib) talk to 127.0.0.1 directly.
+        for name in ("NO_PROXY", "no_proxy"):
+            patch.setenv(name, "127.0.0.1,localhost")
         _wait_for_health(api_url, server)
         yield PrefectServer(api_url, env, logs, server)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def remote(workspace: Path) -> str:
+    """The "remote": a bare clone of this repository, reached by file:// (no network)."""
+    bare = workspace / "remote.git"
+    subprocess.run(
+        ["git", "clone", "--bare", "--quiet", str(REPO), str(bare)], check=True, timeout=120
+    )
+    return f"file://{bare}"
+
+
+@pytest.fixture(scope="module")
+def deploy_checkout(workspace: Path, remote: str) -> Path:
+    """Where `prefect deploy` runs: a clone of the remote, not the test's checkout."""
+    checkout = workspace / "deployer"
+    subprocess.run(["git", "clone", "--quiet", remote, str(checkout)], check=True, timeout=120)
+    return checkout
+
+
+@pytest.fixture(scope="module")
 def work_pool(prefect_server: PrefectServer) -> str:
-    """The `process` work pool, created as docs/deploy.md says."""
+    """The `process` work pool and the ledger's queue (one run at a time), as
+    docs/deploy.md says."""
     _run_cli(prefect_server.env, "work-pool", "create", POOL, "--type", "process")
+    _run_cli(
+        prefect_server.env,
+        "work-queue", "create", LEDGER_QUEUE, "--pool", POOL, "--limit", "1",
+    )  # fmt: skip
     return POOL
 
 
-@pytest.fixture
-def worker(prefect_server: PrefectServer, work_pool: str) -> Iterator[Started]:
-    """`prefect worker start` on the pool, one flow run at a time, polling every second."""
+@pytest.fixture(scope="module")
+def worker(prefect_server: PrefectServer, work_pool: str, workspace: Path) -> Iterator[Started]:
+    """`prefect worker start` on the pool, from a folder of its own (no checkout in it),
+    two flow runs at a time (so only the ledger queue's limit can keep two runs apart)."""
+    folder = workspace / "worker"
+    folder.mkdir()
     command = _prefect(
-        "worker", "start", "--pool", work_pool, "--type", "process", "--limit", "1",
+        "worker", "start", "--pool", work_pool, "--type", "process", "--limit", "2",
         "--name", "deployment-test-worker",
     )  # fmt: skip
-    with _started("worker", command, prefect_server.env, prefect_server.logs) as started:
+    with _started(
+        "worker", command, prefect_server.env, prefect_server.logs, cwd=folder
+    ) as started:
         yield started
 
 
-@pytest.fixture
-def deployed(prefect_server: PrefectServer, work_pool: str, worker: Started) -> str:
-    """prefect.yaml deployed with the real CLI, without prompts (the worker boots meanwhile)."""
-    return _run_cli(prefect_server.env, "--no-prompt", "deploy", "--name", "sync-customers")
+@pytest.fixture(scope="module")
+def deployed(
+    prefect_server: PrefectServer, worker: Started, deploy_checkout: Path, remote: str
+) -> str:
+    """prefect.yaml deployed with the real CLI from the deployer's clone, without prompts
+    (the worker boots meanwhile), the repository named by CUSTOMER_SYNC_REPOSITORY."""
+    env = {**prefect_server.env, "CUSTOMER_SYNC_REPOSITORY": remote}
+    return _run_cli(
+        env, "--no-prompt", "deploy", "--name", "sync-customers", "--name",
+        "replay-dead-letters", cwd=deploy_checkout,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def partner_token(prefect_server: PrefectServer) -> str:
+    """The operator keeps the partner token in the Secret block (docs/deploy.md)."""
+    from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        Secret(value=PARTNER_TOKEN).save(TOKEN_BLOCK, overwrite=True)
+    return PARTNER_TOKEN
 
 
 @pytest.fixture
-def stub() -> Iterator[Any]:
-    """The stand-in partner, accepting only the bearer token kept in the Secret block."""
-    from customer_sync.devtools.stub_server import serve_stub_in_thread
+def api(prefect_server: PrefectServer) -> Iterator[None]:
+    """This process's Prefect client points at the module's server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with serve_stub_in_thread(bearer_token=PARTNER_TOKEN) as partner:
-        yield partner
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        yield
 
 
-# --- the test -------------------------------------------------------------------------------
+# --- helpers ---------------------------------------------------------------------------------
 
 
 def _sample_customer_ids() -> set[str]:
@@ -346,55 +413,144 @@ async def _wait_for_logs(client: Any, flow_run_id: Any, logger_prefix: str) -> l
     return logs
 
 
-async def test_the_nightly_deployment_runs_on_a_worker_and_delivers_every_customer(
+def _events(api_url: str, prefix: str) -> list[dict[str, Any]]:
+    """Events whose name starts with ``prefix``, as the server's events API returns them."""
+    body = json.dumps(
+        {"filter": {"event": {"prefix": [prefix]}, "order": "ASC"}, "limit": 50}
+    ).encode()
+    request = urllib.request.Request(
+        f"{api_url}/events/filter",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=30) as answer:
+        events: list[dict[str, Any]] = json.loads(answer.read())["events"]
+    return events
+
+
+def _wait_for_events(api_url: str, prefix: str, run_id: str, count: int) -> list[dict[str, Any]]:
+    """The events about the run ``run_id`` (the events worker ships them in batches)."""
+    deadline = time.monotonic() + 60.0
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        found = [
+            event
+            for event in _events(api_url, prefix)
+            if event["resource"].get("prefect.resource.name") == run_id
+        ]
+        if len(found) >= count:
+            break
+        time.sleep(0.5)
+    return found
+
+
+class WebhookReceiver:
+    """A local HTTP endpoint on 127.0.0.1 that records every request body it gets."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: list[dict[str, Any]] = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                received.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, count: int, timeout: float = 90.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.25)
+        return list(self.received)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+# --- the tests ------------------------------------------------------------------------------
+
+
+async def test_the_nightly_deployment_runs_on_a_worker_from_a_clone_and_delivers_everything(
     prefect_server: PrefectServer,
     worker: Started,
     deployed: str,
-    stub: Any,
+    partner_token: str,
+    remote: str,
+    api: None,
     tmp_path: Path,
 ) -> None:
-    from prefect.blocks.system import Secret
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from customer_sync.devtools.stub_server import serve_stub_in_thread
     from customer_sync.flows.secrets import apartner_token_from_block, partner_token_from_block
 
+    assert await apartner_token_from_block(TOKEN_BLOCK) == partner_token
+    assert await asyncio.to_thread(partner_token_from_block, TOKEN_BLOCK) == partner_token
+    assert await apartner_token_from_block("no-such-block") is None
     state_dir = tmp_path / "state"
     config = yaml.safe_load(PREFECT_FILE.read_text(encoding="utf-8"))
-    declared = next(d for d in config["deployments"] if d["name"] == "sync-customers")
+    declared = {d["name"]: d for d in config["deployments"]}
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
-        # The operator keeps the partner token in a Secret block (docs/deploy.md); the
-        # helper the flow reads it with answers None while there is none.
-        assert await apartner_token_from_block(TOKEN_BLOCK) is None
-        await Secret(value=PARTNER_TOKEN).asave(TOKEN_BLOCK, overwrite=True)
-        assert await apartner_token_from_block(TOKEN_BLOCK) == PARTNER_TOKEN
-        assert await asyncio.to_thread(partner_token_from_block, TOKEN_BLOCK) == PARTNER_TOKEN
+    with serve_stub_in_thread(bearer_token=partner_token) as stub:
         async with get_client() as client:
             deployment = await client.read_deployment_by_name(DEPLOYMENT)
+            replay = await client.read_deployment_by_name(REPLAY)
 
             # What prefect.yaml declares is what the server holds.
-            assert deployment.entrypoint == declared["entrypoint"]
+            nightly = declared["sync-customers"]
+            assert deployment.entrypoint == nightly["entrypoint"]
             assert deployment.work_pool_name == POOL
-            assert deployment.parameters == declared["parameters"]
-            assert deployment.job_variables == declared["work_pool"]["job_variables"]
+            assert deployment.parameters == nightly["parameters"]
+            assert deployment.job_variables == nightly["work_pool"]["job_variables"]
+            # Every run clones the deployed commit from the repository: the worker's
+            # folder has no checkout.
             assert deployment.pull_steps == [
-                {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
-            ], "the pull step must point the worker at the checkout prefect deploy ran in"
+                {
+                    "prefect.deployments.steps.git_clone": {
+                        "id": "clone",
+                        "repository": remote,
+                        "commit_sha": head,
+                    }
+                }
+            ]
             assert deployment.global_concurrency_limit is not None
             assert deployment.global_concurrency_limit.limit == 1
             [schedule] = deployment.schedules
-            declared_schedule = declared["schedules"][0]
+            declared_schedule = nightly["schedules"][0]
             assert schedule.active
             assert schedule.schedule.cron == declared_schedule["cron"]
             assert schedule.schedule.timezone == declared_schedule["timezone"]
+            # The replay shares the nightly run's queue (one ledger writer at a time).
+            assert replay.entrypoint == declared["replay-dead-letters"]["entrypoint"]
+            assert replay.work_queue_name == deployment.work_queue_name == LEDGER_QUEUE
+            assert replay.pull_steps == deployment.pull_steps
+            assert not replay.schedules
 
             flow_run = await client.create_flow_run_from_deployment(
                 deployment.id,
                 parameters={
-                    # Relative on purpose: it resolves only if the pull step moved the run
-                    # into the checkout.
+                    # Relative on purpose: it resolves only in the clone the pull step
+                    # made (the worker's own folder has no data/).
                     "extract": {"source": "data"},
                     "partner": {"api_url": stub.url},
                     "state": {"state_dir": str(state_dir)},
@@ -406,6 +562,7 @@ async def test_the_nightly_deployment_runs_on_a_worker_and_delivers_every_custom
                 f"the run ended {finished.state.type.value}: {finished.state.message}\n"
                 f"{worker.tail(120)}"
             )
+            assert finished.name == f"sync-{finished.expected_start_time.date()}-data"
 
             artifacts = await client.read_artifacts(
                 artifact_filter=ArtifactFilter(
@@ -424,13 +581,13 @@ async def test_the_nightly_deployment_runs_on_a_worker_and_delivers_every_custom
                 "the flow's own INFO log did not reach the run's log in Prefect: "
                 f"loggers seen {sorted({log.name for log in logs})}"
             )
-            assert not any(PARTNER_TOKEN in log.message for log in logs)
+            assert not any(partner_token in log.message for log in logs)
 
     [report_path] = state_dir.glob("runs/*/report.json")
     report = json.loads(report_path.read_text(encoding="utf-8"))
     expected = _sample_customer_ids() - _held_back_ids(report.get("rejects"))
     assert expected, "the sample extract has no valid customer"
-    assert report["reconciles"]
+    assert report["reconciles"] and report["exit_status"] == 0
     assert report["customers_failed"] == 0
     assert report["customers_sent"] == len(expected)
     assert set(stub.accepted) == expected
@@ -439,3 +596,190 @@ async def test_the_nightly_deployment_runs_on_a_worker_and_delivers_every_custom
     # and the flow never fell back to the session-token login.
     assert stub.counters.unauthorized == 0
     assert stub.counters.sessions_started == 0
+
+
+PLANTED_POSTAL_CODE = "QZ7 4XW"
+PLANTED_IIN = "537913"
+PLANTED_LAST4 = "8642"
+
+
+def _bad_night(folder: Path) -> str:
+    """The sample extract with one customer held back (an unknown country) who carries
+    planted card data and postal code; that customer's id."""
+    import shutil
+
+    shutil.copytree(REPO / "data", folder)
+    with (folder / "customers.csv").open(newline="", encoding="utf-8") as handle:
+        customers = list(csv.DictReader(handle))
+    held = customers[0]
+    held["country"], held["postalCode"] = "XX", PLANTED_POSTAL_CODE
+    with (folder / "customers.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(customers[0]))
+        writer.writeheader()
+        writer.writerows(customers)
+    with (folder / "cards.csv").open(newline="", encoding="utf-8") as handle:
+        cards = list(csv.DictReader(handle))
+    for card in cards:
+        if card["sourceCustomerId"] == held["sourceCustomerId"]:
+            card["iin"], card["last4"] = PLANTED_IIN, PLANTED_LAST4
+    with (folder / "cards.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(cards[0]))
+        writer.writeheader()
+        writer.writerows(cards)
+    return held["sourceCustomerId"]
+
+
+async def test_a_bad_night_ends_incomplete_emits_its_counts_and_notifies(
+    prefect_server: PrefectServer,
+    worker: Started,
+    deployed: str,
+    partner_token: str,
+    api: None,
+    tmp_path: Path,
+) -> None:
+    import re
+
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.client.orchestration import get_client
+
+    from customer_sync.devtools.stub_server import serve_stub_in_thread
+    from customer_sync.flows.automations import HELD_BACK, NON_GREEN, amain
+
+    held_id = _bad_night(tmp_path / "landing" / "2026-11-25")
+    receiver = WebhookReceiver()
+    try:
+        await CustomWebhookNotificationBlock(
+            name="customer-sync-alerts",
+            url=receiver.url,
+            json_data={"subject": "{{subject}}", "body": "{{body}}"},
+        ).asave("customer-sync-alerts", overwrite=True)
+        # the documented command, in this process
+        assert await amain(["--block", "custom-webhook/customer-sync-alerts"]) == 0
+        assert await amain(["--block", "custom-webhook/customer-sync-alerts"]) == 0  # again
+        async with get_client() as client:
+            names = [automation.name for automation in await client.read_automations()]
+            assert sorted(names) == sorted(set(names)), "created twice instead of replaced"
+            deployment = await client.read_deployment_by_name(DEPLOYMENT)
+            with serve_stub_in_thread(bearer_token=partner_token) as stub:
+                flow_run = await client.create_flow_run_from_deployment(
+                    deployment.id,
+                    parameters={
+                        # the night's own folder, by the date template
+                        "extract": {
+                            "source": str(tmp_path / "landing" / "{date}"),
+                            "landing_date": "2026-11-25",
+                        },
+                        "partner": {"api_url": stub.url},
+                        "state": {"state_dir": str(tmp_path / "state")},
+                    },
+                )
+                finished = await _wait_for_final_state(client, flow_run.id, worker)
+            assert held_id not in stub.accepted and len(stub.accepted) == 35
+        state = finished.state
+        assert (state.type.value, state.name) == ("FAILED", "Incomplete"), (
+            f"{state.type.value} {state.name}: {state.message}\n{worker.tail(120)}"
+        )
+        assert "1 customers held back" in state.message
+        assert "35 customers delivered of 36 read" in state.message
+        assert finished.name == "sync-2026-11-25-landing"
+        assert finished.run_count == 1  # an incomplete run is not retried
+
+        [report_path] = (tmp_path / "state").glob("runs/*/report.json")
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        assert report["exit_status"] == 1 and report["status"] == "incomplete"
+
+        # The run's events, as the server stored them: the counts, nothing of the data.
+        events = _wait_for_events(prefect_server.api_url, "customer-sync.", report["run_id"], 2)
+        by_name = {event["event"]: event for event in events}
+        assert set(by_name) == {
+            "customer-sync.run.incomplete",
+            "customer-sync.run.held-back-above-threshold",
+        }, by_name
+        counts = by_name["customer-sync.run.incomplete"]["payload"]
+        assert (counts["read"], counts["delivered"], counts["held_back"]) == (36, 35, 1)
+        assert counts["rejected"] == 0 and counts["failed"] == 0
+        assert counts["held_back_by_reason"].get("customers.country:country_code") == 1
+        related = by_name["customer-sync.run.incomplete"]["related"]
+        assert f"prefect.flow-run.{flow_run.id}" in {r["prefect.resource.id"] for r in related}
+        text = re.sub(
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "", json.dumps(events)
+        )
+        for planted in (PLANTED_POSTAL_CODE, PLANTED_IIN, PLANTED_LAST4, held_id):
+            assert planted not in text, f"{planted!r} in the run's events"
+
+        # The automations fired: the webhook on 127.0.0.1 got both notifications.
+        received = receiver.wait_for(2)
+        subjects = " | ".join(str(call.get("subject")) for call in received)
+        assert len(received) >= 2, (
+            f"notifications received: {received}\n{prefect_server.process.tail()}"
+        )
+        assert "sync-2026-11-25-landing ended Incomplete" in subjects
+        assert "held back above the threshold" in subjects
+        bodies = " ".join(str(call.get("body")) for call in received)
+        assert "1 customers held back" in bodies
+        for planted in (PLANTED_POSTAL_CODE, PLANTED_IIN, held_id):
+            assert planted not in bodies
+        assert {NON_GREEN, HELD_BACK} <= set(names)
+    finally:
+        receiver.close()
+
+
+async def test_a_replay_queued_while_the_sync_delivers_waits_for_it(
+    prefect_server: PrefectServer,
+    worker: Started,
+    deployed: str,
+    partner_token: str,
+    api: None,
+    tmp_path: Path,
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from customer_sync.devtools.stub_server import StubFaults, serve_stub_in_thread
+
+    state_dir = str(tmp_path / "state")
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(DEPLOYMENT)
+        replay = await client.read_deployment_by_name(REPLAY)
+        # slow enough (36 requests of one customer, 0.5 s each) to queue a replay meanwhile
+        with serve_stub_in_thread(StubFaults(latency=0.5), bearer_token=partner_token) as stub:
+            sync_run = await client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={
+                    "extract": {"source": "data"},
+                    "partner": {"api_url": stub.url, "batch_size": 1, "concurrency": 1},
+                    "state": {"state_dir": state_dir},
+                },
+            )
+            deadline = time.monotonic() + RUN_TIMEOUT
+            while stub.counters.requests == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)  # the sync is delivering
+            assert stub.counters.requests > 0, worker.tail()
+            replay_run = await client.create_flow_run_from_deployment(
+                replay.id, parameters={"api_url": stub.url, "state_dir": state_dir}
+            )
+            sent_when_queued = stub.counters.requests
+            # While the sync runs, the replay is not started (the worker could take two).
+            seen: set[str] = set()
+            while True:
+                current = await client.read_flow_run(sync_run.id)
+                waiting = await client.read_flow_run(replay_run.id)
+                if current.state is not None and current.state.is_final():
+                    break
+                assert waiting.state is not None
+                seen.add(waiting.state.type.value)
+                assert waiting.state.type.value in {"SCHEDULED", "PENDING"}, (
+                    f"the replay is {waiting.state.name} while the sync runs"
+                )
+                await asyncio.sleep(0.3)
+            finished_replay = await _wait_for_final_state(client, replay_run.id, worker)
+        finished_sync = await client.read_flow_run(sync_run.id)
+    assert finished_sync.state.is_completed(), finished_sync.state.message
+    assert finished_replay.state.is_completed(), (
+        f"{finished_replay.state.name}: {finished_replay.state.message}\n{worker.tail(80)}"
+    )
+    assert "SCHEDULED" in seen, (
+        f"the sync ended before the replay was seen waiting ({sent_when_queued} of "
+        f"{stub.counters.requests} requests sent when it was queued)"
+    )
+    assert finished_replay.start_time >= finished_sync.end_time
+    assert all(customer.times == 1 for customer in stub.accepted.values())

@@ -4,6 +4,7 @@ is read."""
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -53,12 +54,15 @@ def test_a_second_dry_run_replaces_the_first_with_owner_only_bodies(tmp_path: Pa
     first = run_sync(write_synthetic(tmp_path / "big", 120), "http://127.0.0.1:9", state,
                      dry_run=str(out))  # fmt: skip
     assert first.customers_planned == 120
-    bodies = sorted(p for p in out.iterdir() if p.name != DRY_RUN_MARKER)
+    bodies = sorted(p for p in out.iterdir() if p.name[0].isdigit())
     assert len(bodies) == 3
+    assert (out / "plan.json").is_file() and (out / "plan.csv").is_file()  # the plan per customer
     for body in bodies:
         body.chmod(0o644)  # as an older release left them
     run_sync(write_synthetic(tmp_path / "small", 30), "http://127.0.0.1:9", state,
              dry_run=str(out))  # fmt: skip
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([DRY_RUN_MARKER, "000001-POST.json"])  # no body of the first left
+    # no body of the first left; its plan replaced by this one's
+    assert names == sorted([DRY_RUN_MARKER, "000001-POST.json", "plan.csv", "plan.json"])
+    assert len(json.loads((out / "plan.json").read_text())) == 30
     assert _modes(out) == {0o600}

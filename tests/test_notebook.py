@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, SAMPLE_DATA
+from tests.test_morning_after import _OURS
 
 NOTEBOOK = REPO / "notebooks" / "explore.ipynb"
 KERNEL_NAME = "customer-sync-notebook-test"
@@ -41,18 +42,22 @@ print("PROBE" + _json.dumps({
     "second_run": {"sent": second_run.customers_sent,
                    "unchanged": second_run.customers_unchanged},
     "stub_unique": stub_stats["customers_unique"],
+    "night": {"update": night_plan.counts["update"], "absent": night_plan.counts["absent"],
+              "unchanged": night_plan.counts["unchanged"], "rejected": night.customers_rejected},
     "work_left": WORK.exists(),
 }))
 """
 
 
-def test_notebook_is_committed_without_outputs() -> None:
+def test_the_stored_notebook_shows_its_outputs_and_no_card_data() -> None:
+    """Stored with its outputs (scripts/execute_notebook.py), none of them card data."""
     nbformat = pytest.importorskip("nbformat")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(notebook)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    assert code
-    assert all(not cell.outputs and cell.execution_count is None for cell in code)
+    assert code and all(cell.execution_count for cell in code)
+    assert not [out for cell in code for out in cell.outputs if out.output_type == "error"]
+    _check_what_the_reader_sees(notebook)
 
 
 @pytest.mark.slow
@@ -126,11 +131,45 @@ def test_notebook_runs_and_shows_no_card_data(
     assert "C0000000001" in _text(_tagged(notebook, "first-batch"))
     assert "000001-POST.json" in _text(_tagged(notebook, "dry-run-files"))
 
+    _check_what_the_reader_sees(notebook, without_last=1)
+    assert probe["night"] == {"update": 3, "absent": 1, "unchanged": 32, "rejected": 1}
+
+
+def _check_what_the_reader_sees(notebook: Any, without_last: int = 0) -> None:
+    """The plan, the refusals and one customer's history are shown; no postal code, last4 or
+    iin of the sample (nor the card number the notebook plants) in any output."""
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    code = code[: len(code) - without_last]  # the test's probe cell is not the reader's
+    plan = _text(_tagged(notebook, "plan"))
+    assert "account ACC-0000000006-01: status OPEN→CLOSED" in plan
+    assert "(holder C0000000004, opened 2024-08-28T13:30:53Z): closed" in plan
+    assert "postal code or card number (last4/iin): changed" in plan
+    assert "C0000000036" in plan and "absent" in plan
+    assert "CustomerPlan(36 customers: 3 update, 32 unchanged, 1 absent)" in _text(
+        _tagged(notebook, "plan-summary")
+    )
+    assert _text(_tagged(notebook, "refusals")).strip()
+    history = _text(_tagged(notebook, "history"))
+    assert "POST" in history and "PUT" in history and "rejected" in history
+    assert "dead-letter retry" in _text(_tagged(notebook, "plan-after"))
+    assert _text(_tagged(notebook, "api-validate")).startswith("Validation(36 customers read")
+
     # no card data and no postal code anywhere in the outputs, logs included
-    shown = "\n".join(_text(cell) for cell in code[:-1])
+    shown = "\n".join(_text(cell) for cell in code)
     leaks = [value for value in _sensitive_values() if _occurs(value, shown)]
     assert not leaks, f"{len(leaks)} sensitive value(s) appear in the notebook's outputs"
     assert not re.search(r"""['"]?(last4|iin|postalCode)['"]?\s*[:=]\s*['"]?\d""", shown)
+    # last4 values are 4 digits like years and byte counts: checked in the cells after the
+    # preview (ids, statuses, dates), with dates, times and ids taken out first
+    later = code[next(i for i, c in enumerate(code) if "api-validate" in _tags(c)) :]
+    scrubbed = _OURS.sub(" ", "\n".join(_text(cell) for cell in later))
+    last4s = [v for v in _column("cards", "last4") if _occurs(v, scrubbed)]
+    planted = str(9999 - int(_column("cards", "last4")[0])).zfill(4)
+    assert not last4s and not _occurs(planted, scrubbed)
+
+
+def _tags(cell: Any) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
 
 
 def _tagged(notebook: Any, tag: str) -> Any:
@@ -151,16 +190,17 @@ def _text(cell: Any) -> str:
     return "\n".join(parts)
 
 
-def _sensitive_values() -> set[str]:
-    """Every iin and postal code of the sample, and the truncated iin the notebook plants."""
+def _column(table: str, name: str) -> list[str]:
     import pandas as pd
 
-    def column(table: str, name: str) -> list[str]:
-        frame = pd.read_csv(SAMPLE_DATA / f"{table}.csv", dtype=str, keep_default_na=False)
-        return [value for value in frame[name] if value]
+    frame = pd.read_csv(SAMPLE_DATA / f"{table}.csv", dtype=str, keep_default_na=False)
+    return [value for value in frame[name] if value]
 
-    iins = column("cards", "iin")
-    return {*iins, *(iin[:5] for iin in iins), *column("customers", "postalCode")}
+
+def _sensitive_values() -> set[str]:
+    """Every iin and postal code of the sample, and the truncated iin the notebook plants."""
+    iins = _column("cards", "iin")
+    return {*iins, *(iin[:5] for iin in iins), *_column("customers", "postalCode")}
 
 
 def _occurs(value: str, text: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from customer_sync.cli.options import (
     Concurrency,
     CustomersFile,
     DryRun,
+    EndEnrollmentOfAbsent,
     FullRefresh,
     MaxAbsentShare,
     MaxHeldBack,
@@ -146,6 +146,8 @@ def run_flow(options: SyncOptions, *, progress: bool | None = None) -> SyncResul
     """Run the flow; user-facing errors come out of it as themselves, not as tracebacks.
 
     ``progress`` (the terminal display) is a hook, not one of the flow's parameters."""
+    import asyncio
+
     from customer_sync.flows.prefect_setup import wait_for_prefect_server
     from customer_sync.flows.sync import run_sync
 
@@ -202,12 +204,15 @@ def run(
     allow_mass_update: AllowMassUpdate = False,
     max_absent_share: MaxAbsentShare = 0.1,
     allow_absent: AllowAbsent = False,
+    end_enrollment_of_absent: EndEnrollmentOfAbsent = False,
     state: State = None,
     report: RunReport = None,
     rejects: RunRejects = None,
     no_progress: NoProgress = False,
 ) -> int:
-    """Validate, plan and deliver an extract (through the Prefect flow).
+    """Validate, plan and deliver an extract.
+
+    It runs as the Prefect flow sync-customers.
 
     Exit status 0 when every customer is accounted for, 1 when some failed (they are
     dead letters: see replay), 2 when the run stopped before sending (bad input or
@@ -250,6 +255,7 @@ def run(
             wait=lock_wait(wait),
             max_absent_share=max_absent_share,
             allow_absent=allow_absent,
+            end_enrollment_of_absent=end_enrollment_of_absent,
         )
         try:
             result = run_flow(options, progress=progress_setting(no_progress))

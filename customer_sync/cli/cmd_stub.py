@@ -18,8 +18,18 @@ if TYPE_CHECKING:
 
 @with_stand_in_options
 def stub_api(
-    host: Annotated[str, typer.Option("--host", help="a loopback address")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="a loopback address")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="0: any free port")] = 8080,
+    no_validate: Annotated[
+        bool,
+        typer.Option("--no-validate", help="accept bodies without checking them (benchmarks)"),
+    ] = False,
+    keep_documents: Annotated[
+        bool,
+        typer.Option("--keep-documents", help="keep every accepted document in memory"),
+    ] = False,
     *,
     faults: StubFaults,
 ) -> int:
@@ -39,7 +49,9 @@ def stub_api(
         raise ConfigError(f"the stand-in server only listens on loopback, not {host!r}")
     stub = StubPartner(
         faults,
-        keep_documents=False,  # a long-lived server must not grow with every customer
+        validate=not no_validate,
+        # by default a long-lived server must not grow with every customer
+        keep_documents=keep_documents,
         bearer_token=os.environ.get("CUSTOMER_SYNC_API_TOKEN") or None,
         max_recorded_requests=100_000,
     )

@@ -217,6 +217,16 @@ NoProgress = Annotated[
         rich_help_panel=OUTPUT_PANEL,
     ),
 ]
+EndEnrollmentOfAbsent = Annotated[
+    bool,
+    typer.Option(
+        "--end-enrollment-of-absent",
+        help="send the customers the partner holds that the extract lacks their last "
+        "acknowledged tree with enrollment ended (INACTIVE); keeps the planned documents, "
+        "card data, in the ledger while on (docs/ledger.md)",
+        rich_help_panel=DELIVERY_PANEL,
+    ),
+]
 TableFormat = Annotated[
     Literal["table", "json", "csv"],
     typer.Option("--format", help="a table on the terminal, or JSON, or CSV"),

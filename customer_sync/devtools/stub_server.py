@@ -26,8 +26,8 @@ import contextlib
 import hmac
 import json
 import logging
-import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -842,16 +842,20 @@ def serve_stub_in_subprocess(
     keep_documents: bool = False,
     startup_timeout: float = 30.0,
 ) -> Iterator[RemoteStub]:
-    """Run the stand-in server in its own process (no GIL shared with the client)."""
-    command = [sys.executable, "-m", "customer_sync.devtools.stub_server", f"--port={port}"]
+    """Run the stand-in server in its own process (no GIL shared with the client): the
+    ``customer-sync stub-api`` command, whose options are the one declaration of them."""
+    command = [sys.executable, "-m", "customer_sync.cli.app", "stub-api", f"--port={port}"]
     command += fault_arguments(faults or StubFaults())
     command += [] if validate else ["--no-validate"]
     command += ["--keep-documents"] if keep_documents else []
     root = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE)
     try:
-        line = _read_line(process, startup_timeout)
-        yield RemoteStub(json.loads(line)["url"], process)
+        line = _read_line(process, startup_timeout).decode()
+        announced = re.search(r"\bon (http://\S+)", line)
+        if announced is None:
+            raise RuntimeError(f"the stand-in server said {line!r}, not where it listens")
+        yield RemoteStub(announced.group(1), process)
     finally:
         process.terminate()
         try:
@@ -875,7 +879,8 @@ def _read_line(process: subprocess.Popen[bytes], timeout: float) -> bytes:
 
 
 def faults_from_args(args: argparse.Namespace) -> StubFaults:
-    """``StubFaults`` from the ``stub-api`` flags (shared by the CLI and ``python -m``)."""
+    """``StubFaults`` from the stand-in's options (declared once, in
+    ``customer_sync/cli/stand_in.py``, for ``stub-api`` and ``demo``)."""
     return StubFaults(
         error_share=args.fail_share,
         rate_limit_share=args.rate_limit_share,
@@ -910,60 +915,3 @@ async def serve_until_stopped(
         await stop.wait()
     finally:
         await stub.stop()
-
-
-def add_edge_fault_arguments(parser: argparse.ArgumentParser) -> None:
-    """The redirect, echo, 200-with-errors and session flags (the CLI's stub-api too)."""
-    parser.add_argument("--anonymous-errors", action="store_true")
-    parser.add_argument("--redirect-to", metavar="URL", help="redirect data requests there")
-    parser.add_argument(
-        "--redirect-status", type=int, default=307, choices=(301, 302, 303, 307, 308)
-    )
-    parser.add_argument("--redirect-session-to", metavar="URL")
-    parser.add_argument("--echo-errors", action="store_true", help="400s that echo the request")
-    parser.add_argument("--ok-with-errors-id", action="append", default=[], metavar="ID")
-    parser.add_argument("--expiry-as-500", action="store_true")
-    parser.add_argument("--jwt-tokens", action="store_true")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m customer_sync.devtools.stub_server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--latency", type=float, default=0.0)
-    parser.add_argument("--fail-share", type=float, default=0.0)
-    parser.add_argument("--rate-limit-share", type=float, default=0.0)
-    parser.add_argument("--retry-after", type=float, default=1.0)
-    parser.add_argument("--drop-share", type=float, default=0.0)
-    parser.add_argument("--token-lifetime", type=float, default=3600.0)
-    parser.add_argument("--reject-id", action="append", default=[])
-    add_edge_fault_arguments(parser)
-    parser.add_argument("--no-validate", action="store_true", help="skip body validation")
-    parser.add_argument("--keep-documents", action="store_true", help="keep accepted JSON")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``customer-sync stub-api``: prints ``{"url": ...}`` once bound."""
-    args = _parser().parse_args(argv)
-    stub = StubPartner(
-        faults_from_args(args),
-        validate=not args.no_validate,
-        keep_documents=args.keep_documents,
-        bearer_token=os.environ.get("CUSTOMER_SYNC_API_TOKEN") or None,
-        max_recorded_requests=100_000,
-    )
-
-    def announce(url: str) -> None:
-        print(json.dumps({"url": url}), flush=True)
-
-    try:
-        asyncio.run(serve_until_stopped(stub, args.host, args.port, announce))
-    except ConfigError as error:
-        print(f"stub_server: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -190,8 +190,12 @@ async def deliver_spool(
     on_outcome: Callable[[BatchOutcome], None] | None = None,
     batches_per_task_run: int | None = None,
     first_task_run: int = 0,
+    batch_prefix: str | None = None,
 ) -> BatchOutcomes:
     """Every spooled document delivered (or failed) once; outcomes in completion order.
+
+    Batch ids start with ``batch_prefix`` (default the run id): a second spool of the same
+    run (the enrollment-ended action) needs ids of its own.
 
     ``batches_per_task_run`` defaults to ``task_run_size`` of the spool's batch count;
     task runs are numbered from ``first_task_run`` (a streamed run's later chunks go on
@@ -216,6 +220,7 @@ async def deliver_spool(
             on_outcome=on_outcome,
             batches_per_task_run=batches_per_task_run,
             first_task_run=first_task_run,
+            batch_prefix=batch_prefix or run_id,
         )
 
 
@@ -231,12 +236,14 @@ async def _deliver_groups(
     on_outcome: Callable[[BatchOutcome], None] | None,
     batches_per_task_run: int,
     first_task_run: int,
+    batch_prefix: str,
 ) -> BatchOutcomes:
     limiter = asyncio.Semaphore(concurrency)
     gate = RequestGate.for_concurrency(concurrency)
     outcomes = BatchOutcomes()
     in_flight: set[asyncio.Future[BatchOutcomes]] = set()
-    groups = _groups(planned_batches(spool_path, batch_size, run_id), batches_per_task_run)
+    cut = planned_batches(spool_path, batch_size, batch_prefix)
+    groups = _groups(cut, batches_per_task_run)
     try:
         for number, group in enumerate(groups, start=first_task_run):
             in_flight.add(
@@ -278,7 +285,8 @@ async def _deliver_groups(
 
 DRY_RUN_MARKER = ".customer-sync-dry-run"
 """The file a dry run leaves in its folder: a later dry run may replace what it holds."""
-_DRY_RUN_BODY = re.compile(r"^\d{6}-(POST|PUT)\.json$")
+# the request bodies, and the per-customer plan (customer_sync/run/planning.py)
+_DRY_RUN_BODY = re.compile(r"^(\d{6}-(POST|PUT)\.json|plan\.(csv|json))$")
 
 
 def check_dry_run_folder(out_dir: Path) -> None:

@@ -37,7 +37,11 @@ from customer_sync.chunking.pool import (
     prepared_chunks,
 )
 from customer_sync.chunking.shards import Shard
+from customer_sync.ledger.parts import record_missing_parts
 from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.run.options import current_hooks
+from customer_sync.run.planning import PlanRow, plan_chunk_rows
+from customer_sync.run.progress import PreparationProgress
 from customer_sync.schemas.records import Extract
 from customer_sync.transforms.plan import plan_customers
 from customer_sync.transforms.validate import Validation, settlement_width_warning, validate_extract
@@ -89,6 +93,8 @@ class Preparation:
     held_back: list[pd.DataFrame] = field(default_factory=list)
     """The first ``HELD_BACK_KEPT`` held-back rows (for the run's artifact; all of them
     are in the rejects file)."""
+    plan_rows: list[PlanRow] | None = None
+    """Per customer what the run does and what changed (a dry run collects them)."""
 
     @property
     def planned(self) -> int:
@@ -161,8 +167,12 @@ def nest_and_plan(
     *,
     full_refresh: bool,
     mode: str,
+    record_parts: bool = True,
+    keep_documents: bool = False,
 ) -> PlannedChunk:
-    """Compare the chunk's fingerprints with the ledger, spool the documents to send.
+    """Compare the chunk's fingerprints with the ledger, spool the documents to send, and
+    (``record_parts``, not in a dry run) keep the parts of documents the ledger lacks (and
+    with ``keep_documents`` the documents: the enrollment-ended action).
 
     (The documents are built with the chunk, by ``validated_chunks``. Pass the chunk
     wrapped in ``quote``: Prefect would otherwise walk every document.)"""
@@ -188,6 +198,14 @@ def nest_and_plan(
         chunk.fingerprints.take(positions),
         documents.documents.take(positions),
     )
+    if record_parts:  # what changed, part by part, for the next plan (customer-sync plan)
+        record_missing_parts(
+            ledger,
+            ids,
+            chunk.fingerprints,
+            documents.documents,
+            keep_documents=keep_documents,
+        )
     return PlannedChunk(
         creates=plan.creates,
         updates=plan.updates,
@@ -256,9 +274,30 @@ def validated_chunks(
     """
     if layout is None:
         layout = chunk_layout(spec)
+    expected = round(layout.customers * layout.share)  # an estimate: shown, never relied on
+    own_chunks = 1 if layout.whole else len(layout.owned or range(layout.partitions))
+    # the terminal's display (a run hook: on, off, or on a terminal); counts and time left
+    with PreparationProgress(expected, own_chunks, enabled=current_hooks().progress) as shown:
+        yield from _validated_chunks(spec, work_folder, layout, shown, workers=workers)
+
+
+def _validated_chunks(
+    spec: SourceSpec,
+    work_folder: Path,
+    layout: ChunkLayout,
+    shown: PreparationProgress,
+    *,
+    workers: int | None,
+) -> Generator[PreparedChunk, None, None]:
     if layout.whole:
+        shown.step("reading")
         extract = read_source(spec)
-        yield prepare_validation(validate_source(extract))
+        shown.step("validating")
+        validation = validate_source(extract)
+        shown.step("nesting")
+        chunk = prepare_validation(validation)
+        shown.chunk_done(chunk.validation.customers_read)
+        yield chunk
         return
     files, partitions, owned = layout.files, layout.partitions, layout.owned
     log.info(
@@ -278,8 +317,10 @@ def validated_chunks(
         only=owned,
     )
     read = held_back = long_portfolio_ids = 0
+    shown.step("splitting the extract")
     with closing(chunks):  # spill files and worker processes go when this stops, too
         for number, chunk in enumerate(chunks, start=1):
+            shown.chunk_done(chunk.validation.customers_read)
             read += chunk.validation.customers_read
             held_back += chunk.validation.customers_held_back
             long_portfolio_ids += chunk.validation.portfolio_ids_over_settlement_width
@@ -305,18 +346,29 @@ def prepare(
     full_refresh: bool,
     mode: str,
     layout: ChunkLayout | None = None,
+    record_parts: bool = True,
+    keep_documents: bool = False,
+    collect_plan: bool = False,
 ) -> Preparation:
     """Every chunk (of a shard's share) validated, nested and planned; rejects written;
     totals returned. ``layout`` (``chunk_layout``) holds the sizes and the shard."""
     if layout is None:
         layout = chunk_layout(spec)
-    preparation = Preparation(extract_share=layout.share)
+    preparation = Preparation(extract_share=layout.share, plan_rows=[] if collect_plan else None)
     chunks = validated_chunks(spec, spool_path.parent / "chunks", layout=layout)
     rejects = RejectsWriter(rejects_path)
     with SpoolWriter(spool_path) as spool, rejects, closing(chunks):
         for chunk in chunks:
             plan_chunk(
-                chunk, ledger, spool, rejects, preparation, full_refresh=full_refresh, mode=mode
+                chunk,
+                ledger,
+                spool,
+                rejects,
+                preparation,
+                full_refresh=full_refresh,
+                mode=mode,
+                record_parts=record_parts,
+                keep_documents=keep_documents,
             )
     if rejects.rows:
         preparation.rejects_path = str(rejects.path)
@@ -332,6 +384,8 @@ def plan_chunk(
     *,
     full_refresh: bool,
     mode: str,
+    record_parts: bool = True,
+    keep_documents: bool = False,
 ) -> None:
     """One prepared chunk planned into ``spool``; its rejects written, its counts added."""
     validation = chunk.validation
@@ -341,12 +395,18 @@ def plan_chunk(
         held = validation.held_back["sourceCustomerId"].dropna().astype(str).tolist()
         preparation.seen_ids.append(pa.array(held, type=pa.large_string()))
     rejects.write(validation.rejects)
+    if preparation.plan_rows is not None:  # a dry run: the plan per customer, with changes
+        preparation.plan_rows.extend(
+            plan_chunk_rows(chunk, ledger, full_refresh=full_refresh, mode=mode)
+        )
     planned = nest_and_plan(
         quote(chunk),  # type: ignore[call-overload]  # unwrapped by Prefect
         ledger,
         spool,
         full_refresh=full_refresh,
         mode=mode,
+        record_parts=record_parts,
+        keep_documents=keep_documents,
     )
     preparation.creates += planned.creates
     preparation.updates += planned.updates

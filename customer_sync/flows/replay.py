@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 from pydantic import Field
 
 from customer_sync.adapters.delivery import RetryPolicy
@@ -21,6 +22,8 @@ from customer_sync.adapters.spool import SpoolWriter
 from customer_sync.adapters.urls import without_user_info
 from customer_sync.flows import quiet_errors
 from customer_sync.flows.deliver import check_dry_run_folder, deliver_spool, write_dry_run
+from customer_sync.flows.landing import scheduled_day
+from customer_sync.flows.states import final_state
 from customer_sync.flows.sync import (
     apply_outcomes,
     close_run,
@@ -39,7 +42,15 @@ from customer_sync.schemas.errors import CustomerSyncError
 log = logging.getLogger(__name__)
 
 
-@flow(name="replay-dead-letters", log_prints=False)
+def replay_run_name() -> str:
+    """``replay-<day>``, ``-dry-run`` when so: the day it was scheduled for (or started)."""
+    from prefect.runtime import flow_run
+
+    name = f"replay-{scheduled_day().isoformat()}"
+    return name + ("-dry-run" if flow_run.parameters.get("dry_run") else "")
+
+
+@flow(name="replay-dead-letters", flow_run_name=replay_run_name, log_prints=False)
 async def replay_dead_letters(
     api_url: str | None = None,
     state_dir: str | None = None,
@@ -48,11 +59,12 @@ async def replay_dead_letters(
     batch_size: Annotated[int, Field(ge=1, le=MAX_CUSTOMERS_PER_REQUEST)] = 50,
     report: str | None = None,
     wait: Annotated[float | None, Field(ge=0.0)] = 0.0,
-) -> SyncResult:
+) -> State[Any]:
     """Deliver every dead-lettered customer again, with its method and document.
 
     It takes the same delivery lock as a run (``wait`` as there); a dry run takes none.
-    The per-batch retry policy is a hook (``run_hooks``), not a parameter.
+    The per-batch retry policy is a hook (``run_hooks``), not a parameter. Its final
+    state follows the outcome as a sync's does (``customer_sync/flows/states.py``).
 
     Args:
         api_url: The partner's base URL (else $CUSTOMER_SYNC_API_URL).
@@ -135,5 +147,6 @@ async def replay_dead_letters(
                 "customers_failed": result.customers_failed,
                 "customers_rejected": result.customers_rejected,
             },
+            kind="replay",
         )
-    return result
+    return final_state(result)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 
 from customer_sync.adapters.delivery import DeliveryOutcome, RetryPolicy
 from customer_sync.adapters.partner_client import PartnerClient, PartnerSettings
@@ -33,6 +34,14 @@ from customer_sync.flows.deliver import (
     task_run_size,
     write_dry_run,
 )
+from customer_sync.flows.events import FlowKind, emit_run_events
+from customer_sync.flows.landing import (
+    dated_source,
+    has_date_template,
+    landing_day,
+    source_label,
+    wait_for_landing,
+)
 from customer_sync.flows.prepare import ChunkLayout, Preparation, SourceSpec, chunk_layout, prepare
 from customer_sync.flows.run_retries import (
     RUN_RETRIES,
@@ -42,11 +51,13 @@ from customer_sync.flows.run_retries import (
     worth_a_run_retry,
 )
 from customer_sync.flows.secrets import apartner_token_from_block
+from customer_sync.flows.states import aresult_of, final_state
 from customer_sync.ledger.factory import ledger_location, open_ledger
 from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.absent import judge_absent
 from customer_sync.run.config_check import DEFAULT_STATE_DIR as DEFAULT_STATE_DIR
 from customer_sync.run.config_check import check_configuration, state_folder
+from customer_sync.run.enrollment import end_enrollment_of_absent
 from customer_sync.run.options import (
     ChunkOptions,
     ExtractOptions,
@@ -59,6 +70,7 @@ from customer_sync.run.options import (
     current_hooks,
     run_hooks,
 )
+from customer_sync.run.planning import absent_plan_rows, customer_plan, write_plan
 from customer_sync.run.progress import DeliveryProgress
 from customer_sync.run.report import (
     BatchOutcomes,
@@ -149,8 +161,35 @@ def acknowledged_ids(outcome: BatchOutcome) -> tuple[str, ...]:
     return ()
 
 
+def sync_run_name() -> str:
+    """The flow run's name, for what it delivers: ``sync-<landing date>-<source>``
+    (``sync-2026-11-25-landing``), ``-dry-run`` and ``-shard-N-of-M`` when so."""
+    from prefect.runtime import flow_run
+
+    def option(group: str, name: str) -> Any:
+        given = flow_run.parameters.get(group)
+        if isinstance(given, Mapping):
+            return given.get(name)
+        return getattr(given, name, None)
+
+    source = option("extract", "source")
+    try:
+        day = landing_day(option("extract", "landing_date"))
+    except CustomerSyncError:  # the run itself says what is wrong with it
+        day = landing_day(None)
+    name = f"sync-{day.isoformat()}-{source_label(source if isinstance(source, str) else None)}"
+    if option("run", "dry_run"):
+        name += "-dry-run"
+    shard = option("chunks", "shard")
+    if isinstance(shard, str) and "/" in shard:
+        number, _, total = shard.partition("/")
+        name += f"-shard-{number.strip()}-of-{total.strip()}"
+    return name
+
+
 @flow(
     name="sync-customers",
+    flow_run_name=sync_run_name,
     log_prints=False,
     validate_parameters=True,
     retries=RUN_RETRIES,
@@ -163,8 +202,14 @@ async def sync_customers(
     run: RunOptions = RunOptions(),  # noqa: B008
     guards: GuardOptions = GuardOptions(),  # noqa: B008
     chunks: ChunkOptions = ChunkOptions(),  # noqa: B008
-) -> SyncResult:
+) -> State[Any]:
     """Deliver every valid customer of an extract to the partner, exactly once per change.
+
+    The run ends Completed only when every valid customer was delivered; otherwise its
+    state is non-green with the counts in its message (``customer_sync/flows/states.py``).
+    A plain call returns the ``SyncResult`` of a completed run and raises
+    ``RunNotCompleted`` (``.result``) for an incomplete one; ``run_sync`` returns it
+    either way.
 
     The parameters are the groups of ``SyncOptions`` (``customer_sync/run/options.py``,
     where every option is described); call it as
@@ -189,7 +234,8 @@ async def sync_customers(
         write_stopped_report(state.report, error)
         await stop_run_retries()
         raise
-    return await sync_with_options(options, current_hooks())
+    result = await sync_with_options(options, current_hooks())
+    return final_state(result)  # the one return: Completed only when all was delivered
 
 
 async def run_sync(
@@ -200,9 +246,12 @@ async def run_sync(
 ) -> SyncResult:
     """The flow, from one ``SyncOptions``: the notebook's and the CLI's call.
 
-    ``retry_policy`` and ``progress`` are hooks, not parameters (``run_hooks``)."""
+    ``retry_policy`` and ``progress`` are hooks, not parameters (``run_hooks``). The
+    result of any run, green or not, read from its final state (``states.aresult_of``);
+    a run stopped by an error raises it."""
     with run_hooks(retry_policy=retry_policy, progress=progress):
-        return await sync_customers(**options.groups())  # type: ignore[no-any-return]
+        state = await sync_customers(**options.groups(), return_state=True)  # type: ignore[call-overload]
+    return await aresult_of(state)
 
 
 async def sync_with_options(options: SyncOptions, hooks: RunHooks) -> SyncResult:
@@ -211,10 +260,13 @@ async def sync_with_options(options: SyncOptions, hooks: RunHooks) -> SyncResult
     ``retry_outage``: when customers still fail after their batch retries, fail the run so
     Prefect retries it later (see flows/run_retries). Otherwise the run never retries as a
     whole and returns its result."""
-    spec = SourceSpec(
-        options.source, options.customers, options.accounts, options.cards, options.rename
-    )
     try:
+        source = options.source
+        if has_date_template(source):  # the night's own folder: /landing/{date}
+            source = dated_source(source, landing_day(options.landing_date))
+        spec = SourceSpec(
+            source, options.customers, options.accounts, options.cards, options.rename
+        )
         # first: a wrong option is found in a second, not after the extract is prepared
         check_configuration(
             api_url=options.api_url,
@@ -226,6 +278,8 @@ async def sync_with_options(options: SyncOptions, hooks: RunHooks) -> SyncResult
         )
         if options.dry_run is not None:  # configuration: before the extract is looked at
             check_dry_run_folder(Path(options.dry_run))
+        if options.wait_for_files_seconds > 0 and source is not None:  # else: read as it is
+            await wait_for_landing(source, wait_seconds=options.wait_for_files_seconds)
         layout = _layout(spec, options.chunk_customers, options.shard)
     except CustomerSyncError as error:
         write_stopped_report(options.report, error)  # an older report must not still say "0"
@@ -246,6 +300,8 @@ async def sync_with_options(options: SyncOptions, hooks: RunHooks) -> SyncResult
         if not worth_a_run_retry(error, retry_outage=options.retry_outage):
             await stop_run_retries()
         raise
+    if not result.outcome.ok:  # held back or rejected: a retry would end the same way
+        await stop_run_retries()
     return result
 
 
@@ -263,6 +319,12 @@ async def _sync(
     dry_run, stream, report = options.dry_run, options.stream, options.report
     batch_size, concurrency = options.batch_size, options.concurrency
     full_refresh, mode, progress = options.full_refresh, options.mode, hooks.progress
+    ending = options.end_enrollment_of_absent
+    if ending and stream:
+        raise ConfigError(
+            "--end-enrollment-of-absent cannot be used with --stream (who is absent is known "
+            "only after everything was sent)"
+        )
     settings = await partner_settings(options.api_url, look_up_block=dry_run is None)
     state = state_folder(options.state_dir)
     result = SyncResult(dry_run=dry_run is not None)
@@ -279,6 +341,7 @@ async def _sync(
         "mode": mode,
         "stream": stream,
         "shard_chunks": layout.owned,
+        "end_enrollment_of_absent": ending,
         "prefect_flow_run_id": _flow_run_id(),
     }
     run_id = ledger.start_run(parameters) if dry_run is None else f"dry-{uuid.uuid4().hex[:12]}"
@@ -304,6 +367,7 @@ async def _sync(
         allow_mass_update=options.allow_mass_update,
     )
     policy = hooks.retry_policy or RetryPolicy()
+    guard: str | None = None
     try:
         if stream and dry_run is None:
             await _stream(
@@ -336,16 +400,25 @@ async def _sync(
                 full_refresh=full_refresh,
                 mode=mode,
                 layout=layout,
+                record_parts=dry_run is None,  # a dry run writes nothing to the ledger
+                keep_documents=ending and dry_run is None,
+                collect_plan=dry_run is not None,
             )
+        if dry_run is None and not ending:  # kept documents are card data: only while on
+            ledger.forget_kept_documents()
         _apply_preparation(result, preparation)
         check_guards(preparation)
-        absent, known = judge_absent(result, preparation, ledger, layout, run_dir)
+        absent_ids: list[str] = []
+        absent, known = judge_absent(result, preparation, ledger, layout, run_dir, absent_ids)
         absent_guard(absent, known, options.max_absent_share, options.allow_absent)
         if dry_run is not None:
             with _stage(result, "dry-run"):
                 written = write_dry_run(spool_path, Path(dry_run), batch_size, run_id)
             result.dry_run_dir = str(dry_run)
             log.info("Dry run: wrote %d request bodies to %s", len(written), dry_run)
+            plan = customer_plan([*(preparation.plan_rows or ()), *absent_plan_rows(absent_ids)])
+            write_plan(plan, Path(dry_run))
+            log.info("Dry run plan: %s (per customer: plan.csv, plan.json)", plan.summary())
         else:
             tracker = ProgressArtifact(preparation.planned)
             await tracker.start()
@@ -364,13 +437,28 @@ async def _sync(
                         policy=policy,
                         on_outcome=_progress_of(shown, tracker),
                     )
+                    ended: list[BatchOutcome] = []
+                    if ending and absent_ids:  # customer_sync/run/enrollment.py
+                        ended = await end_enrollment_of_absent(
+                            result,
+                            absent_ids,
+                            ledger,
+                            client,
+                            run_id,
+                            run_dir,
+                            batch_size=batch_size,
+                            concurrency=concurrency,
+                            policy=policy,
+                        )
             await tracker.finish()
             apply_outcomes(result, outcomes)
+            result.batches.extend(ended)
             export_dead_letters_of(result, ledger, run_dir)
     except BaseException as error:
         result.stop(
             error
         )  # the outcome (customer_sync/run/outcome.py) says aborted, failed or interrupted
+        guard = str(error) if isinstance(error, GuardTripped) else None
         raise
     finally:
         spool_path.unlink(missing_ok=True)
@@ -388,6 +476,7 @@ async def _sync(
             report_path,
             _counts(result),
             held_back=preparation.held_back,
+            guard=guard,
         )
     return result
 
@@ -400,6 +489,8 @@ async def close_run(
     counts: Mapping[str, int],
     *,
     held_back: Sequence[Any] = (),
+    kind: FlowKind = "sync",
+    guard: str | None = None,
 ) -> None:
     """End a run on every path: the report written, then the ledger's run row closed, both
     with the same outcome (``result.outcome``), then the summary logged.
@@ -436,6 +527,7 @@ async def close_run(
         ledger.close()
         for line in summary_lines(result):
             log.info(line)
+        emit_run_events(result, kind=kind, guard=guard)  # after the ledger: same story
     if not_written is not None and not already_stopped:
         raise not_written
 

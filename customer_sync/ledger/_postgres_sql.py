@@ -110,7 +110,26 @@ CREATE TABLE delivery_holders (
 )
 """
 
-MIGRATIONS: Final = (_V1, _V2, _V3, _V4)
+# the non-sensitive parts of each document sent, keyed by its fingerprint (the SQLite
+# ledger's step 4, ``customer_sync/transforms/changes.py``)
+_V5: Final = """
+CREATE TABLE document_parts (
+    source_customer_id text COLLATE "C" NOT NULL,
+    fingerprint        text NOT NULL,
+    parts              bytea NOT NULL,
+    PRIMARY KEY (source_customer_id, fingerprint)
+);
+CREATE TABLE kept_documents (
+    source_customer_id text COLLATE "C" NOT NULL,
+    fingerprint        text NOT NULL,
+    document           bytea NOT NULL,
+    PRIMARY KEY (source_customer_id, fingerprint)
+);
+COMMENT ON TABLE kept_documents IS
+    'only with --end-enrollment-of-absent; card data: service role only'
+"""
+
+MIGRATIONS: Final = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 SCHEMA_TABLE_EXISTS: Final = "SELECT to_regclass('ledger_schema') IS NOT NULL"
@@ -269,3 +288,45 @@ ADD_DELIVERY_HOLDER: Final = (
 )
 NAME_DELIVERY_HOLDER: Final = "UPDATE delivery_holders SET run_id = %s WHERE lock_key = %s"
 REMOVE_DELIVERY_HOLDER: Final = "DELETE FROM delivery_holders WHERE lock_key = %s"
+
+# --- document parts (customer_sync/ledger/parts.py) ---------------------------------------
+# %s is a JSON object {sourceCustomerId: fingerprint}, as for SQLite
+DOCUMENT_PARTS: Final = (
+    "SELECT p.source_customer_id, p.parts FROM jsonb_each_text(%s::jsonb) AS n(id, fp) "
+    "JOIN document_parts AS p ON p.source_customer_id = n.id AND p.fingerprint = n.fp"
+)
+CUSTOMERS_WITH_PARTS: Final = (
+    "SELECT p.source_customer_id FROM jsonb_each_text(%s::jsonb) AS n(id, fp) "
+    "JOIN document_parts AS p ON p.source_customer_id = n.id AND p.fingerprint = n.fp"
+)
+RECORD_PARTS: Final = (
+    "INSERT INTO document_parts (source_customer_id, fingerprint, parts) VALUES (%s, %s, %s) "
+    "ON CONFLICT DO NOTHING"
+)
+PRUNE_PARTS: Final = (
+    "DELETE FROM document_parts AS p USING jsonb_each_text(%s::jsonb) AS n(id, fp) "
+    "WHERE p.source_customer_id = n.id AND p.fingerprint <> n.fp "
+    "AND p.fingerprint IS DISTINCT FROM "
+    "(SELECT a.fingerprint FROM acknowledged AS a WHERE a.source_customer_id = n.id)"
+)
+
+# --- kept documents (the enrollment-ended action, customer_sync/run/enrollment.py) --------
+KEPT_DOCUMENTS: Final = (
+    "SELECT k.source_customer_id, k.document FROM jsonb_each_text(%s::jsonb) AS n(id, fp) "
+    "JOIN kept_documents AS k ON k.source_customer_id = n.id AND k.fingerprint = n.fp"
+)
+CUSTOMERS_WITH_KEPT_DOCUMENTS: Final = (
+    "SELECT k.source_customer_id FROM jsonb_each_text(%s::jsonb) AS n(id, fp) "
+    "JOIN kept_documents AS k ON k.source_customer_id = n.id AND k.fingerprint = n.fp"
+)
+KEEP_DOCUMENT: Final = (
+    "INSERT INTO kept_documents (source_customer_id, fingerprint, document) "
+    "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+)
+PRUNE_KEPT_DOCUMENTS: Final = (
+    "DELETE FROM kept_documents AS k USING jsonb_each_text(%s::jsonb) AS n(id, fp) "
+    "WHERE k.source_customer_id = n.id AND k.fingerprint <> n.fp "
+    "AND k.fingerprint IS DISTINCT FROM "
+    "(SELECT a.fingerprint FROM acknowledged AS a WHERE a.source_customer_id = n.id)"
+)
+FORGET_KEPT_DOCUMENTS: Final = "DELETE FROM kept_documents"

@@ -96,7 +96,30 @@ INSERT INTO acknowledgements (source_customer_id, fingerprint, batch_key)
 SELECT source_customer_id, fingerprint, batch_key FROM acknowledged;
 """
 
-MIGRATIONS: Final = (_V1, _V2, _V3)
+# the non-sensitive parts of each document sent (``customer_sync/transforms/changes.py``),
+# keyed by its fingerprint: the plan shows what changed since the acknowledged one. Rows are
+# written when a run plans its documents; per customer only the acknowledged fingerprint's
+# and the latest one's are kept (RECORD_PARTS prunes the others)
+_V4: Final = """
+CREATE TABLE document_parts (
+    source_customer_id TEXT NOT NULL,
+    fingerprint        TEXT NOT NULL,
+    parts              BLOB NOT NULL,   -- JSON, never postal codes or card numbers
+    PRIMARY KEY (source_customer_id, fingerprint)
+) WITHOUT ROWID;
+
+-- only with --end-enrollment-of-absent (emptied by every run without it): the documents
+-- themselves, card data, so that an absent customer's last acknowledged tree can be sent
+-- again with its enrollment ended; kept and pruned as document_parts
+CREATE TABLE kept_documents (
+    source_customer_id TEXT NOT NULL,
+    fingerprint        TEXT NOT NULL,
+    document           BLOB NOT NULL,   -- the JSON sent; card data
+    PRIMARY KEY (source_customer_id, fingerprint)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Final = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
@@ -256,3 +279,48 @@ PRUNE_ACKNOWLEDGEMENTS: Final = (
     "WHERE a.source_customer_id = acknowledgements.source_customer_id "
     "AND a.batch_key = acknowledgements.batch_key)"
 )
+
+# --- document parts (customer_sync/ledger/parts.py) ---------------------------------------
+# ?1 is a JSON object {sourceCustomerId: fingerprint}
+DOCUMENT_PARTS: Final = (
+    "SELECT p.source_customer_id, p.parts FROM json_each(?1) AS j "
+    "JOIN document_parts AS p ON p.source_customer_id = j.key AND p.fingerprint = j.value"
+)
+CUSTOMERS_WITH_PARTS: Final = (
+    "SELECT p.source_customer_id FROM json_each(?1) AS j "
+    "JOIN document_parts AS p ON p.source_customer_id = j.key AND p.fingerprint = j.value"
+)
+RECORD_PARTS: Final = (
+    "INSERT INTO document_parts (source_customer_id, fingerprint, parts) VALUES (?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+# a customer's parts other than this fingerprint's and the acknowledged one's
+PRUNE_PARTS: Final = (
+    "DELETE FROM document_parts WHERE (source_customer_id, fingerprint) IN ("
+    "SELECT p.source_customer_id, p.fingerprint FROM json_each(?1) AS j "
+    "JOIN document_parts AS p ON p.source_customer_id = j.key AND p.fingerprint != j.value "
+    "LEFT JOIN acknowledged AS a ON a.source_customer_id = j.key "
+    "WHERE a.fingerprint IS NOT p.fingerprint)"
+)
+
+# --- kept documents (the enrollment-ended action, customer_sync/run/enrollment.py) --------
+KEPT_DOCUMENTS: Final = (
+    "SELECT k.source_customer_id, k.document FROM json_each(?1) AS j "
+    "JOIN kept_documents AS k ON k.source_customer_id = j.key AND k.fingerprint = j.value"
+)
+CUSTOMERS_WITH_KEPT_DOCUMENTS: Final = (
+    "SELECT k.source_customer_id FROM json_each(?1) AS j "
+    "JOIN kept_documents AS k ON k.source_customer_id = j.key AND k.fingerprint = j.value"
+)
+KEEP_DOCUMENT: Final = (
+    "INSERT INTO kept_documents (source_customer_id, fingerprint, document) VALUES (?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+PRUNE_KEPT_DOCUMENTS: Final = (
+    "DELETE FROM kept_documents WHERE (source_customer_id, fingerprint) IN ("
+    "SELECT k.source_customer_id, k.fingerprint FROM json_each(?1) AS j "
+    "JOIN kept_documents AS k ON k.source_customer_id = j.key AND k.fingerprint != j.value "
+    "LEFT JOIN acknowledged AS a ON a.source_customer_id = j.key "
+    "WHERE a.fingerprint IS NOT k.fingerprint)"
+)
+FORGET_KEPT_DOCUMENTS: Final = "DELETE FROM kept_documents"

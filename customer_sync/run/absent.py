@@ -26,8 +26,10 @@ def judge_absent(
     ledger: SqliteLedger,
     layout: ChunkLayout,
     run_dir: Path,
+    ids: list[str] | None = None,
 ) -> tuple[int, int]:
-    """Fill the result's absent fields and write the ids' file; (absent, known) judged."""
+    """Fill the result's absent fields and write the ids' file; (absent, known) judged.
+    The absent ids are appended to ``ids`` when given."""
     known = ledger.acknowledged_ids()
     if layout.owned is not None:
         known = ids_of_partitions(known, layout.partitions, layout.owned)
@@ -36,6 +38,8 @@ def judge_absent(
     result.customers_absent = len(absent)
     if absent:
         result.absent_customers = str(write_ids(run_dir / ABSENT_FILE, absent))
+    if ids is not None:
+        ids.extend(absent)
     return len(absent), len(known)
 
 

@@ -20,6 +20,7 @@ they never reach Prefect's parameters (``run_hooks``).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -51,6 +52,19 @@ class ExtractOptions(BaseModel):
     rename: dict[str, Any] | None = Field(
         None,
         description="Column renames: {table: {their name: our name}} or {their name: our name}.",
+    )
+    landing_date: dt.date | None = Field(
+        None,
+        description="The date a {date} (or {date:%Y%m%d}) in source stands for: "
+        "/landing/{date} reads /landing/2026-11-25. Default: the day the run was "
+        "scheduled for (UTC).",
+    )
+    wait_for_files_seconds: float = Field(
+        0.0,
+        ge=0.0,
+        le=86_400.0,
+        description="Wait at most this many seconds for the files to land in source "
+        "before giving up (0: look once).",
     )
 
 
@@ -120,6 +134,12 @@ class RunOptions(BaseModel):
         description="When customers still fail after their batch retries (the partner "
         "looks down), fail the run so Prefect retries it; a retry sends only what was not "
         "acknowledged.",
+    )
+    end_enrollment_of_absent: bool = Field(
+        False,
+        description="Send the customers the partner holds that the extract lacks their last "
+        "acknowledged tree with enrollment ended (INACTIVE, enrollmentEndDate). Keeps the "
+        "planned documents (card data) in the ledger while on; not with stream.",
     )
 
 

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import orjson
 
@@ -29,6 +29,9 @@ from customer_sync.run.outcome import (
 )
 from customer_sync.schemas.records import BatchOutcome
 from customer_sync.transforms.refusals import rejected_by_reason
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["EXIT_ABORTED", "EXIT_INCOMPLETE", "EXIT_OK", "BatchOutcomes", "SyncResult"]
 
@@ -109,6 +112,14 @@ class SyncResult:
     """Of those, how many tonight's extract no longer has (the partner keeps them)."""
     absent_customers: str | None = None
     """The file of their ids (owner-only), when there are any."""
+    customers_enrollment_ended: int = 0
+    """Absent customers whose enrollment was ended at the partner (the opt-in action)."""
+    customers_enrollment_end_failed: int = 0
+    """Absent customers whose ended tree the partner did not acknowledge (the run is
+    incomplete; they are dead letters)."""
+    enrollment_end_no_document: int = 0
+    """Absent customers without a kept document (acknowledged before the option was on)."""
+    enrollment_already_ended: int = 0
     batches: BatchOutcomes = field(default_factory=BatchOutcomes)
     rejects: str | None = None
     dry_run_dir: str | None = None
@@ -162,7 +173,7 @@ class SyncResult:
             held_back=self.customers_held_back,
             orphan_rows=self.orphan_accounts + self.orphan_cards,
             rejected=self.customers_rejected,
-            failed=self.customers_failed,
+            failed=self.customers_failed + self.customers_enrollment_end_failed,
         )
 
     @property
@@ -190,6 +201,63 @@ class SyncResult:
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The run's counts and outcome as a one-row frame (``batches_frame`` for batches)."""
+        import pandas as pd
+
+        data = self.to_dict()
+        row = {k: v for k, v in data.items() if not isinstance(v, dict | list)}
+        return pd.DataFrame([row], index=pd.Index([self.run_id], name="run_id")).drop(
+            columns="run_id"
+        )
+
+    def batches_frame(self) -> pd.DataFrame:
+        """One row per batch: id, method, status, HTTP status, attempts, requestId, how many
+        customers, how many the partner rejected, and its answer (no document content)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "batch_id": o.batch_id,
+                    "method": o.method,
+                    "status": o.status,
+                    "http_status": o.http_status,
+                    "attempts": o.attempts,
+                    "requestId": o.request_id,
+                    "customers": len(o.customer_ids),
+                    "rejected": len(o.rejected),
+                    "error": o.error,
+                }
+                for o in self.batches
+            ],
+            columns=list(BATCH_COLUMNS),
+        )
+
+    def __repr__(self) -> str:
+        outcome = self.outcome
+        verb = "planned" if self.dry_run else "sent"
+        done = self.customers_planned if self.dry_run else self.customers_sent
+        return (
+            f"SyncResult({self.run_id or '-'}: {outcome.status}, exit {outcome.exit_status}; "
+            f"{self.customers_read:,} read, {done:,} {verb}, {self.customers_unchanged:,} "
+            f"unchanged, {self.customers_held_back:,} held back, {self.customers_failed:,} "
+            f"failed; {len(self.batches):,} batches)"
+        )
+
+
+BATCH_COLUMNS = (
+    "batch_id",
+    "method",
+    "status",
+    "http_status",
+    "attempts",
+    "requestId",
+    "customers",
+    "rejected",
+    "error",
+)
 
 
 def _batch_entry(outcome: BatchOutcome) -> dict[str, Any]:
@@ -292,6 +360,14 @@ def summary_lines(result: SyncResult) -> list[str]:
             f"absent from the extract: {result.customers_absent:,} of the "
             f"{result.customers_known:,} customers the partner holds"
             + (f" (ids in {result.absent_customers})" if result.absent_customers else "")
+        )
+    ended = result.customers_enrollment_ended + result.customers_enrollment_end_failed
+    if ended or result.enrollment_end_no_document or result.enrollment_already_ended:
+        lines.append(
+            f"enrollment ended: {result.customers_enrollment_ended:,} absent customers "
+            f"({result.customers_enrollment_end_failed:,} failed, "
+            f"{result.enrollment_already_ended:,} ended before, "
+            f"{result.enrollment_end_no_document:,} without a kept document)"
         )
     if result.seconds_by_stage:
         stages = ", ".join(f"{name} {secs:.2f}s" for name, secs in result.seconds_by_stage.items())

@@ -37,6 +37,11 @@ class Extract:
     def rows_read(self) -> dict[str, int]:
         return {name: len(self.table(name)) for name in ("customers", "accounts", "cards")}
 
+    def __repr__(self) -> str:
+        # counts and files only: the frames hold postal codes and card numbers
+        rows = ", ".join(f"{name} {count:,}" for name, count in self.rows_read.items())
+        return f"Extract({rows}; from {', '.join(sorted(set(self.files.values()))) or '-'})"
+
 
 @dataclass(frozen=True)
 class Batch:

@@ -82,6 +82,14 @@ class Validation:
     and their cards). Their owner counts them in ``rows_read``, and when they are clean, in
     ``rows_withheld`` until ``combine_validations`` finds them valid in some chunk."""
 
+    def __repr__(self) -> str:
+        # counts only: the frames hold postal codes and card numbers
+        return (
+            f"Validation({self.customers_read:,} customers read: {self.customers_valid:,} "
+            f"valid, {self.customers_held_back:,} held back; {len(self.rejects):,} reject "
+            f"rows; orphans: {self.orphan_accounts:,} accounts, {self.orphan_cards:,} cards)"
+        )
+
     @property
     def held_back_share(self) -> float:
         """Share of customer rows held back (0 when there are none)."""
