@@ -178,9 +178,10 @@ async def test_start_session_refusal_does_not_heal() -> None:
 
 
 def test_one_healing_rule() -> None:
-    from customer_sync.adapters import delivery
+    from customer_sync.adapters import auth, delivery, http_exchange
 
-    assert delivery.retryable_status is retryable_status
+    assert delivery.retryable_status is auth.retryable_status is retryable_status
+    assert delivery.transient_error is auth.transient_error is http_exchange.transient_error
 
 
 def test_edge_faults_survive_the_one_stub_declaration() -> None:

@@ -39,11 +39,11 @@ def stub_api(
     session tokens of startSession.
     """
     import asyncio
-    import os
 
     from customer_sync.adapters.partner_client import is_loopback
     from customer_sync.devtools.stub_server import StubPartner, serve_until_stopped
     from customer_sync.schemas.errors import ConfigError
+    from customer_sync.settings import Settings
 
     if not is_loopback(host):
         raise ConfigError(f"the stand-in server only listens on loopback, not {host!r}")
@@ -52,7 +52,7 @@ def stub_api(
         validate=not no_validate,
         # by default a long-lived server must not grow with every customer
         keep_documents=keep_documents,
-        bearer_token=os.environ.get("CUSTOMER_SYNC_API_TOKEN") or None,
+        bearer_token=Settings.from_environment().api_token,
         max_recorded_requests=100_000,
     )
 
