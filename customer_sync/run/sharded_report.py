@@ -65,6 +65,8 @@ class ShardedResult:
     stopped: str | None = None
     """Why no shard was started (a guard tripped in the planning phase), else None."""
     parent_flow_run_id: str | None = None
+    seconds_by_stage: dict[str, float] = field(default_factory=dict)
+    """Wall time of the planning phase (``plan``) and of the shards (``shards``)."""
 
     @property
     def totals(self) -> dict[str, int]:
@@ -110,6 +112,7 @@ class ShardedResult:
             "planned": dict(self.planned),
             "totals": self.totals,
             "reconciles": self.reconciles,
+            "seconds_by_stage": dict(self.seconds_by_stage),
             "shard_runs": [{**asdict(run), "counts": dict(run.counts)} for run in self.shard_runs],
         }
 
