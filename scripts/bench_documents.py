@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 
 from customer_sync.adapters.readers import read_extract
 from customer_sync.devtools.synthetic import synthetic_extract, write_extract
+from customer_sync.schemas.records import request_body
 from customer_sync.transforms.fast_nest import customer_document_bytes
 from customer_sync.transforms.validate import validate_extract
 from scripts.bench_delivery import BATCH, POOL, Workload
@@ -76,7 +77,7 @@ def workload_of(folder: Path) -> Workload:
     for start in range(0, POOL * BATCH, BATCH):
         ids.append(tuple(built.customer_ids[start : start + BATCH]))
         documents.append(tuple(built.documents[start : start + BATCH]))
-    bodies = [b'{"customers":[' + b",".join(batch) + b"]}" for batch in documents]
+    bodies = [request_body(batch) for batch in documents]
     return Workload(ids, documents, bodies)
 
 

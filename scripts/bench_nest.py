@@ -86,6 +86,9 @@ def normalised_frames(
             "enrollmentOptInStatus": _choice(rng, ["ACTIVE", "INACTIVE"], n),
             "alertOptInStatus": _choice(rng, ["ALL", "NEW|ACTIVATED", "", "EXPIRING"], n),
             "targetingIndicator": _choice(rng, ["TARGET", "DO_NOT_TARGET"], n),
+            "redemptionEligibility": _sometimes(
+                rng, _choice(rng, list(contract.REDEMPTION_ELIGIBILITIES), n), 0.5
+            ),
         },
         rng,
     )
@@ -213,8 +216,9 @@ def baseline_documents(
 
     documents = []
     for customer in rows(customers, contract.CUSTOMER_COLUMNS):
-        if not customer["sourceParentCustomerId"]:
-            del customer["sourceParentCustomerId"]
+        for optional in ("sourceParentCustomerId", "redemptionEligibility"):
+            if not customer[optional]:
+                del customer[optional]  # left out when missing, as the reference does
         alerts = customer["alertOptInStatus"]
         customer["alertOptInStatus"] = alerts.split("|") if alerts else []
         customer["accounts"] = accounts_by_holder.get(customer["sourceCustomerId"], [])

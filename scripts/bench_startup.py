@@ -1,9 +1,9 @@
 """Start-up of the CLI, timed as whole processes: what a user waits for, imports included.
 
-Cases: ``--help``, ``validate data/``, ``demo`` on a warm PREFECT_HOME (its database made by
-an untimed first run), ``demo`` on an empty PREFECT_HOME (a new one each run: the temporary
-server creates and migrates its database). Each case runs ``--runs`` times; medians are
-printed (min and max show how noisy the shared machine was).
+Cases: ``--help``, ``--version``, ``run --help``, ``validate data/``, ``demo`` on a warm
+PREFECT_HOME (its database made by an untimed first run), ``demo`` on an empty PREFECT_HOME
+(a new one each run: the temporary server creates and migrates its database). Each case
+runs ``--runs`` times; medians are printed (min and max show how noisy the machine was).
 
 Variants, run in turn (A B A B ...) so a change of load hits them alike:
 
@@ -32,11 +32,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {
     "help": ["--help"],
+    "version": ["--version"],
+    "run-help": ["run", "--help"],
     "validate": ["validate", "data"],
     "demo-warm": ["demo", "--no-progress"],
     "demo-empty-home": ["demo", "--no-progress"],
 }
-TARGETS = {"help": 0.5, "validate": 3.0, "demo-warm": 8.0}
+TARGETS = {"help": 0.5, "version": 0.5, "validate": 3.0, "demo-warm": 8.0}
 """Wall seconds the issue asks for (issue 10 §3); demo-warm's is for ``make demo``."""
 
 

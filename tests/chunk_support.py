@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from customer_sync.chunking.partitioner import schema_of
 from customer_sync.chunking.routing import ChunkScope, customer_partitions, route_accounts_and_cards
+from customer_sync.chunking.spill_files import schema_of
 from customer_sync.schemas import contract
 from customer_sync.schemas.columns import text_series
 from customer_sync.schemas.records import Extract

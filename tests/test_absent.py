@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from customer_sync.chunking.routing import id_partitions
+from customer_sync.chunking.id_hash import id_partitions
 from customer_sync.cli.app import main
 from customer_sync.devtools.stub_server import serve_stub_in_thread
 from customer_sync.schemas.errors import ConfigError, GuardTripped

@@ -103,7 +103,7 @@ async def test_tokens_never_reach_logs_or_reprs(caplog: pytest.LogCaptureFixture
 
 def test_static_bearer_hides_its_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUSTOMER_SYNC_API_TOKEN", "very-secret")
-    auth = StaticBearerAuth.from_env()
+    auth = StaticBearerAuth("very-secret")
     assert "very-secret" not in repr(auth)
     settings = PartnerSettings(api_url="https://partner.example")
     assert settings.api_token is not None
@@ -111,10 +111,7 @@ def test_static_bearer_hides_its_token(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "very-secret" not in str(settings.model_dump())
 
 
-def test_static_bearer_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CUSTOMER_SYNC_API_TOKEN", raising=False)
-    with pytest.raises(ConfigError, match="CUSTOMER_SYNC_API_TOKEN is not set"):
-        StaticBearerAuth.from_env()
+def test_static_bearer_needs_a_token() -> None:
     with pytest.raises(ConfigError, match="empty"):
         StaticBearerAuth("  ")
 
@@ -244,3 +241,21 @@ async def test_mutual_tls_end_to_end(tmp_path: Path) -> None:
             (outcome,) = await deliver_batches(client, batches(3), concurrency=1, policy=policy)
         assert outcome.status == "failed"
     assert len(stub.accepted) == 3
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_start_session_with_an_untrusted_certificate_fails_fast(tmp_path: Path) -> None:
+    """The data requests' rule for transport failures holds for startSession too: a
+    certificate problem does not heal, so it is not retried and is not tried again."""
+    _certificates(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    async with run_stub_server(ssl_context=server_context) as stub:
+        auth = SessionTokenAuth(stub.url + contract.START_SESSION_PATH)
+        async with aiohttp.ClientSession() as session:  # trusts the system CAs only
+            with pytest.raises(PartnerAuthError) as first:
+                await auth.headers(session)
+            with pytest.raises(PartnerAuthError) as second:
+                await auth.headers(session)
+    assert first.value.transient is False
+    assert second.value is first.value  # remembered: no second handshake

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from customer_sync.chunking.routing import ChunkScope, HashCollision, id_hashes
+from customer_sync.chunking.id_hash import id_hashes
+from customer_sync.chunking.routing import ChunkScope, HashCollision
 from customer_sync.schemas.records import Extract
 from customer_sync.transforms.validate import Validation, combine_validations, validate_extract
 from tests.chunk_support import (

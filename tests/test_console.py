@@ -112,6 +112,18 @@ def test_log_lines_print_above_the_bar_and_each_retry_is_logged_once(tmp_path: P
     assert "counts reconcile" in out
 
 
+@pytest.mark.slow
+def test_a_terminal_sees_progress_while_the_extract_is_prepared(tmp_path: Path) -> None:
+    source = write_synthetic(tmp_path / "in", 400)
+    with serve_stub_in_thread() as stub:
+        arguments = _run(source, stub.url, tmp_path / "state", "--chunk-customers", "100")
+        status, _, shown = _on_a_terminal(arguments)
+    assert status == 0, shown[-3000:]
+    preparing = [s for s in _segments(shown) if s.startswith("preparing")]
+    assert preparing, shown[-3000:]
+    assert any("400 customers" in s or "/400" in s for s in preparing), preparing
+
+
 def _retrying_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], *common: str
 ) -> tuple[int, str, str]:

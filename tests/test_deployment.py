@@ -643,7 +643,7 @@ async def test_a_bad_night_ends_incomplete_emits_its_counts_and_notifies(
     from prefect.client.orchestration import get_client
 
     from customer_sync.devtools.stub_server import serve_stub_in_thread
-    from customer_sync.flows.automations import HELD_BACK, NON_GREEN, amain
+    from customer_sync.flows.automations import HELD_BACK, NO_SUCCESS, NON_GREEN, amain
 
     held_id = _bad_night(tmp_path / "landing" / "2026-11-25")
     receiver = WebhookReceiver()
@@ -653,9 +653,11 @@ async def test_a_bad_night_ends_incomplete_emits_its_counts_and_notifies(
             url=receiver.url,
             json_data={"subject": "{{subject}}", "body": "{{body}}"},
         ).asave("customer-sync-alerts", overwrite=True)
-        # the documented command, in this process
-        assert await amain(["--block", "custom-webhook/customer-sync-alerts"]) == 0
-        assert await amain(["--block", "custom-webhook/customer-sync-alerts"]) == 0  # again
+        # the documented command, in this process; "no successful run" after 15 s (its
+        # window starts now, and this bad night will not complete)
+        command = ["--block", "custom-webhook/customer-sync-alerts"]
+        assert await amain(command) == 0
+        assert await amain([*command, "--hours-without-success", "0.004"]) == 0  # replaced
         async with get_client() as client:
             names = [automation.name for automation in await client.read_automations()]
             assert sorted(names) == sorted(set(names)), "created twice instead of replaced"
@@ -707,19 +709,20 @@ async def test_a_bad_night_ends_incomplete_emits_its_counts_and_notifies(
         for planted in (PLANTED_POSTAL_CODE, PLANTED_IIN, PLANTED_LAST4, held_id):
             assert planted not in text, f"{planted!r} in the run's events"
 
-        # The automations fired: the webhook on 127.0.0.1 got both notifications.
-        received = receiver.wait_for(2)
+        # The automations fired: the webhook on 127.0.0.1 got all three notifications.
+        received = receiver.wait_for(3)
         subjects = " | ".join(str(call.get("subject")) for call in received)
         assert len(received) >= 2, (
             f"notifications received: {received}\n{prefect_server.process.tail()}"
         )
         assert "sync-2026-11-25-landing ended Incomplete" in subjects
         assert "held back above the threshold" in subjects
+        assert "no successful sync-customers run" in subjects  # the proactive one
         bodies = " ".join(str(call.get("body")) for call in received)
         assert "1 customers held back" in bodies
         for planted in (PLANTED_POSTAL_CODE, PLANTED_IIN, held_id):
             assert planted not in bodies
-        assert {NON_GREEN, HELD_BACK} <= set(names)
+        assert {NON_GREEN, HELD_BACK, NO_SUCCESS} == set(names)
     finally:
         receiver.close()
 

@@ -214,3 +214,49 @@ def test_a_plain_call_of_an_incomplete_run_raises_with_its_numbers(tmp_path: Pat
             asyncio.run(sync_customers(**options.groups()))
         assert len(stub.accepted) == 39
     assert raised.value.result.customers_sent == 39 and raised.value.exit_status == 1
+
+
+def _events_about(run_id: str, prefix: str) -> list[dict[str, Any]]:
+    """The events the server stored about the run ``run_id`` (shipped in batches: polled)."""
+    import time
+
+    import httpx
+    import prefect.settings
+
+    api = str(prefect.settings.PREFECT_API_URL.value())
+    body = {"filter": {"event": {"prefix": [prefix]}}, "limit": 50}
+    deadline = time.monotonic() + 60.0
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not found:
+        answer = httpx.post(f"{api}/events/filter", json=body, timeout=30)
+        answer.raise_for_status()
+        found = [
+            event
+            for event in answer.json()["events"]
+            if event["resource"].get("prefect.resource.name") == run_id
+        ]
+        if not found:
+            time.sleep(0.5)
+    return found
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_tripped_guard_is_an_event_on_the_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_synthetic(tmp_path / "landing", CUSTOMERS)
+    _hold_back(5)(source)  # 25%: above the 5% guard
+    state = tmp_path / "state"
+    with serve_stub_in_thread() as stub:
+        assert main(["run", str(source), "--api-url", stub.url, "--state", str(state),
+                     "--no-progress"]) == 2  # fmt: skip
+        assert stub.counters.requests == 0
+    capsys.readouterr()
+    with SqliteLedger.open(state, read_only=True) as ledger:
+        run = ledger.last_run()
+    assert run is not None and run.status == "aborted"
+    [tripped] = _events_about(run.run_id, "customer-sync.guard.tripped")
+    assert "would be held back, above the limit of 5.0%" in tripped["payload"]["guard"]
+    assert tripped["payload"]["held_back"] == 5 and tripped["payload"]["delivered"] == 0
+    [ended] = _events_about(run.run_id, "customer-sync.run.aborted")
+    assert ended["payload"]["exit_status"] == 2

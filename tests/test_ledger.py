@@ -365,7 +365,7 @@ def test_an_outcome_without_mark_sending_is_recorded(ledger: SqliteLedger, state
     assert ledger.acknowledged_fingerprints(["a-1"]) == {"a-1": "v2:a-1"}
 
 
-def test_planned_is_not_an_outcome(ledger: SqliteLedger) -> None:
+def test_a_status_that_is_not_an_outcome_is_refused(ledger: SqliteLedger) -> None:
     batch = _batch("b1", _ids("a"))
     with pytest.raises(ValueError, match="cannot record status planned"):
         ledger.record_outcome("r", _outcome(batch, "planned"), _fingerprints(batch), {})

@@ -16,13 +16,12 @@ import pytest
 from customer_sync.adapters.readers import locate_tables, read_extract
 from customer_sync.chunking.partitioner import (
     estimate_rows,
-    make_work_folder,
     partition_extract,
     partitions_for,
     read_chunk,
-    remove_work_folder,
 )
 from customer_sync.chunking.pool import prepared_chunks
+from customer_sync.chunking.spill_files import make_work_folder, remove_work_folder
 from customer_sync.schemas.errors import InputError
 from customer_sync.transforms.validate import combine_validations, validate_extract
 from tests.chunk_support import assert_same_validation, documents_of

@@ -178,19 +178,22 @@ async def test_start_session_refusal_does_not_heal() -> None:
 
 
 def test_one_healing_rule() -> None:
-    from customer_sync.adapters import delivery
+    from customer_sync.adapters import auth, delivery, http_exchange
 
-    assert delivery.retryable_status is retryable_status
+    assert delivery.retryable_status is auth.retryable_status is retryable_status
+    assert delivery.transient_error is auth.transient_error is http_exchange.transient_error
 
 
-def test_edge_faults_survive_both_stub_parsers() -> None:
+def test_edge_faults_survive_the_one_stub_declaration() -> None:
+    """``fault_arguments`` (what ``serve_stub_in_subprocess`` passes) read back by the one
+    declaration of the stand-in's options, as ``stub-api`` and ``demo`` both take them."""
     from dataclasses import replace
 
     import typer
 
     from customer_sync.cli.app import app
     from customer_sync.cli.stand_in import stand_in_faults
-    from customer_sync.devtools.stub_server import _parser, fault_arguments, faults_from_args
+    from customer_sync.devtools.stub_server import fault_arguments
 
     faults = StubFaults(
         redirect_to="http://127.0.0.1:9/x",
@@ -204,10 +207,11 @@ def test_edge_faults_survive_both_stub_parsers() -> None:
         seed=None,
     )
     flags = fault_arguments(faults)
-    assert faults_from_args(_parser().parse_args(flags)) == faults
     group = typer.main.get_command(app)
-    parent = group.make_context("customer-sync", ["stub-api"])
-    stub_api = group.get_command(parent, "stub-api")  # type: ignore[attr-defined]
-    from_cli = stand_in_faults(stub_api.make_context("stub-api", flags, parent=parent).params)
-    assert from_cli == faults
+    for name in ("stub-api", "demo"):
+        parent = group.make_context("customer-sync", [name])
+        command = group.get_command(parent, name)  # type: ignore[attr-defined]
+        parsed = command.make_context(name, list(flags), parent=parent)  # it takes the list
+        from_cli = stand_in_faults(parsed.params)
+        assert from_cli == faults, name
     assert replace(from_cli, jwt_tokens=False) != faults  # the comparison can fail

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from customer_sync.run.progress import DeliveryProgress
+from customer_sync.run.progress import DeliveryProgress, PreparationProgress
 
 
 def test_every_customer_and_batch_is_counted_by_the_end() -> None:
@@ -23,3 +23,31 @@ def test_a_disabled_display_still_counts_batches() -> None:
         progress.advance(50)
         progress.advance(50)
     assert progress.batches == 2
+
+
+def test_preparation_counts_every_chunk_and_ends_full_whatever_the_estimate() -> None:
+    progress = PreparationProgress(1_000, 3, enabled=True)  # the estimate is off by 10%
+    with progress:
+        for customers in (400, 400, 300):
+            progress.chunk_done(customers)
+        assert progress._progress is not None and progress._task is not None
+        shown = progress._progress
+        task = next(t for t in shown.tasks if t.id == progress._task)
+        assert task.fields["detail"] == "3 chunks done"
+    assert (task.completed, task.total) == (1_100, 1_100)  # not 1,100 of 1,000
+    assert (progress.chunks_done, progress.customers) == (3, 1_100)
+
+
+def test_preparing_while_delivering_shares_one_live_display() -> None:
+    # a streamed run: rich allows one live display per console, so both are tasks of it
+    with (
+        DeliveryProgress(100, enabled=True) as delivering,
+        PreparationProgress(100, 2, enabled=True) as preparing,
+    ):
+        preparing.chunk_done(50)
+        delivering.advance(50)
+        assert preparing._progress is delivering._progress
+        assert [t.description for t in preparing._progress.tasks] == ["delivering", "preparing"]
+        preparing.chunk_done(50)
+    assert delivering._progress is not None
+    assert not delivering._progress.live.is_started  # closed by the last one out

@@ -17,12 +17,8 @@ from pydantic import SecretStr
 from customer_sync.adapters.auth import PartnerAuthError
 from customer_sync.adapters.delivery import RetryPolicy, deliver_batch
 from customer_sync.adapters.partner_client import PartnerClient, PartnerSettings
-from customer_sync.devtools.stub_server import (
-    MOVED_PREFIX,
-    StubFaults,
-    StubPartner,
-    run_stub_server,
-)
+from customer_sync.devtools.stub_records import MOVED_PREFIX
+from customer_sync.devtools.stub_server import StubFaults, StubPartner, run_stub_server
 from customer_sync.schemas import contract
 from tests.document_factory import batches
 

@@ -13,7 +13,6 @@ import asyncio
 import base64
 import binascii
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -24,13 +23,17 @@ import orjson
 from pydantic import SecretStr
 from yarl import URL
 
-from customer_sync.adapters.http_exchange import RedirectRefused, exchange, retryable_status
+from customer_sync.adapters.http_exchange import (
+    RedirectRefused,
+    exchange,
+    retryable_status,
+    transient_error,
+)
 from customer_sync.schemas import contract
 from customer_sync.schemas.errors import ConfigError, CustomerSyncError
 
 logger = logging.getLogger(__name__)
 
-API_TOKEN_ENV = "CUSTOMER_SYNC_API_TOKEN"  # noqa: S105 - the variable name, not a token
 # Renew a session token this long before the partner's one hour runs out, so a long run
 # does not meet a wall of 401s; a 401 still triggers a renewal if the clocks disagree.
 REFRESH_MARGIN_SECONDS = 300.0
@@ -103,13 +106,6 @@ class StaticBearerAuth:
         if not secret.get_secret_value().strip():
             raise ConfigError("the partner API token is empty")
         self._headers = {"Authorization": f"Bearer {secret.get_secret_value().strip()}"}
-
-    @classmethod
-    def from_env(cls) -> StaticBearerAuth:
-        token = os.environ.get(API_TOKEN_ENV, "")
-        if not token:
-            raise ConfigError(f"{API_TOKEN_ENV} is not set")
-        return cls(token)
 
     async def headers(self, session: aiohttp.ClientSession) -> Mapping[str, str]:
         return self._headers
@@ -190,9 +186,12 @@ class SessionTokenAuth:
         try:
             answer = await exchange(session, "POST", self._url, body, headers)
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise PartnerAuthError(
-                f"startSession failed: {type(error).__name__}", transient=True
-            ) from None
+            failure = PartnerAuthError(
+                f"startSession failed: {type(error).__name__}", transient=transient_error(error)
+            )
+            if not failure.transient:
+                self._failure = failure  # a certificate problem does not heal: fail fast
+            raise failure from None
         except RedirectRefused as error:
             # the token would be in the answer: nothing goes there, now or later
             self._failure = PartnerAuthError(f"startSession: {error}", transient=False)

@@ -36,26 +36,21 @@ from typing import Any
 import aiohttp
 
 from customer_sync.adapters.auth import PartnerAuthError
-from customer_sync.adapters.http_exchange import RedirectRefused, retryable_status
+from customer_sync.adapters.http_exchange import (
+    RedirectRefused,
+    retryable_status,
+    transient_error,
+)
 from customer_sync.adapters.partner_client import PartnerClient, PartnerResponse
 from customer_sync.adapters.request_gate import RequestGate
-from customer_sync.schemas.records import Batch, BatchOutcome, Method
+from customer_sync.schemas.records import Batch, BatchOutcome, Method, request_body
 from customer_sync.transforms.redaction import problem_text, redacted, sensitive_values
 
 logger = logging.getLogger(__name__)
 
 SPLIT_STATUSES = frozenset({400, 413, 422})
 """The partner refuses the content: isolate the customers it refuses, send the rest."""
-__all__ = ["retryable_status"]  # one rule for what heals, shared with startSession
-
-
-def transient_error(error: BaseException) -> bool:
-    """Transport failures that can heal: timeouts, refused/dropped connections, cut bodies."""
-    if isinstance(error, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
-        return False  # a certificate problem does not go away by retrying
-    return isinstance(
-        error, TimeoutError | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError
-    )
+__all__ = ["retryable_status", "transient_error"]  # what heals: shared with startSession
 
 
 @dataclass(frozen=True)
@@ -109,11 +104,6 @@ class DeliveryOutcome(BatchOutcome):
     acknowledged: tuple[str, ...] = ()
     request_ids: tuple[str, ...] = ()
 
-    @property
-    def failed_ids(self) -> tuple[str, ...]:
-        done = set(self.acknowledged) | self.rejected.keys()
-        return tuple(c for c in self.customer_ids if c not in done)
-
 
 @dataclass(frozen=True, slots=True)
 class _Failure:
@@ -162,7 +152,7 @@ class _BatchDelivery:
         if len(part) == len(self.batch.documents):
             return self.batch.body
         documents = self.batch.documents
-        return b'{"customers":[' + b",".join(documents[i] for i in part) + b"]}"
+        return request_body([documents[i] for i in part])
 
     async def deliver(self, part: Sequence[int]) -> None:
         answer = await self.send(part)

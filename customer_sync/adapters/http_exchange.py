@@ -9,7 +9,9 @@ Both the data requests (``customer_sync.adapters.partner_client``) and ``startSe
   and headers. Anything else (another host, port or scheme, a second redirect, a missing or
   unreadable ``Location``) raises ``RedirectRefused`` before a byte goes to the target: the
   body carries card data and the headers carry the session token.
-* **What heals** (``retryable_status``): one rule for every answer of the partner.
+* **What heals**: one rule for every answer of the partner (``retryable_status``) and
+  one for every transport failure (``transient_error``), for data requests and
+  ``startSession`` alike. What does not heal is never retried.
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ MAX_REDIRECTS = 1
 def retryable_status(status: int) -> bool:
     """Answers that can heal by waiting: 408, 425, 429 and 5xx except 501/505."""
     return status in (408, 425, 429) or (status >= 500 and status not in (501, 505))
+
+
+def transient_error(error: BaseException) -> bool:
+    """Transport failures that can heal: timeouts, refused/dropped connections, cut bodies."""
+    if isinstance(error, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
+        return False  # a certificate problem does not go away by retrying
+    return isinstance(
+        error, TimeoutError | aiohttp.ClientConnectionError | aiohttp.ClientPayloadError
+    )
 
 
 class RedirectRefused(CustomerSyncError):

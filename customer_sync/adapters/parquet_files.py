@@ -61,11 +61,6 @@ TEXT_ONLY_COLUMNS: Final = frozenset(
 (``00123`` is ``123``), and guessing how many there were would send a wrong id."""
 
 
-def parquet_columns(path: str, storage_options: Mapping[str, Any] | None) -> list[str]:
-    """The file's column names, from its footer."""
-    return list(parquet_schema(path, storage_options).names)
-
-
 def parquet_schema(path: str, storage_options: Mapping[str, Any] | None) -> pa.Schema:
     """The file's Arrow schema, from its footer (refused past ``MAX_COLUMNS`` columns)."""
     with parquet_file(path, storage_options) as parquet:

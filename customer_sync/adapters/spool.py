@@ -89,9 +89,3 @@ def read_spool(path: Path) -> Iterator[pa.RecordBatch]:
         reader = pa.ipc.open_file(source)
         for index in range(reader.num_record_batches):
             yield reader.get_batch(index)
-
-
-def spool_rows(path: Path) -> int:
-    with pa.memory_map(str(path), "r") as source:
-        reader = pa.ipc.open_file(source)
-        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))

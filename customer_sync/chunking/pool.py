@@ -35,11 +35,10 @@ import pyarrow as pa
 from customer_sync.adapters.readers import Rename
 from customer_sync.chunking.partitioner import (
     PartitionedExtract,
-    make_work_folder,
     partition_extract,
     read_chunk,
-    remove_work_folder,
 )
+from customer_sync.chunking.spill_files import make_work_folder, remove_work_folder
 from customer_sync.transforms.fast_nest import DocumentArrays
 from customer_sync.transforms.fingerprint import fingerprinted_document_arrays
 from customer_sync.transforms.validate import Validation, validate_extract

@@ -34,117 +34,30 @@ it. This module holds the pure rules for that (``chunking.partitioner`` moves th
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from customer_sync.chunking.id_hash import (
+    NO_PARTITION,
+    Hashes,
+    Ints,
+    id_hashes,
+    id_partitions,
+    partitions_of,
+    stripped_ids,
+)
 from customer_sync.schemas import contract
 from customer_sync.schemas.errors import CustomerSyncError
 
-HASH_KEY: Final = "customer-sync-01"
-"""Key of id hashes: it seeds the hash, so partitions and the presence index use it."""
-_SEED: Final = np.uint64(
-    int.from_bytes(hashlib.blake2b(HASH_KEY.encode(), digest_size=8).digest(), "little")
-)
-_LENGTH_MIX: Final = np.uint64(0x9E3779B97F4A7C15)
-_FMIX: Final = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
-_SHIFT: Final = np.uint64(33)
-_WORD_MASKS: Final = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [2**64 - 1], np.uint64)
-"""The low ``n`` bytes of a word, for the last (short) word of an id."""
-LONG_ID_BYTES: Final = 256
-"""Ids longer than this are hashed one by one (BLAKE2b): the vectorised hash loops once
-per 8 bytes of the longest id, and one huge cell must not make every id pay for it."""
-NO_PARTITION: Final = -1
-"""The partition of a missing id."""
-
 Bools = npt.NDArray[np.bool_]
-Ints = npt.NDArray[np.int64]
-Hashes = npt.NDArray[np.uint64]
-Presence = Callable[[pa.Array, Bools], Bools]
-"""``(ids, found_here) -> in another chunk``: where each id is a customer of another chunk."""
 
 
 class HashCollision(CustomerSyncError):
     """Two customer ids share a 64-bit hash, so chunked validation could be wrong."""
-
-
-def stripped_ids(values: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
-    """Ids as ``transforms.normalise`` keeps them: whitespace stripped, blank -> null."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    text = pc.utf8_trim_whitespace(values.cast(pa.large_string()))
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.large_string()), text)
-    assert isinstance(text, pa.LargeStringArray)
-    return text
-
-
-def id_hashes(ids: pa.Array) -> Hashes:
-    """A 64-bit hash of each id's UTF-8 bytes; a null hashes like ``""``.
-
-    Vectorised over Arrow's buffers, 8 bytes at a time, each step a MurmurHash3 finaliser
-    (a bijection, so ids of one length that differ in one word never collide), seeded by
-    ``HASH_KEY`` and the length: about 5x cheaper than SipHash through Python strings, and
-    every row of every table is hashed at least once. Collisions cost work or stop the run
-    (``HashCollision``), they are never believed, so a fast well-mixed hash is enough.
-    """
-    text = ids.cast(pa.large_string()).fill_null("")
-    assert isinstance(text, pa.LargeStringArray)
-    count = len(text)
-    if count == 0:
-        return np.zeros(0, dtype=np.uint64)
-    offsets = np.frombuffer(text.buffers()[1], np.int64)[text.offset : text.offset + count + 1]
-    starts, lengths = offsets[:-1], np.diff(offsets)
-    data = text.buffers()[2]
-    # every id readable 8 bytes at a time: the bytes, then a word of zeros
-    padded = np.zeros(int(offsets[-1]) + 8, dtype=np.uint8)
-    if data is not None:
-        padded[: offsets[-1]] = np.frombuffer(data, np.uint8, int(offsets[-1]))
-    words = np.ndarray((len(padded) - 7,), np.dtype("<u8"), padded, strides=(1,))
-    hashes = _SEED ^ (lengths.astype(np.uint64) * _LENGTH_MIX)
-    short = lengths <= LONG_ID_BYTES
-    longest = int(lengths[short].max()) if short.any() else 0
-    for word in range(0, longest, 8):
-        live = np.flatnonzero(short & (lengths > word))
-        if len(live) == count:  # all of them: no gather, no scatter
-            value = words[starts + word] & _WORD_MASKS[np.minimum(lengths - word, 8)]
-            hashes = _fmix(hashes ^ value)
-            continue
-        value = words[starts[live] + word] & _WORD_MASKS[np.minimum(lengths[live] - word, 8)]
-        hashes[live] = _fmix(hashes[live] ^ value)
-    hashes = _fmix(hashes)
-    for row in np.flatnonzero(~short).tolist():
-        digest = hashlib.blake2b(text[row].as_py().encode(), digest_size=8, key=HASH_KEY.encode())
-        hashes[row] = int.from_bytes(digest.digest(), "little")
-    return hashes
-
-
-def _fmix(values: Hashes) -> Hashes:
-    """MurmurHash3's 64-bit finaliser, in place."""
-    values ^= values >> _SHIFT
-    values *= _FMIX[0]
-    values ^= values >> _SHIFT
-    values *= _FMIX[1]
-    values ^= values >> _SHIFT
-    return values
-
-
-def partitions_of(hashes: Hashes, partitions: int) -> Ints:
-    """The partition of each hash."""
-    return (hashes % np.uint64(partitions)).astype(np.int64)
-
-
-def id_partitions(ids: pa.Array, partitions: int) -> Ints:
-    """The partition of each id (raw: stripped here), ``NO_PARTITION`` without one."""
-    stripped = stripped_ids(ids)
-    parts = partitions_of(id_hashes(stripped), partitions)
-    parts[np.asarray(stripped.is_null(), dtype=bool)] = NO_PARTITION
-    return parts
 
 
 def customer_partitions(ids: pa.Array, rows: Ints, partitions: int) -> tuple[Ints, Hashes]:

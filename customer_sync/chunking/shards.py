@@ -48,9 +48,5 @@ class Shard:
         """This shard's chunks among ``total``."""
         return [p for p in range(total) if self.owns(p)]
 
-    def share(self, total: int) -> float:
-        """The fraction of the chunks (so, about, of the customers) this shard owns."""
-        return len(self.partitions(total)) / total if total else 0.0
-
     def __str__(self) -> str:
         return f"{self.number}/{self.count}"

@@ -13,13 +13,14 @@ and add one line to ``COMMANDS`` below.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, Literal
 
 import typer
 
+from customer_sync import __version__
 from customer_sync.cli import (
     cmd_dead_letters,
     cmd_demo,
@@ -57,28 +58,48 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
+_console_choice: dict[str, str] = {"verbosity": "normal", "log_format": "text"}
+"""The common options of this invocation (set by ``common_options``, read by the command)."""
+
+
+def with_console(command: Callable[..., int]) -> Callable[..., int]:
+    """``command`` run inside Prefect's settings and the shared console's logging.
+
+    Set up here, once the command's own options are parsed, rather than in
+    ``common_options``: ``customer-sync run --help`` then imports neither rich nor Prefect's
+    start-up helpers."""
+
+    @functools.wraps(command)
+    def with_the_console(*args: Any, **kwargs: Any) -> int:
+        # before anything imports Prefect (it reads its settings once, at import)
+        from customer_sync.flows.prefect_setup import configure_prefect
+        from customer_sync.run.console import console_logging
+
+        configure_prefect()
+        with console_logging(
+            _console_choice["verbosity"],  # type: ignore[arg-type]
+            _console_choice["log_format"],  # type: ignore[arg-type]
+        ):
+            return command(*args, **kwargs)
+
+    return with_the_console
+
+
 for _name, _command in COMMANDS:
-    app.command(_name)(_command)
-
-
-def package_version() -> str:
-    try:
-        return version("customer-sync")
-    except PackageNotFoundError:  # a checkout that was never installed
-        return "unknown"
+    app.command(_name)(with_console(_command))
 
 
 def _show_version(asked: bool) -> None:
     if asked:
-        print(f"{PROG} {package_version()}")
+        print(f"{PROG} {__version__}")
         raise typer.Exit(0)
 
 
 @app.callback()
 def common_options(
-    ctx: typer.Context,
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="only warnings, errors and the final summary")
     ] = False,
@@ -101,13 +122,8 @@ def common_options(
     """Validate customer/account/card extracts and deliver them to the partner API."""
     if quiet and verbose:
         raise typer.BadParameter("give -q or -v, not both", param_hint="-q/-v")
-    # before anything imports Prefect (it reads its settings once, at import)
-    from customer_sync.flows.prefect_setup import configure_prefect
-    from customer_sync.run.console import console_logging
-
-    configure_prefect()
     verbosity = "quiet" if quiet else "verbose" if verbose else "normal"
-    ctx.obj = ctx.with_resource(console_logging(verbosity, log_format))
+    _console_choice.update(verbosity=verbosity, log_format=log_format)
 
 
 def _usage_line(error: typer.TyperException) -> str:
@@ -123,6 +139,7 @@ def _usage_line(error: typer.TyperException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: the process's), run the command, return its exit status."""
     arguments = with_optional_values(sys.argv[1:] if argv is None else argv)
+    _console_choice.update(verbosity="normal", log_format="text")
     command = typer.main.get_command(app)
     try:
         with command.make_context(PROG, arguments) as context:

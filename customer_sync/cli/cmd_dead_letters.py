@@ -18,7 +18,11 @@ def dead_letters(
     ] = False,
     state: State = None,
 ) -> int:
-    """Export the dead letters as JSONL (who, why, the partner's requestId)."""
+    """Export the dead letters as JSONL.
+
+    Who, why, and the partner's requestId of the last attempt; the documents only with
+    --documents.
+    """
     from customer_sync.ledger.factory import ledger_location, open_ledger
 
     with open_ledger(ledger_location(state), read_only=True) as ledger:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,7 +51,7 @@ def demo(
     *,
     faults: StubFaults,
 ) -> int:
-    """Run on the sample extract against an in-process stand-in partner.
+    """The sample extract, sent to an in-process stand-in partner.
 
     The stand-in's fault options show what retries, refusals and redirects look like.
     The ledger is a temporary folder unless --state is given.
@@ -69,6 +68,8 @@ def demo(
     )
 
     start_flow_server()
+    import tempfile
+
     from customer_sync.devtools.stub_server import serve_stub_in_thread
     from customer_sync.run.report import watching_reports
 

@@ -21,7 +21,10 @@ def generate(
     ] = "csv",
     seed: Annotated[int, typer.Option("--seed", help="the same seed, the same extract")] = 0,
 ) -> int:
-    """Write a synthetic extract of any size (its card data is made up)."""
+    """Write a synthetic extract of any size.
+
+    Its card data is made up; the same seed gives the same extract.
+    """
     from customer_sync.devtools.synthetic import write_synthetic_extract
     from customer_sync.schemas.errors import ConfigError
 

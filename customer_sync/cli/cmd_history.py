@@ -26,7 +26,10 @@ def history(
     state: State = None,
     output: TableFormat = "table",
 ) -> int:
-    """Every send of one customer: when, POST or PUT, requestId, fingerprint, outcome."""
+    """Every send of one customer.
+
+    When, POST or PUT, the partner's requestId, the fingerprint, the outcome.
+    """
     from customer_sync.cli.output import render
     from customer_sync.ledger.queries import history as sends_of
     from customer_sync.ledger.queries import state_ledger

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
+
+from customer_sync.cli.options import ApiUrl, Concurrency, DryRun, RunReport, State, Wait, lock_wait
 
 if TYPE_CHECKING:
     from customer_sync.run.report import SyncResult
-
-from customer_sync.cli.options import ApiUrl, Concurrency, DryRun, RunReport, State, Wait, lock_wait
 
 
 def replay(
@@ -19,7 +18,10 @@ def replay(
     state: State = None,
     report: RunReport = None,
 ) -> int:
-    """Re-send the dead letters of earlier runs (what is acknowledged leaves the list)."""
+    """Re-send the dead letters of earlier runs.
+
+    What the partner acknowledges leaves the dead letters.
+    """
     from customer_sync.cli.cmd_run import (
         check_before_the_flow,
         exit_after,
@@ -40,6 +42,8 @@ def replay(
             state_dir=state,
             report=report,
         )
+        import asyncio
+
         from customer_sync.flows.prefect_setup import wait_for_prefect_server
         from customer_sync.flows.replay import replay_dead_letters
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import Iterator
@@ -147,6 +146,8 @@ def run_flow(options: SyncOptions, *, progress: bool | None = None) -> SyncResul
     """Run the flow; user-facing errors come out of it as themselves, not as tracebacks.
 
     ``progress`` (the terminal display) is a hook, not one of the flow's parameters."""
+    import asyncio
+
     from customer_sync.flows.prefect_setup import wait_for_prefect_server
     from customer_sync.flows.sync import run_sync
 
@@ -209,7 +210,9 @@ def run(
     rejects: RunRejects = None,
     no_progress: NoProgress = False,
 ) -> int:
-    """Validate, plan and deliver an extract (through the Prefect flow).
+    """Validate, plan and deliver an extract.
+
+    It runs as the Prefect flow sync-customers.
 
     Exit status 0 when every customer is accounted for, 1 when some failed (they are
     dead letters: see replay), 2 when the run stopped before sending (bad input or

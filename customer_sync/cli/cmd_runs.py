@@ -49,7 +49,10 @@ def runs(
     state: State = None,
     output: TableFormat = "table",
 ) -> int:
-    """List recent runs, or show one run (its report, its batches by outcome)."""
+    """List recent runs, or show one.
+
+    One run: its report and its batches by outcome.
+    """
     from customer_sync.cli.output import render
     from customer_sync.ledger.queries import ledger_name, run_detail, state_ledger
     from customer_sync.ledger.queries import runs as recent_runs

@@ -18,8 +18,18 @@ if TYPE_CHECKING:
 
 @with_stand_in_options
 def stub_api(
-    host: Annotated[str, typer.Option("--host", help="a loopback address")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="a loopback address")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="0: any free port")] = 8080,
+    no_validate: Annotated[
+        bool,
+        typer.Option("--no-validate", help="accept bodies without checking them (benchmarks)"),
+    ] = False,
+    keep_documents: Annotated[
+        bool,
+        typer.Option("--keep-documents", help="keep every accepted document in memory"),
+    ] = False,
     *,
     faults: StubFaults,
 ) -> int:
@@ -29,18 +39,20 @@ def stub_api(
     session tokens of startSession.
     """
     import asyncio
-    import os
 
     from customer_sync.adapters.partner_client import is_loopback
     from customer_sync.devtools.stub_server import StubPartner, serve_until_stopped
     from customer_sync.schemas.errors import ConfigError
+    from customer_sync.settings import Settings
 
     if not is_loopback(host):
         raise ConfigError(f"the stand-in server only listens on loopback, not {host!r}")
     stub = StubPartner(
         faults,
-        keep_documents=False,  # a long-lived server must not grow with every customer
-        bearer_token=os.environ.get("CUSTOMER_SYNC_API_TOKEN") or None,
+        validate=not no_validate,
+        # by default a long-lived server must not grow with every customer
+        keep_documents=keep_documents,
+        bearer_token=Settings.from_environment().api_token,
         max_recorded_requests=100_000,
     )
 

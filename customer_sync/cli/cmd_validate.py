@@ -11,9 +11,7 @@ The rejects file is always written (header only when there is nothing to reject)
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -143,6 +141,9 @@ def summary_lines(validation: Validation, rejects_path: Path) -> list[str]:
 
 def write_json(document: dict[str, Any], path: Path) -> None:
     """Write a JSON file atomically (a scheduler reading it never sees half of it)."""
+    import json
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -22,18 +22,18 @@ postal code, no path of a file that holds them beyond the run's own folder.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from customer_sync.run.report import SyncResult
+from customer_sync.settings import ALERT_HELD_BACK_SHARE_ENV, Settings
 
 log = logging.getLogger(__name__)
 
 RUN_EVENT_PREFIX: Final = "customer-sync.run"
 GUARD_TRIPPED: Final = "customer-sync.guard.tripped"
 HELD_BACK_ABOVE_THRESHOLD: Final = "customer-sync.run.held-back-above-threshold"
-ALERT_SHARE_VARIABLE: Final = "CUSTOMER_SYNC_ALERT_HELD_BACK_SHARE"
+ALERT_SHARE_VARIABLE: Final = ALERT_HELD_BACK_SHARE_ENV
 DEFAULT_ALERT_HELD_BACK_SHARE: Final = 0.01
 
 FlowKind = Literal["sync", "replay"]
@@ -50,7 +50,7 @@ class RunEvent:
 
 def alert_held_back_share() -> float:
     """The held-back share above which ``held-back-above-threshold`` is emitted."""
-    text = os.environ.get(ALERT_SHARE_VARIABLE, "")
+    text = Settings.from_environment().alert_held_back_share or ""
     try:
         return float(text) if text.strip() else DEFAULT_ALERT_HELD_BACK_SHARE
     except ValueError:

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Final
 
 from customer_sync.schemas.errors import CustomerSyncError
+from customer_sync.settings import STARTUP_TIMEOUT_ENV, Settings
 
-STARTUP_TIMEOUT_VARIABLE: Final = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+STARTUP_TIMEOUT_VARIABLE: Final = STARTUP_TIMEOUT_ENV
 STARTUP_TIMEOUT_SECONDS: Final = 180
 """Our default wait for the temporary server (Prefect's own is 20 s): enough for a first
 migration of a new database on a loaded machine. A value the user set is kept."""
@@ -86,13 +87,14 @@ def _settings_elsewhere() -> bool:
     than the environment: the active profile, a .env, prefect.toml or [tool.prefect] in
     pyproject.toml of the working folder. We then leave the server to Prefect: pointing
     the run at a temporary server would override where the user sends it."""
-    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
+    settings = Settings.from_environment()
+    home = Path(settings.prefect_home or Path.home() / ".prefect").expanduser()
+    profiles = Path(settings.prefect_profiles_path or home / "profiles.toml")
     try:
         chosen = tomllib.loads(profiles.read_text()) if profiles.is_file() else {}
     except (OSError, ValueError, UnicodeDecodeError):
         return True
-    active = os.environ.get("PREFECT_PROFILE") or chosen.get("active", "ephemeral")
+    active = settings.prefect_profile or chosen.get("active", "ephemeral")
     profile = chosen.get("profiles", {}).get(active, {})
     if not isinstance(profile, dict) or "PREFECT_API_URL" in profile:
         return True
@@ -113,12 +115,10 @@ def _settings_elsewhere() -> bool:
 def needs_temporary_server() -> bool:
     """True when a flow run here would start Prefect's temporary server: no API URL set,
     in the environment or anywhere else Prefect reads its settings from."""
-    if os.environ.get("PREFECT_API_URL") or _settings_elsewhere():
+    settings = Settings.from_environment()
+    if settings.prefect_api_url or _settings_elsewhere():
         return False
-    enabled = os.environ.get("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE") or os.environ.get(
-        "PREFECT_SERVER_EPHEMERAL_ENABLED", "true"
-    )
-    return enabled.strip().lower() not in ("0", "false", "no", "off")
+    return settings.prefect_ephemeral.strip().lower() not in ("0", "false", "no", "off")
 
 
 def _free_port() -> int:
@@ -200,13 +200,13 @@ def _healthy(port: int) -> bool:
 
 def _startup_timeout() -> float:
     try:
-        return float(os.environ.get(STARTUP_TIMEOUT_VARIABLE, STARTUP_TIMEOUT_SECONDS))
+        return float(Settings.from_environment().prefect_startup_timeout or STARTUP_TIMEOUT_SECONDS)
     except ValueError:
         return float(STARTUP_TIMEOUT_SECONDS)
 
 
 def _failed(problem: str) -> PrefectServerError:
-    home = os.environ.get("PREFECT_HOME", "~/.prefect")
+    home = Settings.from_environment().prefect_home or "~/.prefect"
     return PrefectServerError(
         f"PREFECT_HOME {home}: Prefect's temporary API server {problem}; or set "
         "PREFECT_API_URL to a running Prefect server"

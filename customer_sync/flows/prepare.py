@@ -46,7 +46,9 @@ from customer_sync.chunking.pool import (
 from customer_sync.chunking.shards import Shard
 from customer_sync.ledger.parts import record_missing_parts
 from customer_sync.ledger.sqlite import SqliteLedger
+from customer_sync.run.options import current_hooks
 from customer_sync.run.planning import PlanRow, plan_chunk_rows
+from customer_sync.run.progress import PreparationProgress
 from customer_sync.schemas.records import Extract
 from customer_sync.transforms.plan import plan_customers
 from customer_sync.transforms.validate import Validation, settlement_width_warning, validate_extract
@@ -301,8 +303,28 @@ def validated_chunks(
     """
     if layout is None:
         layout = chunk_layout(spec)
+    expected = round(layout.customers * layout.share)  # an estimate: shown, never relied on
+    own_chunks = 1 if layout.whole else len(layout.owned or range(layout.partitions))
+    # the terminal's display (a run hook: on, off, or on a terminal); counts and time left
+    with PreparationProgress(expected, own_chunks, enabled=current_hooks().progress) as shown:
+        yield from _validated_chunks(spec, work_folder, layout, shown, workers=workers)
+
+
+def _validated_chunks(
+    spec: SourceSpec,
+    work_folder: Path,
+    layout: ChunkLayout,
+    shown: PreparationProgress,
+    *,
+    workers: int | None,
+) -> Generator[PreparedChunk, None, None]:
     if layout.whole:
-        yield validate_and_nest(1, read_source(spec))
+        shown.step("reading")
+        extract = read_source(spec)
+        shown.step("validating and nesting")
+        chunk = validate_and_nest(1, extract)
+        shown.chunk_done(chunk.validation.customers_read)
+        yield chunk
         return
     files, partitions, owned = layout.files, layout.partitions, layout.owned
     log.info(
@@ -323,11 +345,13 @@ def validated_chunks(
         split=read_and_split,
     )
     read = held_back = long_portfolio_ids = 0
+    shown.step("splitting the extract")
     with closing(chunks):  # spill files and worker processes go when this stops, too
         for number in itertools.count(1):
             chunk = next_validated_chunk(number, quote(chunks))  # type: ignore[call-overload]
             if chunk is None:
                 break
+            shown.chunk_done(chunk.validation.customers_read)
             read += chunk.validation.customers_read
             held_back += chunk.validation.customers_held_back
             long_portfolio_ids += chunk.validation.portfolio_ids_over_settlement_width

@@ -13,6 +13,14 @@ from __future__ import annotations
 
 from typing import Final
 
+from customer_sync.ledger._common_sql import ACKNOWLEDGED_IDS as ACKNOWLEDGED_IDS
+from customer_sync.ledger._common_sql import DEAD_LETTER_IDS as DEAD_LETTER_IDS
+from customer_sync.ledger._common_sql import DEAD_LETTER_ON_CONFLICT
+from customer_sync.ledger._common_sql import FORGET_KEPT_DOCUMENTS as FORGET_KEPT_DOCUMENTS
+from customer_sync.ledger._common_sql import KNOWN_CUSTOMERS as KNOWN_CUSTOMERS
+from customer_sync.ledger._common_sql import RUNNING_RUNS as RUNNING_RUNS
+from customer_sync.ledger._common_sql import SENDING_OF_FINISHED_RUNS as SENDING_OF_FINISHED_RUNS
+
 # the key of the advisory lock taken while migrating (any constant unlikely elsewhere)
 MIGRATION_LOCK: Final = 0x6373_796E_635F_6D67  # "csync_mg"
 
@@ -165,7 +173,6 @@ ACKNOWLEDGED_FINGERPRINTS: Final = (
     "SELECT source_customer_id, fingerprint FROM acknowledged "
     "WHERE source_customer_id = ANY(%s::text[])"
 )
-KNOWN_CUSTOMERS: Final = "SELECT count(*) FROM acknowledged"
 MARK_SENDING: Final = (
     "INSERT INTO batches (run_id, batch_id, method, customer_ids, customers, state, attempts, "
     "sent_at) VALUES (%s, %s, %s, %s::jsonb, %s, 'sending', 0, %s) "
@@ -209,20 +216,10 @@ CLEAR_DEAD_LETTERS: Final = (
 )
 # the last two parameters: the transaction's time, twice (first and last failure)
 DEAD_LETTER: Final = (
-    "INSERT INTO dead_letters (source_customer_id, fingerprint, method, document, kind, "
+    "INSERT INTO dead_letters (source_customer_id, fingerprint, method, document, kind, "  # noqa: S608 - a constant clause
     "http_status, request_id, answer, run_id, batch_id, first_failed_at, last_failed_at, "
     "failures) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1) "
-    "ON CONFLICT (source_customer_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
-    "method = excluded.method, document = excluded.document, kind = excluded.kind, "
-    "http_status = excluded.http_status, request_id = excluded.request_id, "
-    "answer = excluded.answer, last_failed_at = excluded.last_failed_at, "
-    "failures = dead_letters.failures + 1, run_id = excluded.run_id, "
-    "batch_id = excluded.batch_id"
-)
-RUNNING_RUNS: Final = "SELECT run_id FROM runs WHERE status = 'running'"
-SENDING_OF_FINISHED_RUNS: Final = (
-    "SELECT DISTINCT run_id FROM batches WHERE state = 'sending' "
-    "AND run_id IN (SELECT run_id FROM runs WHERE status != 'running')"
+    + DEAD_LETTER_ON_CONFLICT
 )
 SENDING_BATCHES: Final = (
     "SELECT run_id, batch_id, method, customer_ids::text, state, attempts, http_status, "  # noqa: S608
@@ -242,7 +239,6 @@ DEAD_LETTER_PAGE: Final = (
     f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters WHERE source_customer_id > %s "  # noqa: S608
     "ORDER BY source_customer_id LIMIT %s"
 )
-DEAD_LETTER_IDS: Final = "SELECT source_customer_id FROM dead_letters"
 DEAD_LETTER_IDS_AMONG: Final = (
     "SELECT source_customer_id FROM dead_letters WHERE source_customer_id = ANY(%s::text[])"
 )
@@ -266,7 +262,6 @@ DEAD_LETTER_OF: Final = (
     "SELECT fingerprint, kind, http_status, request_id, answer, run_id, batch_id "
     "FROM dead_letters WHERE source_customer_id = %s"
 )
-ACKNOWLEDGED_IDS: Final = "SELECT source_customer_id FROM acknowledged"
 # acknowledgements of batches finished before the time, except each customer's current one
 PRUNE_ACKNOWLEDGEMENTS: Final = (
     "DELETE FROM acknowledgements WHERE batch_key IN "
@@ -329,4 +324,3 @@ PRUNE_KEPT_DOCUMENTS: Final = (
     "AND k.fingerprint IS DISTINCT FROM "
     "(SELECT a.fingerprint FROM acknowledged AS a WHERE a.source_customer_id = n.id)"
 )
-FORGET_KEPT_DOCUMENTS: Final = "DELETE FROM kept_documents"

@@ -10,6 +10,14 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
+from customer_sync.ledger._common_sql import ACKNOWLEDGED_IDS as ACKNOWLEDGED_IDS
+from customer_sync.ledger._common_sql import DEAD_LETTER_IDS as DEAD_LETTER_IDS
+from customer_sync.ledger._common_sql import DEAD_LETTER_ON_CONFLICT
+from customer_sync.ledger._common_sql import FORGET_KEPT_DOCUMENTS as FORGET_KEPT_DOCUMENTS
+from customer_sync.ledger._common_sql import KNOWN_CUSTOMERS as KNOWN_CUSTOMERS
+from customer_sync.ledger._common_sql import RUNNING_RUNS as RUNNING_RUNS
+from customer_sync.ledger._common_sql import SENDING_OF_FINISHED_RUNS as SENDING_OF_FINISHED_RUNS
+
 _V1: Final = """
 CREATE TABLE runs (
     run_id      TEXT PRIMARY KEY,
@@ -158,7 +166,6 @@ ACKNOWLEDGED_FINGERPRINTS: Final = (
     "SELECT a.source_customer_id, a.fingerprint FROM json_each(?) AS j "
     "JOIN acknowledged AS a ON a.source_customer_id = j.value"
 )
-KNOWN_CUSTOMERS: Final = "SELECT count(*) FROM acknowledged"
 # sent_at last: the writer binds the transaction's time (see customer_sync/ledger/_writer.py)
 MARK_SENDING: Final = (
     "INSERT INTO batches (run_id, batch_id, method, customer_ids, customers, state, attempts, "
@@ -206,20 +213,10 @@ CLEAR_DEAD_LETTERS: Final = (
 )
 # ?11 is the transaction's time (first and last failure of a new dead letter)
 DEAD_LETTER: Final = (
-    "INSERT INTO dead_letters (source_customer_id, fingerprint, method, document, kind, "
+    "INSERT INTO dead_letters (source_customer_id, fingerprint, method, document, kind, "  # noqa: S608 - a constant clause
     "http_status, request_id, answer, first_failed_at, last_failed_at, failures, run_id, "
     "batch_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?11, ?11, 1, ?9, ?10) "
-    "ON CONFLICT (source_customer_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
-    "method = excluded.method, document = excluded.document, kind = excluded.kind, "
-    "http_status = excluded.http_status, request_id = excluded.request_id, "
-    "answer = excluded.answer, last_failed_at = excluded.last_failed_at, "
-    "failures = dead_letters.failures + 1, run_id = excluded.run_id, "
-    "batch_id = excluded.batch_id"
-)
-RUNNING_RUNS: Final = "SELECT run_id FROM runs WHERE status = 'running'"
-SENDING_OF_FINISHED_RUNS: Final = (
-    "SELECT DISTINCT run_id FROM batches WHERE state = 'sending' "
-    "AND run_id IN (SELECT run_id FROM runs WHERE status != 'running')"
+    + DEAD_LETTER_ON_CONFLICT
 )
 SENDING_BATCHES: Final = (
     "SELECT run_id, batch_id, method, customer_ids, state, attempts, http_status, request_id, "
@@ -240,7 +237,6 @@ DEAD_LETTER_PAGE: Final = (
     f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters WHERE source_customer_id > ? "  # noqa: S608
     "ORDER BY source_customer_id LIMIT ?"
 )
-DEAD_LETTER_IDS: Final = "SELECT source_customer_id FROM dead_letters"
 DEAD_LETTER_IDS_AMONG: Final = (
     "SELECT d.source_customer_id FROM json_each(?) AS j "
     "JOIN dead_letters AS d ON d.source_customer_id = j.value"
@@ -270,7 +266,6 @@ DEAD_LETTER_OF: Final = (
     "SELECT fingerprint, kind, http_status, request_id, answer, run_id, batch_id "
     "FROM dead_letters WHERE source_customer_id = ?"
 )
-ACKNOWLEDGED_IDS: Final = "SELECT source_customer_id FROM acknowledged"
 # acknowledgements of batches finished before ?1, except each customer's current one
 PRUNE_ACKNOWLEDGEMENTS: Final = (
     "DELETE FROM acknowledgements WHERE batch_key IN "
@@ -323,4 +318,3 @@ PRUNE_KEPT_DOCUMENTS: Final = (
     "LEFT JOIN acknowledged AS a ON a.source_customer_id = j.key "
     "WHERE a.fingerprint IS NOT k.fingerprint)"
 )
-FORGET_KEPT_DOCUMENTS: Final = "DELETE FROM kept_documents"

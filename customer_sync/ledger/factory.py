@@ -17,11 +17,9 @@ from customer_sync.ledger.interface import Ledger
 from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.ledger.url import has_password, is_database_url, masked_url
 from customer_sync.schemas.errors import ConfigError
+from customer_sync.settings import LEDGER_URL_ENV, Settings
 
 DEFAULT_STATE_DIR: Final = ".state"
-LEDGER_URL_ENV: Final = "CUSTOMER_SYNC_LEDGER_URL"
-STATE_DIR_ENV: Final = "CUSTOMER_SYNC_STATE_DIR"
-WORK_DIR_ENV: Final = "CUSTOMER_SYNC_WORK_DIR"
 
 
 def ledger_location(state: str | os.PathLike[str] | None) -> str | Path:
@@ -39,9 +37,8 @@ def ledger_location(state: str | os.PathLike[str] | None) -> str | Path:
                 "~/.pgpass instead"
             )
     else:
-        chosen = (
-            os.environ.get(LEDGER_URL_ENV) or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
-        )
+        settings = Settings.from_environment()
+        chosen = settings.ledger_url or settings.state_dir or DEFAULT_STATE_DIR
     return chosen if is_database_url(chosen) else Path(chosen)
 
 
@@ -49,7 +46,7 @@ def work_folder(location: str | Path) -> Path:
     """The local folder for a run's files (``runs/<run_id>/``)."""
     if isinstance(location, Path):
         return location
-    return Path(os.environ.get(WORK_DIR_ENV) or DEFAULT_STATE_DIR)
+    return Path(Settings.from_environment().work_dir or DEFAULT_STATE_DIR)
 
 
 def open_ledger(state: str | os.PathLike[str] | Path, *, read_only: bool = False) -> Ledger:

@@ -22,13 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from customer_sync.adapters.spool import read_spool
+from customer_sync.schemas.arrow_bytes import cell_bytes
 from customer_sync.schemas.contract import MAX_CUSTOMERS_PER_REQUEST
 from customer_sync.schemas.errors import CustomerSyncError
-from customer_sync.schemas.records import Batch, Method
+from customer_sync.schemas.records import Batch, Method, request_body
 
 METHODS: tuple[Method, ...] = ("POST", "PUT")
-_PREFIX = b'{"customers":['
-_SUFFIX = b"]}"
 
 
 class SpoolDocuments(Sequence[bytes]):
@@ -59,14 +58,7 @@ class SpoolDocuments(Sequence[bytes]):
     def body(self) -> bytes:
         """``{"customers":[d1,d2,...]}``, the same bytes as ``Batch.body``, in one copy."""
         values = self._values
-        pieces: list[bytes | memoryview] = [_PREFIX]
-        for start, stop in pairwise(self._offsets):
-            pieces.append(values[start:stop])
-            pieces.append(b",")
-        if len(pieces) > 1:
-            pieces.pop()  # the last comma
-        pieces.append(_SUFFIX)
-        return b"".join(pieces)
+        return request_body([values[start:stop] for start, stop in pairwise(self._offsets)])
 
 
 @dataclass(frozen=True)
@@ -152,8 +144,5 @@ def _document_buffer(documents: pa.Array) -> tuple[memoryview, np.ndarray]:
     """The values buffer of a binary column and each row's offsets into it."""
     if documents.null_count:
         raise CustomerSyncError("the spool holds a customer without a document")
-    _, offsets, values = documents.buffers()
-    wide = pa.types.is_large_binary(documents.type) or pa.types.is_large_string(documents.type)
-    positions = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32)
-    positions = positions[documents.offset : documents.offset + len(documents) + 1]
-    return memoryview(values if values is not None else b""), positions
+    cells = cell_bytes(documents)
+    return cells.data.data, cells.offsets

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from customer_sync.schemas.arrow_bytes import cell_bytes
 from customer_sync.schemas.contract import LIST_SEPARATOR
 
 TEXT_DTYPE: Final = pd.StringDtype(storage="pyarrow", na_value=np.nan)
@@ -60,16 +61,13 @@ def fixed_width_bytes(cells: pa.Array, width: int) -> npt.NDArray[np.uint8] | No
     Normalised date-time columns have this shape (20 bytes or missing), so checks over them
     can compare byte columns instead of running a regex over every cell.
     """
-    size = len(cells)
-    _, offset_buffer, data_buffer = cells.buffers()
-    if size == 0 or data_buffer is None:
+    buffers = cell_bytes(cells)
+    if len(cells) == 0 or len(buffers.data) == 0:
         return None
-    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[cells.offset : cells.offset + size + 1]
-    lengths = np.diff(offsets)
+    lengths = buffers.lengths
     if not ((lengths == width) | (lengths == 0)).all():
         return None
-    data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
-    return data.reshape(-1, width)
+    return buffers.values.reshape(-1, width)
 
 
 def cell_lengths(cells: pa.Array) -> npt.NDArray[np.int64]:

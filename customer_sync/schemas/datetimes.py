@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from customer_sync.schemas.arrow_bytes import cell_bytes
 from customer_sync.schemas.columns import as_arrow, cell_lengths, fixed_width_bytes
 
 ISO_SHAPE: Final = (
@@ -165,12 +166,10 @@ def _plain_instants(cells: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray
     read from the end (``±HH:MM``, ``±HHMM``, ``±HH``; ``Z`` or nothing is UTC). Only valid
     for cells that match ISO_SHAPE: nothing here checks that a byte is a digit.
     """
-    size = len(cells)
-    _, offset_buffer, data_buffer = cells.buffers()
-    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[cells.offset : cells.offset + size + 1]
-    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    buffers = cell_bytes(cells)
+    data = buffers.data
     last = len(data) - 1
-    start, end = offsets[:-1], offsets[1:]
+    start, end = buffers.starts, buffers.ends
     length = end - start
 
     def byte(position: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

@@ -21,13 +21,13 @@ from typing import Any, Final, Optional
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 import pyarrow as pyarrow
 import pyarrow.compute as pc
-from pandera.engines import pandas_engine
-from pandera.typing import Series
 
 from customer_sync.schemas import contract as c
+from customer_sync.schemas._pandera import Series, pandas_engine
+from customer_sync.schemas._pandera import pandera_pandas as pa
+from customer_sync.schemas.arrow_bytes import cell_bytes
 from customer_sync.schemas.columns import TEXT_DTYPE, as_arrow, duplicated, split_list_cells
 from customer_sync.schemas.countries import COUNTRY_CODES
 from customer_sync.schemas.datetimes import is_utc_datetime
@@ -188,12 +188,7 @@ def control_free(values: pd.Series) -> pd.Series:
 def _data_bytes(cells: pyarrow.Array) -> np.ndarray:
     """The bytes of every cell of a large-string array together (null cells' bytes too, so a
     scan of them can only err towards running the exact check)."""
-    _, offset_buffer, data_buffer = cells.buffers()
-    if len(cells) == 0 or data_buffer is None:
-        return np.zeros(0, dtype=np.uint8)
-    offsets = np.frombuffer(offset_buffer, dtype=np.int64)
-    start, end = offsets[cells.offset], offsets[cells.offset + len(cells)]
-    return np.frombuffer(data_buffer, dtype=np.uint8)[start:end]
+    return cell_bytes(cells).values
 
 
 def _utc_shaped(cells: pyarrow.Array) -> np.ndarray:

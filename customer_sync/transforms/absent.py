@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from customer_sync.chunking.routing import id_hashes, partitions_of, stripped_ids
+from customer_sync.chunking.id_hash import id_hashes, partitions_of, stripped_ids
 
 
 def absent_customers(

@@ -12,9 +12,9 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from customer_sync.schemas import contract
+from customer_sync.schemas._pandera import pandera_pandas as pa
 from customer_sync.schemas.columns import TEXT_DTYPE
 from customer_sync.schemas.extracts import (
     ALLOWED_VALUES,

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from customer_sync.schemas import contract
+from customer_sync.schemas.arrow_bytes import cell_bytes
 from customer_sync.transforms.nest import (
     INTEGER_FIELDS,
     LIST_FIELDS,
@@ -69,10 +70,6 @@ class DocumentArrays:
 
     def __len__(self) -> int:
         return len(self.documents)
-
-    def to_documents(self) -> CustomerDocuments:
-        """As Python ``str`` ids and ``bytes`` documents."""
-        return CustomerDocuments(self.customer_ids.to_pylist(), self.documents.to_pylist())
 
 
 @dataclass(frozen=True)
@@ -410,12 +407,7 @@ def _may_need_escaping(data: npt.NDArray[np.uint8]) -> bool:
 def _value_bytes(values: pa.LargeStringArray) -> npt.NDArray[np.uint8]:
     """The UTF-8 bytes of all values together (bytes < 0x80 never occur inside a multi-byte
     character, so ASCII can be found by byte)."""
-    data = values.buffers()[2]
-    if data is None:
-        return np.zeros(0, dtype=np.uint8)
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)
-    start, end = offsets[values.offset], offsets[values.offset + len(values)]
-    return np.frombuffer(data, dtype=np.uint8)[start:end]
+    return cell_bytes(values).values
 
 
 def _concat(*parts: pa.Array | pa.Scalar | str) -> pa.LargeStringArray:

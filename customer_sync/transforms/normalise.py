@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from customer_sync.schemas import contract
+from customer_sync.schemas.arrow_bytes import cell_bytes
 from customer_sync.schemas.columns import TEXT_DTYPE, as_arrow, split_list_cells, text_series
 from customer_sync.schemas.datetimes import normalised_datetimes
 from customer_sync.transforms.card_shape import MASK, card_shaped
@@ -127,17 +128,12 @@ def _may_need_trimming(cells: pa.Array) -> bool:
     (>= 0x80); a cell whose first and last bytes are neither has nothing to trim. Two
     bytes per cell instead of a full copy of the column.
     """
-    _, offset_buffer, data_buffer = cells.buffers()
-    if len(cells) == 0 or data_buffer is None:
-        return False
-    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[
-        cells.offset : cells.offset + len(cells) + 1
-    ]
-    start, end = offsets[:-1], offsets[1:]
-    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    buffers = cell_bytes(cells)
+    data = buffers.data
     last = len(data) - 1
-    if last < 0:
+    if len(cells) == 0 or last < 0:
         return False
+    start, end = buffers.starts, buffers.ends
     # bytes 0x21-0x7E (printable ASCII) are the only safe ones: one wrapped compare each
     first_byte = data[np.minimum(start, last)] - np.uint8(0x21)
     last_byte = data[np.clip(end - 1, 0, last)] - np.uint8(0x21)
