@@ -27,6 +27,8 @@ SUMMED_COUNTS = (
     "customers_created",
     "customers_updated",
     "customers_absent",
+    "customers_enrollment_ended",
+    "customers_enrollment_end_failed",
     "orphan_accounts",
     "orphan_cards",
     "batches",
@@ -98,7 +100,8 @@ class ShardedResult:
             return "stopped"
         if self.incomplete or len(self.shard_runs) != self.shards:
             return "failed"
-        return "completed" if self.totals["customers_failed"] == 0 else "partial"
+        failed = self.totals["customers_failed"] + self.totals["customers_enrollment_end_failed"]
+        return "completed" if failed == 0 else "partial"
 
     def to_json(self) -> dict[str, Any]:
         return {
