@@ -111,6 +111,8 @@ def bench(backend: str, url: str | None, batches: int, lookup: int, concurrency:
             lookups.append(time.perf_counter() - started)
         ledger.finish_run(run_id, "completed", {})
         known = ledger.known_customer_count()
+        ledger.close()  # SQLite folds its WAL back into the file
+        size = _size_on_disk(location)
     print(f"{backend}: {batches} batches of 50 ({known:,} customers acknowledged)")
     print(f"  mark_sending            {_us(marks)}")
     print(f"  record_outcome (50 ack) {_us(outcomes)}")
@@ -121,6 +123,26 @@ def bench(backend: str, url: str | None, batches: int, lookup: int, concurrency:
         f"  acknowledged_fingerprints of {len(asked):,} ids: median "
         f"{statistics.median(lookups) * 1e3:.0f} ms ({len(found):,} found)"
     )
+    print(
+        f"  size: {size / 1e6:.1f} MB for {known:,} customers acknowledged once each "
+        f"({size / known:.0f} bytes a customer: acknowledged, its history row, its share of "
+        f"{2 * batches:,} batch rows, indexes)"
+    )
+
+
+def _size_on_disk(location: str | Path) -> int:
+    """The ledger's bytes: SQLite's files, or PostgreSQL's tables with their indexes and
+    TOAST (not the empty database's own catalog)."""
+    if isinstance(location, Path):
+        return sum(f.stat().st_size for f in location.glob("ledger.sqlite3*"))
+    import psycopg
+
+    with psycopg.connect(str(location)) as connection:
+        row = connection.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def main() -> None:

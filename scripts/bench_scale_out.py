@@ -13,8 +13,23 @@ folder, delivering the whole extract (CSV, generated once under ./bench-data/):
 
 Prints each variant's wall time (median of ``--repeats``) and its ratio to guards-first.
 
+``--flow-runs`` compares instead (issue 13) the same total partner budget (``--concurrency``,
+also set as the server's global concurrency limit ``partner-requests``) spent by:
+
+* ``1 run, sqlite`` / ``1 run, postgresql``  one ``customer-sync run`` process, the ledger a
+                    SQLite folder or a PostgreSQL database (tests/postgres_support.py's
+                    throwaway server on 127.0.0.1);
+* ``2 flow runs, postgresql`` / ``..., sqlite``  one run of the ``sync-customers-sharded``
+                    deployment (prefect.yaml) on two process workers: the parent plans the
+                    whole extract, then two shards run as child flow runs, one per worker,
+                    each leasing half of the budget. Its plan and shard times are printed.
+
+``--gcl-cost N`` measures what the per-request alternative would cost: N slots of the
+budget taken and given back one request at a time (``concurrency()`` around each), at
+``--concurrency`` at once; median and p90 per request, and requests per second.
+
     uv run --locked python scripts/bench_scale_out.py [--customers 1000000]
-        [--latency 0.05] [--concurrency 16] [--repeats 1]
+        [--latency 0.05] [--concurrency 16] [--repeats 1] [--flow-runs] [--gcl-cost 500]
 """
 
 from __future__ import annotations
@@ -110,13 +125,105 @@ def run_variant(
     return wall, sent
 
 
+def flow_runs(args: argparse.Namespace) -> None:
+    """One run against two shards as flow runs on two workers, SQLite and PostgreSQL."""
+    from scripts._flow_run_bench import lease_cost, set_budget, sharded_run, two_workers
+    from tests.postgres_support import PostgresServer
+
+    source = extract_folder(args.customers)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-flow-runs-"))
+    budget = args.concurrency
+    walls: dict[str, list[float]] = {}
+    stages: dict[str, list[dict[str, float]]] = {}
+    postgres = PostgresServer().start()
+    try:
+        with (
+            prefect_server(scratch / "prefect") as env,
+            serve_stub_in_subprocess(StubFaults(latency=args.latency), validate=False) as stub,
+        ):
+            env = dict(env, PREFECT_WORKER_QUERY_SECONDS="1", NO_PROXY="127.0.0.1,localhost",
+                       CUSTOMER_SYNC_WORK_DIR=str(scratch / "work"))  # fmt: skip
+            set_budget(env, budget)
+            if args.gcl_cost:
+                seconds, wall = lease_cost(env, args.gcl_cost, budget)
+                ms = sorted(1000 * x for x in seconds)
+                print(
+                    f"per-request slot (take + give back), {args.gcl_cost} requests, {budget} "
+                    f"at once: median {statistics.median(ms):.1f} ms, p90 "
+                    f"{ms[int(0.9 * len(ms))]:.1f} ms, {args.gcl_cost / wall:.0f} requests/s"
+                )
+            if args.gcl_only:
+                return
+            print(
+                f"{args.customers:,} customers, partner latency {args.latency * 1000:.0f} ms, "
+                f"partner budget {budget} requests in flight in total, {args.repeats} repeat(s)"
+            )
+            with two_workers(env, scratch / "logs"):
+                for repeat in range(args.repeats):
+                    for backend in ("sqlite", "postgresql"):
+                        state = (
+                            str(scratch / f"state-{repeat}-one-{backend}")
+                            if backend == "sqlite"
+                            else postgres.database()
+                        )
+                        name = f"1 run, {backend}"
+                        report = scratch / f"{repeat}-one-{backend}.json"
+                        command = _command(source, stub.url, Path(state), budget)
+                        command[command.index("--state") + 1] = state
+                        wall, sent = run_variant([command], env, [report])
+                        _check_sent(name, sent, args.customers)
+                        walls.setdefault(name, []).append(wall)
+                        print(f"  repeat {repeat + 1} {name:<26}: {wall:7.1f} s", flush=True)
+                    for backend in ("sqlite", "postgresql"):
+                        state = (
+                            str(scratch / f"state-{repeat}-sharded-{backend}")
+                            if backend == "sqlite"
+                            else postgres.database()
+                        )
+                        name = f"2 flow runs, {backend}"
+                        report = scratch / f"{repeat}-sharded-{backend}.json"
+                        wall, sharded = sharded_run(env, source, stub.url, state, report, budget)
+                        _check_sent(name, sharded["totals"]["customers_sent"], args.customers)
+                        walls.setdefault(name, []).append(wall)
+                        stages.setdefault(name, []).append(sharded["seconds_by_stage"])
+                        split = ", ".join(
+                            f"{k} {v:.1f} s" for k, v in sharded["seconds_by_stage"].items()
+                        )
+                        print(
+                            f"  repeat {repeat + 1} {name:<26}: {wall:7.1f} s ({split})",
+                            flush=True,
+                        )
+    finally:
+        postgres.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    base = statistics.median(walls["1 run, sqlite"])
+    print("medians:")
+    for name, values in walls.items():
+        wall = statistics.median(values)
+        print(f"  {name:<26}: {wall:7.1f} s  ({wall / base:.2f}x 1 run, sqlite)")
+    if args.latency:
+        bound = args.customers / 50 * args.latency / budget
+        print(f"  delivery alone at the budget's latency bound: {bound:.1f} s")
+
+
+def _check_sent(name: str, sent: int, customers: int) -> None:
+    if sent != customers:
+        raise SystemExit(f"{name}: sent {sent:,}, not {customers:,}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per request")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--flow-runs", action="store_true", help="issue 13's comparison")
+    parser.add_argument("--gcl-cost", type=int, default=0, metavar="N")
+    parser.add_argument("--gcl-only", action="store_true", help="only --gcl-cost")
     args = parser.parse_args()
+    if args.flow_runs or args.gcl_only:
+        flow_runs(args)
+        return
     source = extract_folder(args.customers)
     scratch = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     c = args.concurrency

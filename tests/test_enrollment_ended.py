@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
+import customer_sync
 from customer_sync.cli.app import main
 from customer_sync.devtools.stub_server import serve_stub_in_thread
 from customer_sync.ledger.factory import open_ledger
@@ -127,6 +128,11 @@ def test_a_vanished_customer_is_sent_inactive_once(where: str, tmp_path: Path) -
         third = _report(where, tmp_path, "3")
         assert stub.accepted[vanished].times == 2
         assert third["customers_enrollment_ended"] == 0 and third["enrollment_already_ended"] == 1
+        # ended, it is no longer absent: not in the count, nor in the absent guard's share
+        assert (third["customers_absent"], third["customers_known"]) == (0, 19)
+        assert vanished not in {
+            r.sourceCustomerId for r in customer_sync.plan(source, state=where).rows
+        }
         # a run without the option forgets every kept document (card data)
         assert main([*_run(source, stub.url, where), "--report", str(tmp_path / "4.json")]) == 0
         assert _kept(where) == 0

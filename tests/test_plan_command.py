@@ -181,6 +181,23 @@ def test_planning_writes_nothing_to_the_ledger(night: dict[str, Any]) -> None:
     _assert_no_card_data(frame.to_csv())
 
 
+def test_a_held_back_customer_is_in_the_plan_with_its_reasons(tmp_path: Path) -> None:
+    source = write_synthetic(tmp_path / "in", 5)
+    customers = read_table(source, "customers")
+    customers.loc[0, "enrollmentOptInStatus"] = "MAYBE"
+    write_table(source, "customers", customers)
+    with planning_ledger(tmp_path / "none") as ledger:
+        plan = plan_extract(str(source), ledger)
+    held = [r for r in plan.rows if r.action == "held back"]
+    assert [(r.sourceCustomerId, r.changes) for r in held] == [
+        (
+            str(customers.loc[0, "sourceCustomerId"]),
+            ("customers.enrollmentOptInStatus:allowed_values",),
+        )
+    ]
+    assert plan.counts["create"] == 4 and "MAYBE" not in repr(plan.to_pandas().to_dict())
+
+
 def test_a_plan_without_a_ledger_creates_everyone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,6 +121,7 @@ async def sync_customers_sharded(
     except CustomerSyncError:
         await stop_run_retries()
         raise
+    started = time.perf_counter()
     try:
         preparation = plan_whole_extract(options, report_path.parent, planned=result.planned)
     except GuardTripped as error:
@@ -138,6 +140,8 @@ async def sync_customers_sharded(
         f"{preparation.planned:,}",
         shards,
     )
+    result.seconds_by_stage["plan"] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
     per_shard = await shard_concurrency(options.concurrency, shards)
     children = await asyncio.gather(
         *(
@@ -145,6 +149,7 @@ async def sync_customers_sharded(
             for k in range(1, shards + 1)
         )
     )
+    result.seconds_by_stage["shards"] = round(time.perf_counter() - started, 3)
     result.shard_runs = shard_runs_from_ledger(options.state_dir, children)
     await _publish(result, report_path)
     if result.incomplete:

@@ -694,6 +694,8 @@ def _counts(result: SyncResult) -> dict[str, int]:
         "customers_created": result.customers_created,
         "customers_updated": result.customers_updated,
         "customers_absent": result.customers_absent,
+        "customers_enrollment_ended": result.customers_enrollment_ended,
+        "customers_enrollment_end_failed": result.customers_enrollment_end_failed,
         "batches": len(result.batches),
     }
 

@@ -16,6 +16,7 @@ from customer_sync.flows.prepare import ChunkLayout, Preparation
 from customer_sync.ledger.sqlite import SqliteLedger
 from customer_sync.run.report import SyncResult
 from customer_sync.transforms.absent import absent_customers, ids_of_partitions
+from customer_sync.transforms.enrollment import still_enrolled
 
 ABSENT_FILE = "absent-customers.txt"
 
@@ -34,13 +35,19 @@ def judge_absent(
     if layout.owned is not None:
         known = ids_of_partitions(known, layout.partitions, layout.owned)
     absent = absent_customers(known, preparation.seen_ids)
-    result.customers_known = len(known)
+    # absent customers whose enrollment an earlier run ended (--end-enrollment-of-absent)
+    # are dealt with: neither absent nor held for the guard's share
+    enrolled = still_enrolled(absent, ledger.acknowledged_fingerprints(absent)) if absent else []
+    ended = len(absent) - len(enrolled)
+    absent = enrolled
+    result.enrollment_already_ended = ended
+    result.customers_known = len(known) - ended
     result.customers_absent = len(absent)
     if absent:
         result.absent_customers = str(write_ids(run_dir / ABSENT_FILE, absent))
     if ids is not None:
         ids.extend(absent)
-    return len(absent), len(known)
+    return len(absent), len(known) - ended
 
 
 def write_ids(path: Path, ids: list[str]) -> Path:

@@ -77,7 +77,7 @@ async def end_enrollment_of_absent(
     end_date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows, without, already = ended_documents(absent, ledger, end_date)
     result.enrollment_end_no_document = without
-    result.enrollment_already_ended = already
+    result.enrollment_already_ended += already
     if without:
         log.warning(
             "%d absent customers have no kept document (acknowledged before "

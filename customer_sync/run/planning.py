@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import orjson
 
 from customer_sync.transforms.changes import part_changes, parts_of, read_parts
+from customer_sync.transforms.enrollment import still_enrolled
 from customer_sync.transforms.refusals import refusal_reasons
 
 if TYPE_CHECKING:
@@ -158,13 +159,8 @@ def plan_chunk_rows(
     return rows
 
 
-def absent_rows(known: Sequence[str], seen: set[str]) -> list[PlanRow]:
-    """The customers the partner holds that the extract lacks: they stay at the partner."""
-    return absent_plan_rows(sorted(set(known) - seen))
-
-
 def absent_plan_rows(absent: Sequence[str]) -> list[PlanRow]:
-    """One ``absent`` row per id."""
+    """One ``absent`` row per id: held by the partner, not in the extract."""
     return [
         PlanRow(cid, "absent", None, "absent", ("held by the partner, not in this extract",))
         for cid in absent
@@ -226,7 +222,10 @@ def plan_extract(
         chunk_rows = plan_chunk_rows(chunk, ledger, full_refresh=full_refresh, mode=mode)
         seen.update(row.sourceCustomerId for row in chunk_rows)
         rows.extend(chunk_rows)
-    rows.extend(absent_rows(ledger.acknowledged_ids(), seen))
+    absent = sorted(set(ledger.acknowledged_ids()) - seen)
+    if absent:  # those whose enrollment an earlier run ended are not a question any more
+        absent = still_enrolled(absent, ledger.acknowledged_fingerprints(absent))
+    rows.extend(absent_plan_rows(absent))
     return customer_plan(rows)
 
 

@@ -27,6 +27,8 @@ SUMMED_COUNTS = (
     "customers_created",
     "customers_updated",
     "customers_absent",
+    "customers_enrollment_ended",
+    "customers_enrollment_end_failed",
     "orphan_accounts",
     "orphan_cards",
     "batches",
@@ -63,6 +65,8 @@ class ShardedResult:
     stopped: str | None = None
     """Why no shard was started (a guard tripped in the planning phase), else None."""
     parent_flow_run_id: str | None = None
+    seconds_by_stage: dict[str, float] = field(default_factory=dict)
+    """Wall time of the planning phase (``plan``) and of the shards (``shards``)."""
 
     @property
     def totals(self) -> dict[str, int]:
@@ -96,7 +100,8 @@ class ShardedResult:
             return "stopped"
         if self.incomplete or len(self.shard_runs) != self.shards:
             return "failed"
-        return "completed" if self.totals["customers_failed"] == 0 else "partial"
+        failed = self.totals["customers_failed"] + self.totals["customers_enrollment_end_failed"]
+        return "completed" if failed == 0 else "partial"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +112,7 @@ class ShardedResult:
             "planned": dict(self.planned),
             "totals": self.totals,
             "reconciles": self.reconciles,
+            "seconds_by_stage": dict(self.seconds_by_stage),
             "shard_runs": [{**asdict(run), "counts": dict(run.counts)} for run in self.shard_runs],
         }
 

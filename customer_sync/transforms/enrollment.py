@@ -8,6 +8,7 @@ at the partner until its enrollment is ended (``enrollmentOptInStatus`` INACTIVE
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import orjson
@@ -32,6 +33,12 @@ def ended_document(document: bytes, end_date: str) -> bytes | None:
     customer["enrollmentOptInStatus"] = "INACTIVE"
     customer["enrollmentEndDate"] = end
     return orjson.dumps(customer)  # the same field order and forms as the nest's JSON
+
+
+def still_enrolled(absent: Sequence[str], fingerprints: Mapping[str, str]) -> list[str]:
+    """The absent customers whose acknowledged document (``fingerprints``) is not an ended
+    one: those whose enrollment was ended are no longer a question for the absent count."""
+    return [cid for cid in absent if not fingerprints.get(cid, "").startswith(ENDED_PREFIX)]
 
 
 def ended_fingerprint(document: bytes) -> str:
