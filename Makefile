@@ -7,8 +7,13 @@ UV := uv
 
 .PHONY: demo test lint bench uv
 
+# uv through pip --user; where the system's Python refuses that (PEP 668, "externally
+# managed", as Debian's does), into a venv of its own under ~/.local, linked onto PATH.
+UV_VENV := $(HOME)/.local/share/customer-sync/uv-venv
 uv:
-	@command -v uv >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --user --quiet uv 2>/dev/null || \
+	  { python3 -m venv "$(UV_VENV)" && "$(UV_VENV)/bin/pip" install --quiet uv && \
+	    mkdir -p "$(HOME)/.local/bin" && ln -sf "$(UV_VENV)/bin/uv" "$(HOME)/.local/bin/uv"; }
 
 demo: uv
 	$(UV) run --locked customer-sync demo
