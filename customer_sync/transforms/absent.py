@@ -45,4 +45,4 @@ def ids_of_partitions(ids: Sequence[str], partitions: int, owned: Sequence[int])
     array = pa.array(ids, type=pa.large_string())
     parts = partitions_of(id_hashes(stripped_ids(array)), partitions)
     keep = np.isin(parts, np.asarray(list(owned), dtype=np.int64))
-    return [ids[i] for i in np.flatnonzero(keep)]
+    return [ids[int(i)] for i in np.flatnonzero(keep)]
